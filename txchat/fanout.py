@@ -1,0 +1,93 @@
+"""Broadcast bookkeeping: who gets the shared frame, who is behind, who must go.
+
+Plain code with no network or Autobahn in it, so the rules of SPEC §4 are unit tested directly.
+
+A member is *ready* while its transport accepts data: a flush hands it the batch's one shared
+frame (one call per member). When its transport pauses it (the kernel buffer and Twisted's
+own buffer are full, so the peer is not reading), the member is *behind*: it gets no frame,
+and the batch's messages are kept for it instead, up to ``limit``. When the transport resumes
+it, everything it missed goes out as one frame. A member whose backlog would pass ``limit``
+is dropped. Every member therefore sees the messages in the order they were published.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Hashable, Iterator
+
+Writer = Callable[[bytes], object]
+
+
+class Fanout:
+    def __init__(self, limit: int, frame: Callable[[bytes], bytes]) -> None:
+        """
+        @param limit: how many messages a member that is behind may have waiting.
+        @param frame: turns a payload into the bytes of one WebSocket text frame.
+        """
+        self._limit = limit
+        self._frame = frame
+        self._ready: dict[Hashable, Writer] = {}
+        self._behind: dict[Hashable, tuple[Writer, list[bytes]]] = {}
+        self._batch: list[bytes] = []
+
+    def __len__(self) -> int:
+        return len(self._ready) + len(self._behind)
+
+    def __contains__(self, member: Hashable) -> bool:
+        return member in self._ready or member in self._behind
+
+    def __iter__(self) -> Iterator[Hashable]:
+        return iter([*self._ready, *self._behind])
+
+    def add(self, member: Hashable, write: Writer) -> None:
+        self._ready[member] = write
+
+    def remove(self, member: Hashable) -> None:
+        self._ready.pop(member, None)
+        self._behind.pop(member, None)
+
+    def pause(self, member: Hashable) -> None:
+        write = self._ready.pop(member, None)
+        if write is not None:
+            self._behind[member] = (write, [])
+
+    def resume(self, member: Hashable) -> None:
+        entry = self._behind.pop(member, None)
+        if entry is None:
+            return
+        write, backlog = entry
+        # Ready again before writing: the write itself may pause the member anew.
+        self._ready[member] = write
+        if backlog:
+            write(self._frame(b"\n".join(backlog)))
+
+    def backlog(self, member: Hashable) -> int:
+        entry = self._behind.get(member)
+        return len(entry[1]) if entry is not None else 0
+
+    def publish(self, message: bytes) -> bool:
+        """Add a message to the next flush; True when it starts a new batch, so that the
+        caller knows to schedule that flush."""
+        self._batch.append(message)
+        return len(self._batch) == 1
+
+    def flush(self) -> list[Hashable]:
+        """Send the batch; return the members dropped because their backlog overflowed."""
+        batch = self._batch
+        if not batch:
+            return []
+        self._batch = []
+        if self._ready:
+            frame = self._frame(b"\n".join(batch))
+            # A write may pause its member, which moves it out of _ready: iterate over a copy.
+            for write in list(self._ready.values()):
+                write(frame)
+        dropped = []
+        limit = self._limit
+        for member, (_, backlog) in self._behind.items():
+            if len(backlog) + len(batch) > limit:
+                dropped.append(member)
+            else:
+                backlog.extend(batch)
+        for member in dropped:
+            del self._behind[member]
+        return dropped

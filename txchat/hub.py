@@ -1,0 +1,175 @@
+"""The hub: the one WebSocketServerFactory that registers every chat client and broadcasts.
+
+It knows nothing of HTTP: the web resource hands it connections. Broadcasting is batched:
+every message accepted while the reactor is busy goes out in one flush, as soon as the
+reactor is free, framed once for all clients that keep up (see L{txchat.fanout}).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from autobahn.twisted.websocket import WebSocketServerFactory
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from txchat.broker import Broker, LocalBroker
+from txchat.fanout import Fanout
+from txchat.origin import OriginPolicy
+from txchat.protocol import ChatProtocol
+
+_log = Logger()
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    maxMessageSize: int = 512
+    sendQueue: int = 256
+    pingInterval: float = 54.0
+    pongTimeout: float = 60.0
+    writeTimeout: float = 10.0
+    allowedOrigins: tuple[str, ...] = ()
+    openHandshakeTimeout: float = 5.0
+    closeHandshakeTimeout: float = 1.0
+    # How long shutdown waits for clients to answer the going-away close before cutting them.
+    shutdownTimeout: float = 3.0
+
+
+class _ClockTimer:
+    """Autobahn's handshake timers, on our injected clock instead of the global reactor."""
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+
+    def call_later(self, delay: float, func: Callable[..., Any], *args: Any, **kwargs: Any) -> IDelayedCall:
+        return self._clock.callLater(delay, func, *args, **kwargs)
+
+
+class ChatHub(WebSocketServerFactory):
+    protocol = ChatProtocol
+
+    def __init__(self, config: HubConfig, reactor: IReactorTime, broker: Broker | None = None) -> None:
+        super().__init__(reactor=reactor)
+        self.config = config
+        self.clock = reactor
+        self.origins = OriginPolicy(config.allowedOrigins)
+        self.setProtocolOptions(
+            versions=[13],
+            webStatus=False,
+            # Send 1009/1007/1003 close frames instead of dropping TCP (SPEC §8).
+            failByDrop=False,
+            maxMessagePayloadSize=config.maxMessageSize,
+            openHandshakeTimeout=config.openHandshakeTimeout,
+            closeHandshakeTimeout=config.closeHandshakeTimeout,
+            autoPingInterval=0,
+        )
+        self._batched_timer = _ClockTimer(reactor)
+        self._fanout = Fanout(config.sendQueue, self._frame)
+        self._flushCall: IDelayedCall | None = None
+        self.broker: Broker = broker if broker is not None else LocalBroker()
+        self._connections: set[ChatProtocol] = set()
+        self._closing = False
+        self._allGone: list[Deferred[None]] = []
+
+    def _frame(self, payload: bytes) -> bytes:
+        return self.prepareMessage(payload).payloadHybi  # type: ignore[no-any-return]
+
+    # -- membership -----------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._fanout)
+
+    def register(self, client: ChatProtocol) -> None:
+        self._connections.add(client)
+        if self._closing:
+            client.leave(CLOSE_GOING_AWAY, "server shutting down")
+            return
+        self._fanout.add(client, client.transport.write)
+
+    def unregister(self, client: ChatProtocol) -> None:
+        """Stop all output to the client; it is closing."""
+        self._fanout.remove(client)
+
+    def disconnected(self, client: ChatProtocol) -> None:
+        self._fanout.remove(client)
+        self._connections.discard(client)
+        if self._closing and not self._connections:
+            waiting, self._allGone = self._allGone, []
+            for d in waiting:
+                if not d.called:  # not already fired by the shutdown timeout
+                    d.callback(None)
+
+    def paused(self, client: ChatProtocol) -> None:
+        self._fanout.pause(client)
+
+    def resumed(self, client: ChatProtocol) -> None:
+        self._fanout.resume(client)
+
+    # -- messages -------------------------------------------------------------------------
+
+    def startBroker(self) -> None:
+        self.broker.start(self.deliver)
+
+    def broadcast(self, message: bytes) -> None:
+        """Accept a normalised message from a client."""
+        self.broker.publish(message)
+
+    def deliver(self, message: bytes) -> None:
+        """Queue a message from the broker for every client; one flush per reactor turn."""
+        if self._fanout.publish(message):
+            self._flushCall = self.clock.callLater(0, self._flush)
+
+    def _flush(self) -> None:
+        self._flushCall = None
+        for client in self._fanout.flush():
+            _log.info(
+                "dropped slow client {peer}: more than {limit} messages waiting",
+                peer=client.peerName,
+                limit=self.config.sendQueue,
+            )
+            client.leave(CLOSE_POLICY, "too slow: send queue full")
+
+    # -- shutdown -------------------------------------------------------------------------
+
+    def closeAll(self) -> Deferred[None]:
+        """Send what is pending, close every client with 1001, and fire once all are gone."""
+        self._closing = True
+        if self._flushCall is not None:
+            self._flushCall.cancel()
+            self._flush()
+        for client in list(self._connections):
+            client.leave(CLOSE_GOING_AWAY, "server shutting down")
+        if not self._connections:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._allGone.append(d)
+        d.addTimeout(self.config.shutdownTimeout, self.clock, onTimeoutCancel=self._cutRemaining)
+        return d
+
+    def _cutRemaining(self, result: Any, timeout: float) -> None:
+        for client in list(self._connections):
+            _log.info("cut {peer}: no close reply within {timeout}s", peer=client.peerName, timeout=timeout)
+            client.transport.abortConnection()
+
+
+class HubService(Service):
+    """Starts the hub's broker with the service and closes every client when it stops."""
+
+    def __init__(self, hub: ChatHub) -> None:
+        self.hub = hub
+
+    def startService(self) -> None:
+        super().startService()
+        self.hub.startBroker()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        d = self.hub.closeAll()
+        d.addCallback(lambda _: self.hub.broker.stop())
+        return d

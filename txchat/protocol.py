@@ -1,0 +1,186 @@
+"""One chat connection: check the handshake, normalise what the client sends, keep it alive.
+
+The protocol holds no chat state; it hands messages to its factory, the hub, and tells the hub
+when its transport stops or starts accepting data (it is the transport's push producer).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from autobahn.twisted.websocket import WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+if TYPE_CHECKING:
+    from txchat.hub import ChatHub
+
+_log = Logger()
+
+CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_POLICY = 1008
+
+
+def normalise(payload: bytes) -> bytes:
+    """The seed's rule: newlines become spaces, then surrounding white space goes."""
+    return payload.decode("utf-8").replace("\n", " ").strip().encode("utf-8")
+
+
+def describePeer(address: IAddress) -> str:
+    host = getattr(address, "host", None)
+    if host is None:
+        return f"unix:{getattr(address, 'name', None) or '-'}"
+    port = getattr(address, "port", "-")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@implementer(IPushProducer)
+class ChatProtocol(WebSocketServerProtocol):
+    factory: ChatHub
+
+    peerName = "-"
+    _opened = False
+    _member = False
+    _lastHeard = 0.0
+    _nextPing = 0.0
+    _keepalive: IDelayedCall | None = None
+    _writeTimer: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:
+        self.peerName = describePeer(self.transport.getPeer())
+        self._lastHeard = self.factory.clock.seconds()
+        super().connectionMade()
+
+    def dataReceived(self, data: bytes) -> None:
+        # Autobahn's own dataReceived builds a debug line for every read: skip it, and note
+        # that the client is alive (any traffic counts, as with the seed's read deadline).
+        self._lastHeard = self.factory.clock.seconds()
+        self._dataReceived(data)
+
+    # -- opening --------------------------------------------------------------------------
+
+    def onConnect(self, request: ConnectionRequest) -> None:
+        try:
+            origin = request.headers.get("origin")
+            allowed = self.factory.origins.allows(origin, request.headers.get("host"))
+        except Exception:
+            # Autobahn would swallow this; say what happened.
+            _log.failure("origin check failed for {peer}", peer=self.peerName)
+            raise ConnectionDeny(ConnectionDeny.INTERNAL_SERVER_ERROR) from None
+        if not allowed:
+            _log.info("refused {peer}: origin {origin} is not allowed", peer=self.peerName, origin=origin)
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
+
+    def onOpen(self) -> None:
+        try:
+            config = self.factory.config
+            # WebSocketResource leaves the HTTP channel registered as the transport's producer.
+            self.transport.unregisterProducer()
+            self.transport.registerProducer(self, True)
+            self._opened = self._member = True
+            now = self.factory.clock.seconds()
+            self._nextPing = now + config.pingInterval
+            self._keepalive = self.factory.clock.callLater(
+                min(config.pingInterval, config.pongTimeout), self._tick
+            )
+            _log.info("connect {peer}", peer=self.peerName)
+            self.factory.register(self)
+        except Exception:
+            _log.failure("could not open {peer}", peer=self.peerName)
+            self.dropConnection(abort=True)
+
+    # -- messages -------------------------------------------------------------------------
+
+    def onMessageBegin(self, isBinary: bool) -> None:
+        super().onMessageBegin(isBinary)
+        if isBinary:
+            # Autobahn's own path for failing a connection, as it takes for 1007 and 1009.
+            self._fail_connection(CLOSE_UNSUPPORTED_DATA, "binary messages are not accepted")
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        message = normalise(payload)
+        if message:
+            self.factory.broadcast(message)
+
+    # -- flow control (IPushProducer, called by the transport) ----------------------------
+
+    def pauseProducing(self) -> None:
+        if self._member and self._writeTimer is None:
+            self._writeTimer = self.factory.clock.callLater(self.factory.config.writeTimeout, self._writeTimedOut)
+        self.factory.paused(self)
+
+    def resumeProducing(self) -> None:
+        if self._writeTimer is not None:
+            self._writeTimer.cancel()
+            self._writeTimer = None
+        self.factory.resumed(self)
+
+    def stopProducing(self) -> None:
+        pass
+
+    # -- timers ---------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        """Ping on schedule; close a client silent for the pong timeout. One timer a client."""
+        self._keepalive = None
+        config = self.factory.config
+        clock = self.factory.clock
+        now = clock.seconds()
+        if now - self._lastHeard >= config.pongTimeout:
+            _log.info("closing {peer}: silent for {seconds}s", peer=self.peerName, seconds=config.pongTimeout)
+            self.leave(CLOSE_POLICY, "no pong")
+            return
+        if now >= self._nextPing:
+            self.sendPing()
+            self._nextPing = now + config.pingInterval
+        due = min(self._nextPing, self._lastHeard + config.pongTimeout)
+        self._keepalive = clock.callLater(due - now, self._tick)
+
+    def _writeTimedOut(self) -> None:
+        self._writeTimer = None
+        _log.info(
+            "cut {peer}: output could not drain for {seconds}s",
+            peer=self.peerName,
+            seconds=self.factory.config.writeTimeout,
+        )
+        self._stopOutput()
+        self.transport.abortConnection()
+
+    # -- closing --------------------------------------------------------------------------
+
+    def leave(self, code: int, reason: str) -> None:
+        """End this client's chat output and start the closing handshake with C{code}.
+
+        C{sendCloseFrame}, unlike C{sendClose}, takes 1001 and 1008 (SPEC §8)."""
+        if self.state == self.STATE_OPEN:
+            self.sendCloseFrame(code, reason.encode("utf-8"))
+        else:
+            self._stopOutput()
+
+    def sendCloseFrame(self, code: int | None = None, reasonUtf8: bytes | None = None, isReply: bool = False) -> None:
+        # Every close, ours or the client's, passes here: nothing may follow the close frame.
+        self._stopOutput()
+        super().sendCloseFrame(code, reasonUtf8, isReply)
+
+    def dropConnection(self, abort: bool = False) -> None:
+        self._stopOutput()
+        super().dropConnection(abort)
+
+    def _stopOutput(self) -> None:
+        if not self._member:
+            return
+        self._member = False
+        self.factory.unregister(self)
+        for timer in (self._keepalive, self._writeTimer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._keepalive = self._writeTimer = None
+        self.transport.unregisterProducer()
+
+    def onClose(self, wasClean: bool, code: int | None, reason: Any) -> None:
+        self._stopOutput()
+        self.factory.disconnected(self)
+        if self._opened:
+            _log.info("disconnect {peer}: code {code} {reason}", peer=self.peerName, code=code, reason=reason or "")

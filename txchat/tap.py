@@ -1,0 +1,150 @@
+"""The ``twistd txchat`` command line: options and the service they describe."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IService, MultiService
+from twisted.internet.endpoints import serverFromString
+from twisted.python import usage
+from twisted.web.server import Site
+
+from txchat.hub import ChatHub, HubConfig, HubService
+from txchat.webapp import makeRoot
+
+
+_COERCION_PREFIX = "Parameter type enforcement failed: "
+
+
+def _number(
+    option: str, kind: Callable[[str], Any], low: float, high: float | None = None
+) -> Callable[[str], Any]:
+    """A coercer whose error names the option and the accepted range."""
+
+    def coerce(value: str) -> Any:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise ValueError(f"--{option}: not a number: {value!r}") from None
+        if number != number or number < low or (high is not None and number > high):
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise ValueError(f"--{option}: must be {bound}, got {value}")
+        return number
+
+    coerce.coerceDoc = (  # type: ignore[attr-defined]
+        f"({kind.__name__} from {low} to {high})" if high is not None else f"({kind.__name__}, at least {low})"
+    )
+    return coerce
+
+
+def checkRedisURL(url: str) -> str:
+    """Reject a malformed ``--redis`` URL now rather than at the first publish."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        raise ValueError(f"--redis: must start with redis:// or rediss://, got {url!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if not parts.hostname:
+        raise ValueError(f"--redis: no host in {url!r}")
+    if port == 0:
+        raise ValueError(f"--redis: bad port in {url!r}")
+    database = parts.path.lstrip("/")
+    if database and not database.isdigit():
+        raise ValueError(f"--redis: database must be a number, got {database!r}")
+    return url
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Serve the chat page at / and its WebSocket at /ws on one port. "
+        "Every page open on the server chats with every other one."
+    )
+
+    optParameters = [
+        ["port", "p", 8080, "TCP port to listen on (0 picks a free one).", _number("port", int, 0, 65535)],
+        ["interface", None, "", "Address to bind --port to (default: all interfaces)."],
+        ["max-message-size", None, 512, "Largest chat message a client may send, in bytes.", _number("max-message-size", int, 1)],
+        ["send-queue", None, 256, "Messages queued for a client that is not reading before it is dropped.",
+         _number("send-queue", int, 1)],
+        ["ping-interval", None, 54.0, "Seconds between server pings.", _number("ping-interval", float, 0.001)],
+        ["pong-timeout", None, 60.0, "Close a client that sends nothing (not even a pong) for this long.",
+         _number("pong-timeout", float, 0.001)],
+        ["write-timeout", None, 10.0, "Close a client whose pending output cannot drain for this long.",
+         _number("write-timeout", float, 0.001)],
+        ["redis", None, None, "Broadcast through Redis pub/sub (redis://[:password@]host:port[/db]) so that "
+         "several txchat processes form one chat.", checkRedisURL],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+        self["allowed-origin"] = []
+
+    def opt_listen(self, description: str) -> None:
+        """Listen on a Twisted endpoint (tcp:8080:interface=127.0.0.1, ssl:8443:privateKey=key.pem:certKey=cert.pem, unix:/run/txchat.sock); repeatable; replaces --port and --interface."""  # noqa: E501
+        from twisted.internet import reactor
+
+        try:
+            serverFromString(reactor, description)
+        except Exception as e:
+            raise usage.UsageError(f"--listen: bad endpoint {description!r}: {e}") from None
+        self["listen"].append(description)
+
+    def opt_allowed_origin(self, origin: str) -> None:
+        """A browser origin (https://chat.example.com, or host[:port]) besides the page's own that may open the WebSocket; repeatable; * allows every origin."""  # noqa: E501
+        from txchat.origin import OriginPolicy
+
+        try:
+            OriginPolicy([origin])
+        except ValueError as e:
+            raise usage.UsageError(f"--allowed-origin: {e}") from None
+        self["allowed-origin"].append(origin)
+
+    def postOptions(self) -> None:
+        if self["interface"] and self["listen"]:
+            raise usage.UsageError("--interface: goes with --port, not with --listen")
+        if not self["listen"]:
+            interface = self["interface"].replace(":", r"\:")
+            where = f":interface={interface}" if interface else ""
+            self["listen"] = [f"tcp:{self['port']}{where}"]
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        """Report a bad value as one line naming the option, not twistd's whole usage text."""
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            message = str(e).removeprefix(_COERCION_PREFIX)
+            raise SystemExit(f"twistd txchat: error: {message} (see twistd txchat --help)") from None
+
+
+def hubConfig(options: Options) -> HubConfig:
+    return HubConfig(
+        maxMessageSize=options["max-message-size"],
+        sendQueue=options["send-queue"],
+        pingInterval=options["ping-interval"],
+        pongTimeout=options["pong-timeout"],
+        writeTimeout=options["write-timeout"],
+        allowedOrigins=tuple(options["allowed-origin"]),
+    )
+
+
+def makeService(options: Options, reactor: Any = None) -> IService:
+    """One hub, one site, one listening service per endpoint; the hub stops last so clients get
+    their going-away close after the ports stop accepting."""
+    if reactor is None:
+        from twisted.internet import reactor as globalReactor
+
+        reactor = globalReactor
+    top = MultiService()
+    hub = ChatHub(hubConfig(options), reactor)
+    HubService(hub).setServiceParent(top)
+    site = Site(makeRoot(hub))
+    site.displayTracebacks = False
+    for description in options["listen"]:
+        StreamServerEndpointService(serverFromString(reactor, description), site).setServiceParent(top)
+    return top

@@ -1,0 +1,65 @@
+"""The HTTP side: ``/`` serves the page, ``/ws`` upgrades to the chat, anything else is 404.
+
+This module knows the hub only as the WebSocket factory that ``/ws`` hands connections to.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from typing import Any
+
+from autobahn.twisted.resource import WebSocketResource
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+from twisted.web.static import File
+
+
+def pagePath() -> str:
+    """home.html as installed with the package, so any working directory will do."""
+    return str(files("txchat.web").joinpath("home.html"))
+
+
+def _refuse(request: Request, code: int, message: bytes, **headers: bytes) -> bytes:
+    request.setResponseCode(code, message.split(b":")[0])
+    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+    for name, value in headers.items():
+        request.setHeader(name.encode("ascii"), value)
+    return message + b"\n"
+
+
+class Page(File):
+    """The chat page, as a static file (with ETag, Last-Modified and conditional GET)."""
+
+    contentTypes = {".html": "text/html; charset=utf-8"}
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, defaultType="text/html; charset=utf-8")
+
+    def render(self, request: Request) -> Any:
+        # twisted.web would answer methods it does not know with 501; the contract is 405.
+        if request.method not in (b"GET", b"HEAD"):
+            return _refuse(request, 405, b"Method Not Allowed", Allow=b"GET, HEAD")
+        return super().render(request)
+
+
+class ChatSocket(WebSocketResource):
+    """``/ws``: refuse what is not a WebSocket handshake before Autobahn takes the connection."""
+
+    def render(self, request: Request) -> Any:
+        if request.postpath:  # WebSocketResource is a leaf: /ws/anything lands here too
+            return _refuse(request, 404, b"Not Found")
+        if request.method != b"GET":
+            return _refuse(request, 405, b"Method Not Allowed", Allow=b"GET")
+        upgrade = request.getHeader(b"upgrade") or b""
+        if b"websocket" not in [token.strip().lower() for token in upgrade.split(b",")]:
+            return _refuse(
+                request, 426, b"Upgrade Required: this is the chat's WebSocket endpoint", Upgrade=b"websocket"
+            )
+        return super().render(request)
+
+
+def makeRoot(factory: Any, page: str | None = None) -> Resource:
+    root = Resource()
+    root.putChild(b"", Page(page or pagePath()))
+    root.putChild(b"ws", ChatSocket(factory))
+    return root
