@@ -181,6 +181,10 @@ class ChatProtocol(WebSocketServerProtocol):
 
     def onClose(self, wasClean: bool, code: int | None, reason: Any) -> None:
         self._stopOutput()
+        # Autobahn leaves this timer running when the connection is cut before the reply.
+        closeTimer = self.closeHandshakeTimeoutCall
+        if closeTimer is not None and closeTimer.active():
+            closeTimer.cancel()
         self.factory.disconnected(self)
         if self._opened:
             _log.info("disconnect {peer}: code {code} {reason}", peer=self.peerName, code=code, reason=reason or "")

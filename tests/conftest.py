@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+from twisted.internet import reactor
+
+
+def _isWaker(selectable: object) -> bool:
+    # The reactor adds its own wakers (signals, threads) when it first runs.
+    return "Waker" in type(selectable).__name__
+
+
+@pytest.fixture(autouse=True)
+def cleanReactor() -> Iterator[None]:
+    """pytest-twisted does not check for a dirty reactor: fail a test that leaves timers,
+    connections or listening ports behind."""
+    readers, writers = set(reactor.getReaders()), set(reactor.getWriters())
+    calls = set(reactor.getDelayedCalls())
+    yield
+    leftCalls = [c for c in reactor.getDelayedCalls() if c not in calls and c.active()]
+    leftReaders = [r for r in reactor.getReaders() if r not in readers and not _isWaker(r)]
+    leftWriters = [w for w in reactor.getWriters() if w not in writers and not _isWaker(w)]
+    for call in leftCalls:
+        call.cancel()
+    for selectable in {*leftReaders, *leftWriters}:
+        reactor.removeReader(selectable)
+        reactor.removeWriter(selectable)
+    assert not leftCalls, f"test left delayed calls behind: {leftCalls}"
+    assert not leftReaders and not leftWriters, f"test left connections behind: {leftReaders + leftWriters}"

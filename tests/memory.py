@@ -1,0 +1,95 @@
+"""In-memory chat clients: a hub on a task.Clock, each client a protocol on a string transport."""
+
+from __future__ import annotations
+
+import itertools
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionAborted, ConnectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+
+from tests import frames
+from txchat.hub import ChatHub, HubConfig
+
+_ports = itertools.count(40000)
+
+
+class Transport(StringTransport):
+    """A string transport that, like a real TCP transport, reports its own closing to its
+    protocol and lets go of a producer it does not have."""
+
+    def __init__(self, protocol, address):
+        super().__init__(peerAddress=address)
+        self.protocol = protocol
+        self.aborted = False
+
+    def unregisterProducer(self):
+        self.producer = None
+
+    def loseConnection(self):
+        self._lose(ConnectionDone())
+
+    def abortConnection(self):
+        self.aborted = True
+        self._lose(ConnectionAborted())
+
+    def _lose(self, reason):
+        if self.connected:
+            self.connected = False
+            self.disconnecting = True
+            if self.producer is not None:
+                self.producer.stopProducing()
+                self.producer = None
+            self.protocol.connectionLost(Failure(reason))
+
+
+class Peer:
+    """One client: handshake on creation, then frames in and frames out."""
+
+    def __init__(self, hub: ChatHub, origin: str | None = None, host: str = "127.0.0.1") -> None:
+        address = IPv4Address("TCP", "127.0.0.1", next(_ports))
+        self.protocol = hub.buildProtocol(address)
+        self.transport = Transport(self.protocol, address)
+        self.protocol.makeConnection(self.transport)
+        self.protocol.dataReceived(frames.handshake(host=host, origin=origin))
+        head, _, rest = self.transport.value().partition(b"\r\n\r\n")
+        self.status = int(head.split(b" ")[1])
+        self.transport.clear()
+        self._pending = rest
+        self.received: list[tuple[int, bytes]] = []
+
+    @property
+    def open(self) -> bool:
+        return self.transport.connected
+
+    def send(self, data: bytes) -> None:
+        self.protocol.dataReceived(data)
+
+    def say(self, message: str | bytes) -> None:
+        self.send(frames.text(message))
+
+    def read(self) -> list[tuple[int, bytes]]:
+        """Frames written to this client since the last read."""
+        got, self._pending = frames.parseFrames(self._pending + self.transport.value())
+        self.transport.clear()
+        self.received.extend(got)
+        return got
+
+    def frameTexts(self) -> list[str]:
+        return [payload.decode() for opcode, payload in self.read() if opcode == frames.TEXT]
+
+    def messages(self) -> list[str]:
+        return [line for frame in self.frameTexts() for line in frame.split("\n")]
+
+    def closeCode(self) -> int | None:
+        codes = [frames.closeCode(p) for op, p in self.received + self.read() if op == frames.CLOSE]
+        return codes[0] if codes else None
+
+
+def makeHub(**config) -> tuple[ChatHub, Clock]:
+    clock = Clock()
+    hub = ChatHub(HubConfig(**config), clock)
+    hub.startBroker()
+    return hub, clock
