@@ -76,11 +76,7 @@ class Fanout:
         if not batch:
             return []
         self._batch = []
-        if self._ready:
-            frame = self._frame(b"\n".join(batch))
-            # A write may pause its member, which moves it out of _ready: iterate over a copy.
-            for write in list(self._ready.values()):
-                write(frame)
+        # Backlogs first: a member that a write below pauses must not be queued this batch too.
         dropped = []
         limit = self._limit
         for member, (_, backlog) in self._behind.items():
@@ -90,4 +86,9 @@ class Fanout:
                 backlog.extend(batch)
         for member in dropped:
             del self._behind[member]
+        if self._ready:
+            frame = self._frame(b"\n".join(batch))
+            # A write may pause its member, which moves it out of _ready: iterate over a copy.
+            for write in list(self._ready.values()):
+                write(frame)
         return dropped

@@ -8,16 +8,17 @@ compared case-insensitively; the scheme is not compared. ``--allowed-origin`` ad
 from __future__ import annotations
 
 from typing import Iterable
-from urllib.parse import urlsplit
 
 
 def _hostPort(origin: str) -> tuple[str, str]:
-    """Split an origin into (scheme, host[:port]), both lower-cased; scheme may be ''."""
+    """Split an origin into (scheme, host[:port]), both lower-cased; scheme may be ''.
+
+    Anything after host[:port] is kept on the host part, so that it matches nothing."""
     origin = origin.strip().lower()
     if "://" not in origin:
         return "", origin
-    parts = urlsplit(origin)
-    return parts.scheme, parts.netloc
+    scheme, _, rest = origin.partition("://")
+    return scheme, rest.rstrip("/") if rest.count("/") == 1 and rest.endswith("/") else rest
 
 
 class OriginPolicy:

@@ -6,9 +6,11 @@ This module knows the hub only as the WebSocket factory that ``/ws`` hands conne
 from __future__ import annotations
 
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
+from twisted.web.pages import notFound
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 from twisted.web.static import File
@@ -16,7 +18,11 @@ from twisted.web.static import File
 
 def pagePath() -> str:
     """home.html as installed with the package, so any working directory will do."""
-    return str(files("txchat.web").joinpath("home.html"))
+    try:
+        return str(files("txchat.web").joinpath("home.html"))
+    except ModuleNotFoundError:
+        # A source checkout (tests run from one): web/ stands beside txchat/.
+        return str(Path(__file__).resolve().parent.parent / "web" / "home.html")
 
 
 def _refuse(request: Request, code: int, message: bytes, **headers: bytes) -> bytes:
@@ -58,8 +64,13 @@ class ChatSocket(WebSocketResource):
         return super().render(request)
 
 
+class Root(Resource):
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        return notFound()
+
+
 def makeRoot(factory: Any, page: str | None = None) -> Resource:
-    root = Resource()
+    root = Root()
     root.putChild(b"", Page(page or pagePath()))
     root.putChild(b"ws", ChatSocket(factory))
     return root

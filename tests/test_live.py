@@ -1,0 +1,196 @@
+"""Real sockets: the chat, the HTTP contract and the bad inputs, over 127.0.0.1 port 0."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
+from twisted.web.client import Agent, HTTPConnectionPool, PartialDownloadError, readBody
+from twisted.web.http_headers import Headers
+
+from tests import frames
+from tests.live import ChatClient, Server, connect, within
+
+
+@pytest_twisted.async_yield_fixture
+async def server():
+    s = await Server(sendQueue=16).start()
+    yield s
+    await s.stop()
+
+
+@pytest_twisted.async_yield_fixture
+async def pool():
+    """Keeps HTTP connections so the test can wait for them to close."""
+    p = HTTPConnectionPool(reactor, persistent=True)
+    yield p
+    await p.closeCachedConnections()
+
+
+@inlineCallbacks
+def request(server: Server, method: bytes, path: bytes, headers: dict | None = None, pool=None):
+    agent = Agent(reactor, pool=pool)
+    response = yield within(
+        agent.request(method, server.url.encode() + path, Headers({k: [v] for k, v in (headers or {}).items()}))
+    )
+    try:
+        body = yield readBody(response)
+    except PartialDownloadError as e:  # Autobahn's refusals end with the connection
+        body = e.response
+    return response, body
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_clients_chat(server):
+    a = await connect(server)
+    b = await connect(server, origin=server.url)
+    a.say("hello from a")
+    assert await b.receive(1) == ["hello from a"]
+    assert await a.receive(1) == ["hello from a"]
+    b.say("  and\nback  ")
+    assert await a.receive(1) == ["and back"]
+    assert await b.receive(1) == ["and back"]
+    await a.close()
+    await b.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_burst_arrives_complete_and_in_the_same_order_everywhere(server):
+    clients = [await connect(server) for _ in range(5)]
+    sent = []
+    for i in range(300):
+        sender = clients[i % 3]
+        sent.append(f"{i} from {i % 3}")
+        sender.say(sent[-1])
+    got = [await c.receive(300) for c in clients]
+    assert all(g == got[0] for g in got)
+    for k in range(3):  # each sender's own messages keep their order
+        assert [m for m in got[0] if m.endswith(f"from {k}")] == [m for m in sent if m.endswith(f"from {k}")]
+    assert sorted(got[0]) == sorted(sent)
+    assert sum(c.frames for c in clients) < 5 * 300  # coalesced
+    for c in clients:
+        await c.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_oversized_message_gets_1009_and_the_others_go_on(server):
+    a, b = await connect(server), await connect(server)
+    a.say("x" * 513)
+    code, _ = await within(a.closed)
+    assert code == 1009
+    b.say("still chatting")
+    assert await b.receive(1) == ["still chatting"]
+    await b.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_invalid_utf8_gets_1007(server):
+    a, b = await connect(server), await connect(server)
+    a.sendMessage(b"\xc3\x28 broken", isBinary=False)
+    code, _ = await within(a.closed)
+    assert code == 1007
+    b.say("fine")
+    assert await b.receive(1) == ["fine"]
+    await b.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_binary_frame_gets_1003(server):
+    a, b = await connect(server), await connect(server)
+    a.sendMessage(b"\x00\x01", isBinary=True)
+    code, _ = await within(a.closed)
+    assert code == 1003
+    b.say("fine")
+    assert await b.receive(1) == ["fine"]
+    await b.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_cross_origin_handshake_is_refused_with_403(server):
+    with pytest.raises(ConnectionError, match="403"):
+        await connect(server, origin="http://evil.example")
+    response, _ = await request(
+        server, b"GET", b"/ws",
+        {b"Upgrade": b"websocket", b"Connection": b"Upgrade", b"Sec-WebSocket-Version": b"13",
+         b"Sec-WebSocket-Key": b"dGhlIHNhbXBsZSBub25jZQ==", b"Origin": b"http://evil.example"},
+    )
+    assert response.code == 403
+    assert len(server.hub) == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_allowed_origin_may_connect():
+    s = await Server(allowedOrigins=("http://friend.example",)).start()
+    try:
+        a = await connect(s, origin="http://friend.example")
+        await a.close()
+    finally:
+        await s.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_http_contract(server, pool):
+    response, body = await request(server, b"GET", b"/", pool=pool)
+    assert response.code == 200
+    assert response.headers.getRawHeaders(b"content-type") == [b"text/html; charset=utf-8"]
+    assert b"<title>Chat</title>" in body
+    response, body = await request(server, b"HEAD", b"/", pool=pool)
+    assert response.code == 200 and body == b""
+    for method in (b"POST", b"PUT", b"DELETE"):
+        response, _ = await request(server, method, b"/", pool=pool)
+        assert response.code == 405
+        assert response.headers.getRawHeaders(b"allow") == [b"GET, HEAD"]
+    response, _ = await request(server, b"GET", b"/ws", pool=pool)
+    assert response.code == 426
+    response, _ = await request(server, b"POST", b"/ws", pool=pool)
+    assert response.code == 405 and response.headers.getRawHeaders(b"allow") == [b"GET"]
+    for path in (b"/nope", b"/home.html", b"/ws/extra", b"/static/x.js"):
+        response, _ = await request(server, b"GET", path, pool=pool)
+        assert response.code == 404, path
+
+
+class NeverReads(Protocol):
+    """Opens the WebSocket, then stops reading, as a stuck browser tab would."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.upgraded: Deferred = Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.transport.write(frames.handshake(host=f"127.0.0.1:{self.port}"))
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self.upgraded.called:
+            self.transport.pauseProducing()
+            self.upgraded.callback(data.split(b" ")[1])
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_that_never_reads_is_dropped_and_others_receive_everything(server):
+    stuck = NeverReads(server.number)
+    await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", server.number), stuck)
+    assert await within(stuck.upgraded) == b"101"
+    a, b = await connect(server), await connect(server)
+    assert len(server.hub) == 3
+    sent = []
+    for burst in range(100):
+        batch = [f"{burst}:{i}:" + "z" * 480 for i in range(100)]
+        for message in batch:
+            a.say(message)
+        sent += batch
+        assert await b.receive(len(batch)) == batch
+        if len(server.hub) == 2:
+            break
+    assert len(server.hub) == 2, "the stuck client was never dropped"
+    assert await a.receive(len(sent)) == sent
+    # What the hub holds for anyone is bounded by --send-queue.
+    assert all(server.hub._fanout.backlog(p) <= 16 for p in server.hub._fanout)
+    stuck.transport.abortConnection()
+    await a.close()
+    await b.close()
