@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
@@ -28,7 +29,7 @@ def _number(
             number = kind(value)
         except ValueError:
             raise ValueError(f"--{option}: not a number: {value!r}") from None
-        if number != number or number < low or (high is not None and number > high):
+        if not math.isfinite(number) or number < low or (high is not None and number > high):
             bound = f"between {low} and {high}" if high is not None else f"at least {low}"
             raise ValueError(f"--{option}: must be {bound}, got {value}")
         return number

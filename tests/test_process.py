@@ -1,0 +1,145 @@
+"""The installed program: ``twistd -n txchat`` as a user runs it, from another directory.
+
+These need ``pip install .`` first (the README's test command does it): they prove that the
+installed plugin and page are found, not the source checkout's.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ProcessProtocol
+
+from tests.live import connect, within
+
+TWISTD = str(Path(sys.executable).parent / "twistd")
+
+
+def cleanEnvironment() -> dict[str, str]:
+    """No PYTHONPATH: the child must find the installed txchat, not this checkout."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Twistd(ProcessProtocol):
+    def __init__(self) -> None:
+        self.output = b""
+        self.listening: Deferred = Deferred()
+        self.ended: Deferred = Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.output += data
+        match = re.search(rb"Site starting on (\d+)", self.output)
+        if match and not self.listening.called:
+            self.listening.callback(int(match.group(1)))
+
+    errReceived = outReceived
+
+    def processEnded(self, reason) -> None:
+        if not self.listening.called:
+            self.listening.errback(RuntimeError(self.output.decode()))
+        self.ended.callback(reason.value)
+
+
+class Running:
+    """Just enough of tests.live.Server for connect()."""
+
+    def __init__(self, port: int) -> None:
+        self.number = port
+
+
+@pytest_twisted.ensureDeferred
+async def test_twistd_serves_chat_and_closes_clients_with_1001_on_sigterm(tmp_path):
+    twistd = Twistd()
+    process = reactor.spawnProcess(
+        twistd,
+        TWISTD,
+        [TWISTD, "-n", "--pidfile=", "txchat", "--listen", "tcp:0:interface=127.0.0.1"],
+        env=cleanEnvironment(),
+        path=str(tmp_path),
+    )
+    try:
+        port = await within(twistd.listening, 30)
+        server = Running(port)
+        a = await connect(server)
+        b = await connect(server, origin=f"http://127.0.0.1:{port}")
+        a.say("through the real process")
+        assert await b.receive(1) == ["through the real process"]
+        assert await a.receive(1) == ["through the real process"]
+        process.signalProcess("TERM")
+        assert [(await within(c.closed))[0] for c in (a, b)] == [1001, 1001]
+        status = await within(twistd.ended, 30)
+    finally:
+        if process.pid is not None:
+            process.signalProcess("KILL")
+    assert status.exitCode == 0 or status.signal == signal.SIGTERM, twistd.output.decode()
+    log = twistd.output.decode()
+    assert re.search(r"connect 127\.0\.0\.1:\d+", log)
+    assert re.search(r"disconnect 127\.0\.0\.1:\d+: code 100\d", log)
+
+
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["--port", "70000"], "--port"),
+        (["--max-message-size", "-1"], "--max-message-size"),
+        (["--listen", "tcp:nope"], "--listen"),
+        (["--redis", "localhost:6379"], "--redis"),
+    ],
+)
+def test_bad_option_exits_with_one_line_and_listens_on_nothing(tmp_path, args, option):
+    result = subprocess.run(
+        [TWISTD, "-n", "--pidfile=", "txchat", *args],
+        cwd=tmp_path, env=cleanEnvironment(), capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode != 0
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert len(lines) == 1, lines
+    assert option in lines[0]
+    assert "starting on" not in result.stdout
+
+
+def test_help_documents_every_option_with_its_default(tmp_path):
+    result = subprocess.run(
+        [TWISTD, "txchat", "--help"], cwd=tmp_path, env=cleanEnvironment(), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    for option, default in [
+        ("--port", "8080"), ("--interface", None), ("--listen", None), ("--max-message-size", "512"),
+        ("--send-queue", "256"), ("--ping-interval", "54"), ("--pong-timeout", "60"),
+        ("--write-timeout", "10"), ("--allowed-origin", None), ("--redis", None),
+    ]:
+        assert option in text
+        if default:
+            assert re.search(re.escape(option) + r"=.*?\[default: " + default, text), option
+
+
+def test_installed_plugin_and_page_are_found_from_elsewhere(tmp_path):
+    code = (
+        "from twisted.plugin import getPlugins\n"
+        "from twisted.application.service import IServiceMaker\n"
+        "import txchat, os\n"
+        "from txchat.webapp import pagePath\n"
+        "print([p.tapname for p in getPlugins(IServiceMaker)].count('txchat'))\n"
+        "print(os.path.dirname(txchat.__file__))\n"
+        "print(open(pagePath()).read()[:15])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=cleanEnvironment(), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    count, where, page = result.stdout.splitlines()
+    assert count == "1"
+    assert "site-packages" in where, "txchat is not installed: run pip install . first"
+    assert page == "<!DOCTYPE html>"

@@ -1,0 +1,89 @@
+"""Options and the service they build, without a real reactor."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.testing import MemoryReactorClock
+
+from txchat.hub import HubService
+from txchat.tap import Options, makeService
+
+
+def parse(*args: str) -> Options:
+    options = Options()
+    options.parseOptions(list(args))
+    return options
+
+
+def test_defaults_match_the_contract():
+    options = parse()
+    assert options["listen"] == ["tcp:8080"]
+    assert options["max-message-size"] == 512
+    assert options["send-queue"] == 256
+    assert options["ping-interval"] == 54
+    assert options["pong-timeout"] == 60
+    assert options["write-timeout"] == 10
+    assert options["allowed-origin"] == []
+    assert options["redis"] is None
+
+
+def test_port_and_interface_become_an_endpoint():
+    assert parse("--port", "9000", "--interface", "127.0.0.1")["listen"] == ["tcp:9000:interface=127.0.0.1"]
+    assert parse("--port", "9000", "--interface", "::1")["listen"] == [r"tcp:9000:interface=\:\:1"]
+
+
+def test_listen_is_repeatable_and_replaces_port():
+    options = parse("--listen", "tcp:9001", "--listen", "unix:/tmp/txchat-test.sock")
+    assert options["listen"] == ["tcp:9001", "unix:/tmp/txchat-test.sock"]
+
+
+def test_repeatable_allowed_origin_and_redis():
+    options = parse("--allowed-origin", "https://a.example", "--allowed-origin", "*", "--redis", "redis://:pw@h:6379/2")
+    assert options["allowed-origin"] == ["https://a.example", "*"]
+    assert options["redis"] == "redis://:pw@h:6379/2"
+
+
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["--port", "70000"], "--port"),
+        (["--port", "-1"], "--port"),
+        (["--port", "eighty"], "--port"),
+        (["--max-message-size", "0"], "--max-message-size"),
+        (["--max-message-size", "-5"], "--max-message-size"),
+        (["--send-queue", "0"], "--send-queue"),
+        (["--ping-interval", "-1"], "--ping-interval"),
+        (["--pong-timeout", "nan"], "--pong-timeout"),
+        (["--write-timeout", "0"], "--write-timeout"),
+        (["--write-timeout", "inf"], "--write-timeout"),
+        (["--listen", "tcp:notaport"], "--listen"),
+        (["--listen", "bogus:1"], "--listen"),
+        (["--redis", "http://localhost"], "--redis"),
+        (["--redis", "redis://:6379"], "--redis"),
+        (["--redis", "redis://h:99999"], "--redis"),
+        (["--redis", "redis://h:6379/x"], "--redis"),
+        (["--allowed-origin", "http://a.example/path"], "--allowed-origin"),
+        (["--interface", "127.0.0.1", "--listen", "tcp:1"], "--interface"),
+    ],
+)
+def test_bad_values_give_one_line_naming_the_option(args, option):
+    with pytest.raises(SystemExit) as e:
+        parse(*args)
+    message = str(e.value.code)
+    assert "\n" not in message
+    assert message.startswith("twistd txchat: error: ")
+    assert option in message
+
+
+def test_make_service_listens_where_asked_and_stops_the_hub_last():
+    reactor = MemoryReactorClock()
+    service = makeService(parse("--listen", "tcp:9001:interface=127.0.0.1", "--listen", "tcp:9002"), reactor)
+    children = list(service)
+    assert isinstance(children[0], HubService)
+    assert all(isinstance(c, StreamServerEndpointService) for c in children[1:])
+    service.privilegedStartService()
+    service.startService()
+    assert [(port, interface) for port, _, _, interface in reactor.tcpServers] == [(9001, "127.0.0.1"), (9002, "")]
+    d = service.stopService()
+    assert d.called
