@@ -11,7 +11,7 @@ setup(
     package_dir={"txchat.web": "web"},
     package_data={"txchat.web": ["home.html"], "twisted.plugins": ["txchat_plugin.py"]},
     install_requires=[
-        "twisted>=24.7",
+        "twisted[tls]>=24.7",
         "autobahn>=24.4",
     ],
     extras_require={

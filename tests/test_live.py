@@ -194,3 +194,22 @@ async def test_client_that_never_reads_is_dropped_and_others_receive_everything(
     stuck.transport.abortConnection()
     await a.close()
     await b.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_prompt_readers_are_never_dropped_however_bursty_the_sender():
+    s = await Server(sendQueue=256).start()
+    try:
+        readers = [await connect(s) for _ in range(5)]
+        sender = readers[0]
+        sent = [f"{i:05d} " + "b" * 200 for i in range(3000)]
+        # Hundreds of messages in each single write: the server reads them in big gulps.
+        for start in range(0, len(sent), 1000):
+            sender.transport.write(b"".join(frames.text(m) for m in sent[start:start + 1000]))
+        for reader in readers:
+            assert await reader.receive(len(sent)) == sent
+        assert len(s.hub) == 5
+        for reader in readers:
+            await reader.close()
+    finally:
+        await s.stop()
