@@ -18,6 +18,8 @@ setup(
         "test": [
             "pytest>=8",
             "pytest-twisted>=1.14",
+            "selenium>=4.20",
+            "websockets>=13",
         ],
     },
     zip_safe=False,

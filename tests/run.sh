@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 # System packages the tests drive for real, installed only when missing.
 need=()
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
     apt-get update
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}"

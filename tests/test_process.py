@@ -6,12 +6,10 @@ installed plugin and page are found, not the source checkout's.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import pytest_twisted
@@ -20,15 +18,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 
 from tests.live import connect, within
-
-TWISTD = str(Path(sys.executable).parent / "twistd")
-
-
-def cleanEnvironment() -> dict[str, str]:
-    """No PYTHONPATH: the child must find the installed txchat, not this checkout."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+from tests.processes import LISTENING, TWISTD, cleanEnvironment, twistdArgs
 
 
 class Twistd(ProcessProtocol):
@@ -39,7 +29,7 @@ class Twistd(ProcessProtocol):
 
     def outReceived(self, data: bytes) -> None:
         self.output += data
-        match = re.search(rb"Site starting on (\d+)", self.output)
+        match = LISTENING.search(self.output.decode(errors="replace"))
         if match and not self.listening.called:
             self.listening.callback(int(match.group(1)))
 
@@ -64,7 +54,7 @@ async def test_twistd_serves_chat_and_closes_clients_with_1001_on_sigterm(tmp_pa
     process = reactor.spawnProcess(
         twistd,
         TWISTD,
-        [TWISTD, "-n", "--pidfile=", "txchat", "--listen", "tcp:0:interface=127.0.0.1"],
+        twistdArgs("--listen", "tcp:0:interface=127.0.0.1"),
         env=cleanEnvironment(),
         path=str(tmp_path),
     )
@@ -99,7 +89,7 @@ async def test_twistd_serves_chat_and_closes_clients_with_1001_on_sigterm(tmp_pa
 )
 def test_bad_option_exits_with_one_line_and_listens_on_nothing(tmp_path, args, option):
     result = subprocess.run(
-        [TWISTD, "-n", "--pidfile=", "txchat", *args],
+        twistdArgs(*args),
         cwd=tmp_path, env=cleanEnvironment(), capture_output=True, text=True, timeout=60,
     )
     assert result.returncode != 0
