@@ -6,7 +6,7 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredQueue, inlineCallbacks, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
-from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.web.http import HTTPChannel
 from twisted.web.server import Site
 
 from txchat.hub import ChatHub, HubConfig
@@ -19,51 +19,76 @@ def within(d: Deferred, seconds: float = TIMEOUT) -> Deferred:
     return d.addTimeout(seconds, reactor)
 
 
-class _Tracked(ProtocolWrapper):
-    def connectionLost(self, reason) -> None:
-        # The wrapped protocol first, so that it is done when the factory reports "all closed".
-        self.wrappedProtocol.connectionLost(reason)
-        self.factory.unregisterProtocol(self)
-
-
-class Tracking(WrappingFactory):
-    """Knows its open connections, so that a test can wait until the server side has closed
+class Tracker:
+    """The server side's open connections, so that a test can wait until the server has closed
     them all (the client side closing first proves nothing about the server's)."""
 
-    protocol = _Tracked
-
-    def __init__(self, factory) -> None:
-        super().__init__(factory)
+    def __init__(self) -> None:
+        self.open: set = set()
         self._waiting: list[Deferred] = []
 
-    def unregisterProtocol(self, p) -> None:
-        super().unregisterProtocol(p)
-        if not self.protocols:
+    def opened(self, connection) -> None:
+        self.open.add(connection)
+
+    def closed(self, connection) -> None:
+        self.open.discard(connection)
+        if not self._pending():
             waiting, self._waiting = self._waiting, []
             for d in waiting:
                 d.callback(None)
 
+    def _pending(self) -> list:
+        # An HTTP channel whose transport a WebSocket took over never closes itself.
+        return [c for c in self.open if not (isinstance(c, HTTPChannel) and c.transport is None)]
+
     def allClosed(self) -> Deferred:
-        if not self.protocols:
+        if not self._pending():
             return succeed(None)
         d: Deferred = Deferred()
         self._waiting.append(d)
         return within(d)
 
 
+class _TrackedChannel(HTTPChannel):
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.site.tracker.opened(self)
+
+    def connectionLost(self, reason) -> None:
+        super().connectionLost(reason)
+        self.site.tracker.closed(self)
+
+
+class _TrackedHub(ChatHub):
+    def __init__(self, tracker: Tracker, *args) -> None:
+        super().__init__(*args)
+        self.tracker = tracker
+
+    def buildProtocol(self, addr):
+        protocol = super().buildProtocol(addr)
+        self.tracker.opened(protocol)
+        return protocol
+
+    def disconnected(self, client) -> None:
+        super().disconnected(client)
+        self.tracker.closed(client)
+
+
 class Server:
-    """A hub and its site listening on a free port of 127.0.0.1."""
+    """A hub and its site listening on a free port of 127.0.0.1, on real TCP transports."""
 
     def __init__(self, **config) -> None:
-        self.hub = ChatHub(HubConfig(**config), reactor)
+        self.tracker = Tracker()
+        self.hub = _TrackedHub(self.tracker, HubConfig(**config), reactor)
         self.hub.startBroker()
         self.site = Site(makeRoot(self.hub))
-        self.connections = Tracking(self.site)
+        self.site.protocol = _TrackedChannel
+        self.site.tracker = self.tracker
         self.port = None
 
     @inlineCallbacks
     def start(self):
-        self.port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(self.connections)
+        self.port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(self.site)
         return self
 
     @property
@@ -78,7 +103,7 @@ class Server:
     def stop(self):
         yield self.port.stopListening()
         yield self.hub.closeAll()
-        yield self.connections.allClosed()
+        yield self.tracker.allClosed()
 
 
 class ChatClient(WebSocketClientProtocol):

@@ -1,4 +1,10 @@
-"""In-memory chat clients: a hub on a task.Clock, each client a protocol on a string transport."""
+"""In-memory chat clients: a hub on a task.Clock, each client a protocol on a string transport.
+
+The fake transport models the two ways out of a real one: C{send}, the socket, which takes
+everything while the peer reads and nothing when it does not; and C{write}, Twisted's buffer,
+which holds bytes until the reactor's next turn (here: until the test reads) and then tells
+its pull producer that it has drained.
+"""
 
 from __future__ import annotations
 
@@ -12,23 +18,55 @@ from twisted.python.failure import Failure
 
 from tests import frames
 from txchat.hub import ChatHub, HubConfig
+from txchat.protocol import ChatProtocol
+
+
+class MemoryProtocol(ChatProtocol):
+    directSend = staticmethod(lambda transport: transport.send)
+
+
+class MemoryHub(ChatHub):
+    protocol = MemoryProtocol
 
 _ports = itertools.count(40000)
 
 
 class Transport(StringTransport):
-    """A string transport that, like a real TCP transport, reports its own closing to its
-    protocol and lets go of a producer it does not have."""
-
     def __init__(self, protocol, address):
         super().__init__(peerAddress=address)
         self.protocol = protocol
         self.aborted = False
+        self.reading = True
+        self.held: list[bytes] = []
+
+    def send(self, data: bytes) -> int:
+        if not self.reading:
+            raise BlockingIOError()
+        self.io.write(data)
+        return len(data)
+
+    def write(self, data: bytes) -> None:
+        if self.connected:
+            self.held.append(data)
+
+    def flush(self) -> None:
+        """The reactor's turn to write what the transport holds, if the peer takes it."""
+        if self.reading and self.held:
+            self.io.write(b"".join(self.held))
+            self.held = []
+            if self.producer is not None and not self.streaming:
+                self.producer.resumeProducing()
+
+    def registerProducer(self, producer, streaming):
+        super().registerProducer(producer, streaming)
+        if not streaming:
+            producer.resumeProducing()  # as Twisted does for a pull producer
 
     def unregisterProducer(self):
         self.producer = None
 
     def loseConnection(self):
+        self.flush()
         self._lose(ConnectionDone())
 
     def abortConnection(self):
@@ -54,6 +92,7 @@ class Peer:
         self.transport = Transport(self.protocol, address)
         self.protocol.makeConnection(self.transport)
         self.protocol.dataReceived(frames.handshake(host=host, origin=origin))
+        self.transport.flush()
         head, _, rest = self.transport.value().partition(b"\r\n\r\n")
         self.status = int(head.split(b" ")[1])
         self.transport.clear()
@@ -70,8 +109,16 @@ class Peer:
     def say(self, message: str | bytes) -> None:
         self.send(frames.text(message))
 
+    def stopReading(self) -> None:
+        self.transport.reading = False
+
+    def startReading(self) -> None:
+        self.transport.reading = True
+        self.transport.flush()
+
     def read(self) -> list[tuple[int, bytes]]:
         """Frames written to this client since the last read."""
+        self.transport.flush()
         got, self._pending = frames.parseFrames(self._pending + self.transport.value())
         self.transport.clear()
         self.received.extend(got)
@@ -88,8 +135,8 @@ class Peer:
         return codes[0] if codes else None
 
 
-def makeHub(**config) -> tuple[ChatHub, Clock]:
+def makeHub(**config) -> tuple[MemoryHub, Clock]:
     clock = Clock()
-    hub = ChatHub(HubConfig(**config), clock)
+    hub = MemoryHub(HubConfig(**config), clock)
     hub.startBroker()
     return hub, clock

@@ -1,16 +1,23 @@
 """One chat connection: check the handshake, normalise what the client sends, keep it alive.
 
 The protocol holds no chat state; it hands messages to its factory, the hub, and tells the hub
-when its transport stops or starts accepting data (it is the transport's push producer).
+when the client stops or starts taking data.
+
+Output goes straight to the socket while nothing is waiting in the transport: one send call,
+and no round through the reactor, per client and flush. Only what the socket does not take is
+handed to the transport, and from then on the client is *behind* until the transport has
+drained it all. The protocol knows when that is because it is registered as the transport's
+pull producer, which Twisted resumes each time its buffer empties.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
-from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer
+from twisted.internet.interfaces import IAddress, IDelayedCall, IPullProducer, ISSLTransport, ITransport
+from twisted.internet.tcp import Connection
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -28,6 +35,14 @@ def normalise(payload: bytes) -> bytes:
     return payload.decode("utf-8").replace("\n", " ").strip().encode("utf-8")
 
 
+def directSend(transport: ITransport) -> Callable[[bytes], int] | None:
+    """The socket's own send, for a plain TCP or UNIX connection; None where bytes must go
+    through the transport (TLS, or a reactor of another kind)."""
+    if isinstance(transport, Connection) and not ISSLTransport.providedBy(transport):
+        return transport.getHandle().send  # type: ignore[no-any-return]
+    return None
+
+
 def describePeer(address: IAddress) -> str:
     host = getattr(address, "host", None)
     if host is None:
@@ -36,13 +51,19 @@ def describePeer(address: IAddress) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-@implementer(IPushProducer)
+@implementer(IPullProducer)
 class ChatProtocol(WebSocketServerProtocol):
     factory: ChatHub
 
     peerName = "-"
     _opened = False
     _member = False
+    # How to reach the socket directly; a seam for in-memory tests.
+    directSend = staticmethod(directSend)
+    _send: Callable[[bytes], int] | None = None
+    # Bytes of ours wait in the transport: until it drains, more must queue behind them.
+    behind = True
+    _registering = False
     _lastHeard = 0.0
     _nextPing = 0.0
     _keepalive: IDelayedCall | None = None
@@ -78,7 +99,13 @@ class ChatProtocol(WebSocketServerProtocol):
             config = self.factory.config
             # WebSocketResource leaves the HTTP channel registered as the transport's producer.
             self.transport.unregisterProducer()
-            self.transport.registerProducer(self, True)
+            # The 101 response is still in the transport: stay buffered until it drains, and
+            # ignore the resumeProducing that registering a pull producer calls at once.
+            self.behind = True
+            self._registering = True
+            self.transport.registerProducer(self, False)
+            self._registering = False
+            self._send = self.directSend(self.transport)
             self._opened = self._member = True
             now = self.factory.clock.seconds()
             self._nextPing = now + config.pingInterval
@@ -104,14 +131,35 @@ class ChatProtocol(WebSocketServerProtocol):
         if message:
             self.factory.broadcast(message)
 
-    # -- flow control (IPushProducer, called by the transport) ----------------------------
+    # -- output ---------------------------------------------------------------------------
 
-    def pauseProducing(self) -> None:
-        if self._member and self._writeTimer is None:
-            self._writeTimer = self.factory.clock.callLater(self.factory.config.writeTimeout, self._writeTimedOut)
-        self.factory.paused(self)
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        # Autobahn's frames (handshake, pings, pongs, closes) pass here: keep them in line.
+        self.write(data)
+
+    def write(self, data: bytes) -> bool:
+        """Send now if nothing waits before this; True when the socket took it all."""
+        if not self.behind and self._send is not None:
+            try:
+                sent = self._send(data)
+            except OSError:  # EAGAIN, or a broken connection the transport will report
+                sent = 0
+            if sent == len(data):
+                return True
+            data = data[sent:]
+        self.transport.write(data)
+        if not self.behind:
+            self.behind = True
+            if self._member:
+                self._writeTimer = self.factory.clock.callLater(self.factory.config.writeTimeout, self._writeTimedOut)
+                self.factory.paused(self)
+        return False
 
     def resumeProducing(self) -> None:
+        """The transport has written everything it held (IPullProducer)."""
+        if self._registering or not self.behind:
+            return
+        self.behind = False
         if self._writeTimer is not None:
             self._writeTimer.cancel()
             self._writeTimer = None

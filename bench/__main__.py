@@ -1,0 +1,248 @@
+"""Run the benchmark: txchat against the naive baseline, case by case, and print a table.
+
+    python -m bench                        # every case, 3 runs each, bench.loadgen as the load
+    python -m bench --tool wsload --wsload ~/wsload   # the shared Go yardstick instead
+    python -m bench --cases max100,idle5000 --runs 5 --out results.json
+
+Each server runs alone, pinned to CPU 0 with taskset; the load runs pinned to CPU 1. A server
+is started afresh for every run and stopped after it. Figures are medians over the runs.
+Only ever on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+TWISTD = str(Path(sys.executable).parent / "twistd")
+PORT_LINE = re.compile(r"(?:Site starting on|listening on) (\d+)")
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    title: str
+    clients: int
+    messages: int = 0
+    rate: float = 0
+    senders: int = 1
+    idle: float = 0
+    go: str = ""  # the gorilla chat's figure in shared/bench/README.md, for wsload runs
+    servers: tuple[str, ...] = ("txchat", "naive")
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+CASES = [
+    Case("max100", "max deliveries/s, 100 clients", 100, 30000, go="840 k/s"),
+    Case("max1000", "max deliveries/s, 1000 clients", 1000, 4000, go="758 k/s"),
+    Case("r100x1000", "100 clients x 1000 msg/s", 100, 5000, 1000, go="p50 1.4 / p99 4.1 ms"),
+    Case("r100x5000", "100 clients x 5000 msg/s", 100, 25000, 5000, go="p50 1.5 / p99 6.5 ms, no loss"),
+    Case("r1000x10", "1000 clients x 10 msg/s", 1000, 50, 10, go="23 % CPU"),
+    Case("r1000x100", "1000 clients x 100 msg/s", 1000, 500, 100, go="p50 21 / p99 46 ms, 99 % CPU"),
+    Case("r1000x500", "1000 clients x 500 msg/s", 1000, 2500, 500, go="p50 33 / p99 90 ms, no loss"),
+    Case("senders100", "100 clients, each sending 10 msg/s", 100, 5000, 1000, senders=100),
+    Case("idle5000", "5000 idle connections", 5000, idle=10, go="15.9 KiB/conn, connect 1.4 s"),
+    # Far beyond capacity: the naive server would buffer gigabytes, so it sits this one out.
+    Case("overload", "1000 clients x 10000 msg/s (overload)", 1000, 50000, 10000, servers=("txchat",),
+         go="drops slow clients"),
+]
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = {}
+    for package in ("twisted", "autobahn", "picows"):
+        try:
+            from importlib.metadata import version
+
+            versions[package] = version(package)
+        except Exception:  # noqa: BLE001
+            versions[package] = None
+    return {"cpu": model, "cores": os.cpu_count(), "kernel": platform.release(),
+            "python": platform.python_version(), **versions}
+
+
+class ServerProcess:
+    """One server under test, pinned to CPU 0, on a port it picks itself."""
+
+    def __init__(self, kind: str) -> None:
+        if kind == "txchat":
+            command = [TWISTD, "-n", "--pidfile=", "txchat", "--listen", "tcp:0:interface=127.0.0.1:backlog=4096"]
+        else:
+            command = [sys.executable, "-m", "bench.naive_server", "--port", "0"]
+            if kind == "naive-prepared":
+                command.append("--prepared")
+        self.process = subprocess.Popen(
+            ["taskset", "-c", "0", *command], cwd=HERE.parent, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.log: list[str] = []
+        found = threading.Event()
+        self.port = 0
+
+        def read() -> None:
+            for line in self.process.stdout:
+                self.log.append(line)
+                match = PORT_LINE.search(line)
+                if match and not found.is_set():
+                    self.port = int(match.group(1))
+                    found.set()
+            found.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not found.wait(30) or not self.port:
+            self.stop()
+            raise RuntimeError(f"{kind} did not start:\n{''.join(self.log)}")
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def toolCommand(options: argparse.Namespace, case: Case, port: int, pid: int) -> list[str]:
+    url = f"ws://127.0.0.1:{port}/ws"
+    if options.tool == "wsload":
+        command = [options.wsload, "-url", url, "-pid", str(pid), "-n", str(case.clients), "-label", case.name]
+        if case.idle:
+            return command + ["-idle", f"{case.idle:g}s"]
+        command += ["-m", str(case.messages), "-rate", f"{case.rate:g}", "-senders", str(case.senders)]
+        return command + ([] if case.rate else ["-window", "64"])
+    command = [sys.executable, "-m", "bench.loadgen", "--url", url, "--pid", str(pid), "-n", str(case.clients),
+               "--label", case.name]
+    if case.idle:
+        return command + ["--idle", f"{case.idle:g}"]
+    return command + ["-m", str(case.messages), "--rate", f"{case.rate:g}", "--senders", str(case.senders)]
+
+
+def runOnce(options: argparse.Namespace, case: Case, kind: str) -> dict[str, Any]:
+    server = ServerProcess(kind)
+    try:
+        result = subprocess.run(
+            ["taskset", "-c", "1", *toolCommand(options, case, server.port, server.pid)],
+            cwd=HERE.parent, capture_output=True, text=True, timeout=300,
+        )
+    finally:
+        server.stop()
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"{options.tool} gave no result for {case.name}/{kind}:\n{result.stderr[-2000:]}")
+    return json.loads(lines[-1])
+
+
+NUMBERS = ["deliveries_per_s", "lat_p50_ms", "lat_p99_ms", "lat_max_ms", "lost", "disconnected", "server_cpu_pct",
+           "tool_cpu_pct", "msgs_per_frame", "connect_s", "server_kib_per_conn", "server_kib_per_conn_end",
+           "server_rss_end_mib", "server_rss_hwm_mib"]
+
+
+def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    summary = {}
+    for key in NUMBERS:
+        values = [r[key] for r in runs if isinstance(r.get(key), (int, float))]
+        if values:
+            summary[key] = statistics.median(values)
+    return summary
+
+
+def describe(case: Case, m: dict[str, Any]) -> str:
+    if not m:
+        return "—"
+    if case.idle:
+        return f"{m.get('server_kib_per_conn_end', m.get('server_kib_per_conn', 0)):.1f} KiB/conn, connect {m['connect_s']:.2f} s"
+    text = []
+    if not case.rate:
+        text.append(f"{m['deliveries_per_s'] / 1000:,.0f} k/s")
+    else:
+        text.append(f"p50 {m['lat_p50_ms']:.1f} / p99 {m['lat_p99_ms']:.1f} ms")
+    text.append(f"CPU {m.get('server_cpu_pct', 0):.0f} %")
+    if m.get("lost"):
+        text.append(f"lost {m['lost']:,.0f}")
+    if m.get("disconnected"):
+        text.append(f"{m['disconnected']:.0f} dropped")
+    text.append(f"tool {m.get('tool_cpu_pct', 0):.0f} %")
+    return ", ".join(text)
+
+
+def table(options: argparse.Namespace, results: dict[str, Any], cases: list[Case]) -> str:
+    servers = [s for s in ("txchat", "naive", "naive-prepared") if s in options.servers]
+    header = ["case", *servers] + (["Go (shared table)"] if options.tool == "wsload" else [])
+    rows = [header, ["---"] * len(header)]
+    for case in cases:
+        row = [case.title] + [describe(case, results[case.name].get(s, {}).get("median", {})) for s in servers]
+        if options.tool == "wsload":
+            row.append(case.go)
+        rows.append(row)
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tool", choices=["loadgen", "wsload"], default="loadgen")
+    parser.add_argument("--wsload", default=str(Path.home() / "wsload"), help="the built wsload binary")
+    parser.add_argument("--cases", default=",".join(c.name for c in CASES))
+    parser.add_argument("--servers", default="txchat,naive")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=0, help="override every case's client count (smoke runs)")
+    parser.add_argument("--messages", type=int, default=0, help="override every case's message count")
+    parser.add_argument("--out", default="bench-results.json")
+    options = parser.parse_args(argv)
+    options.servers = options.servers.split(",")
+    wanted = options.cases.split(",")
+    cases = [c for c in CASES if c.name in wanted]
+    if options.clients or options.messages:
+        cases = [Case(**{**c.__dict__, "clients": options.clients or c.clients,
+                         "messages": options.messages or c.messages, "idle": min(c.idle, 1) if c.idle else 0})
+                 for c in cases]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
+
+    results: dict[str, Any] = {}
+    for case in cases:
+        results[case.name] = {}
+        for kind in options.servers:
+            if kind not in case.servers:
+                continue
+            runs = []
+            for i in range(options.runs):
+                print(f"{case.name} / {kind} run {i + 1}/{options.runs}", file=sys.stderr, flush=True)
+                runs.append(runOnce(options, case, kind))
+            results[case.name][kind] = {"runs": runs, "median": medians(runs)}
+    report = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(), "tool": options.tool, "runs": options.runs, "results": results,
+    }
+    Path(options.out).write_text(json.dumps(report, indent=1))
+    print(f"{report['date']}, {report['machine']['cpu']} ({report['machine']['cores']} cores), "
+          f"tool {options.tool}, medians of {options.runs} runs; server on CPU 0, load on CPU 1")
+    print(table(options, results, cases))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

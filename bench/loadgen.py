@@ -1,0 +1,254 @@
+"""A broadcast-chat load generator on picows (asyncio, Cython framing): one process, one core.
+
+N clients connect; the first S of them send, at a fixed aggregate rate or as fast as a window
+of messages in flight allows. Every client splits each frame it receives on ``\\n`` and counts
+the messages; the latency of each message (its send timestamp to the moment the frame was
+read) is taken on a sample of the clients, so that the tool's own cost stays low. One JSON line
+goes to stdout; its own CPU is in it so that a reader can tell when the tool is the limit.
+
+    python -m bench.loadgen --url ws://127.0.0.1:8080/ws -n 100 --rate 1000 -m 5000 --pid PID
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import sys
+import time
+from typing import Any
+
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+from bench.procstat import ProcessSample, rssMiB
+
+
+class Histogram:
+    """Log-linear latency buckets in microseconds, about 1.1 % apart."""
+
+    STEPS = 64
+
+    def __init__(self) -> None:
+        self.counts: dict[int, int] = {}
+        self.total = 0
+        self.maximum = 0.0
+
+    def add(self, micros: float) -> None:
+        bucket = int(math.log2(micros) * self.STEPS) if micros > 1 else 0
+        self.counts[bucket] = self.counts.get(bucket, 0) + 1
+        self.total += 1
+        if micros > self.maximum:
+            self.maximum = micros
+
+    def percentile(self, fraction: float) -> float:
+        if not self.total:
+            return 0.0
+        wanted = fraction * self.total
+        seen = 0
+        for bucket in sorted(self.counts):
+            seen += self.counts[bucket]
+            if seen >= wanted:
+                return 2 ** ((bucket + 0.5) / self.STEPS)
+        return self.maximum
+
+
+class Client(WSListener):
+    def __init__(self, run: "Run", timed: bool) -> None:
+        self.run = run
+        self.timed = timed
+        self.received = 0
+        self.frames = 0
+        self.closed = False
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type == WSMsgType.TEXT:
+            payload = frame.get_payload_as_bytes()
+            self.frames += 1
+            lines = payload.count(b"\n") + 1
+            self.received += lines
+            if self.timed:
+                now = time.time_ns()
+                histogram = self.run.latency
+                for line in payload.split(b"\n"):
+                    histogram.add((now - int(line[:19])) / 1000)
+            if self is self.run.pacer:
+                self.run.progress.set()
+        elif frame.msg_type == WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.closed = True
+
+
+class Run:
+    def __init__(self, options: argparse.Namespace) -> None:
+        self.options = options
+        self.latency = Histogram()
+        self.progress = asyncio.Event()
+        self.clients: list[Client] = []
+        self.transports: list[WSTransport] = []
+        self.pacer: Client | None = None
+        self.connectFailed = 0
+
+    async def connect(self) -> float:
+        options = self.options
+        gate = asyncio.Semaphore(options.conc)
+        # Time a sample spread over the whole list: a flush reaches the first clients first.
+        every = max(1, options.n // max(1, options.timed))
+        headers = {"Origin": options.origin} if options.origin else None
+
+        async def one(index: int) -> None:
+            async with gate:
+                try:
+                    transport, client = await ws_connect(
+                        lambda: Client(self, index % every == 0), options.url, extra_headers=headers,
+                        max_frame_size=1 << 26,
+                    )
+                except Exception as e:  # noqa: BLE001 - counted, reported, never fatal
+                    self.connectFailed += 1
+                    print(f"connect failed: {e!r}", file=sys.stderr)
+                    return
+                self.clients.append(client)
+                self.transports.append(transport)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(options.n)))
+        seconds = time.perf_counter() - started
+        if self.clients:
+            self.pacer = self.clients[0]
+        return seconds
+
+    def payload(self, seq: int) -> bytes:
+        head = b"%d %d " % (time.time_ns(), seq)
+        return head + b"x" * max(0, self.options.size - len(head))
+
+    async def send(self) -> int:
+        options = self.options
+        senders = self.transports[: options.senders]
+        if not senders:
+            return 0
+        sent = 0
+        if options.rate > 0:
+            started = time.perf_counter()
+            while sent < options.m:
+                due = min(options.m, int((time.perf_counter() - started) * options.rate) + 1)
+                while sent < due:
+                    senders[sent % len(senders)].send(WSMsgType.TEXT, self.payload(sent))
+                    sent += 1
+                await asyncio.sleep(0.0005)
+        else:
+            pacer = self.pacer
+            while sent < options.m:
+                while sent < options.m and sent - pacer.received < options.window:
+                    senders[sent % len(senders)].send(WSMsgType.TEXT, self.payload(sent))
+                    sent += 1
+                self.progress.clear()
+                try:
+                    await asyncio.wait_for(self.progress.wait(), options.grace)
+                except asyncio.TimeoutError:
+                    break
+        return sent
+
+    async def drain(self, expected: int) -> None:
+        deadline = time.perf_counter() + self.options.grace
+        while time.perf_counter() < deadline:
+            if sum(c.received for c in self.clients) >= expected:
+                return
+            await asyncio.sleep(0.005)
+
+    async def close(self) -> None:
+        for transport in self.transports:
+            transport.send_close()
+        await asyncio.gather(*(t.wait_disconnected() for t in self.transports), return_exceptions=True)
+
+
+async def main(options: argparse.Namespace) -> dict[str, Any]:
+    run = Run(options)
+    server = ProcessSample(options.pid) if options.pid else None
+    tool = ProcessSample(os.getpid())
+    result: dict[str, Any] = {"label": options.label, "tool": "bench.loadgen", "clients": options.n}
+    result["server_rss_before_mib"] = rssMiB(options.pid) if options.pid else None
+    result["connect_s"] = round(await run.connect(), 3)
+    connected = len(run.clients)
+    result.update(connected=connected, connect_failed=run.connectFailed)
+    await asyncio.sleep(options.settle)
+    if options.pid:
+        result["server_rss_connected_mib"] = rssMiB(options.pid)
+        result["server_kib_per_conn"] = round(
+            (result["server_rss_connected_mib"] - result["server_rss_before_mib"]) * 1024 / max(connected, 1), 2
+        )
+    if options.idle:
+        await asyncio.sleep(options.idle)
+        if options.pid:
+            result["server_rss_end_mib"] = rssMiB(options.pid)
+            result["server_kib_per_conn_end"] = round(
+                (result["server_rss_end_mib"] - result["server_rss_before_mib"]) * 1024 / max(connected, 1), 2
+            )
+        await run.close()
+        return result
+
+    tool.start()
+    if server:
+        server.start()
+    started = time.perf_counter()
+    sent = await run.send()
+    sendSeconds = time.perf_counter() - started
+    expected = sent * connected
+    await run.drain(expected)
+    duration = time.perf_counter() - started
+    toolCpu = tool.cpuPercent()
+    serverCpu = server.cpuPercent() if server else None
+    received = sum(c.received for c in run.clients)
+    frames = sum(c.frames for c in run.clients)
+    result.update(
+        senders=min(options.senders, connected), rate_target=options.rate, window=options.window,
+        size=options.size, sent=sent, send_s=round(sendSeconds, 3), duration_s=round(duration, 3),
+        expected_deliveries=expected, received_deliveries=received, lost=max(0, expected - received),
+        loss_pct=round(100 * max(0, expected - received) / expected, 3) if expected else 0,
+        disconnected=sum(c.closed for c in run.clients),
+        deliveries_per_s=round(received / duration) if duration else 0,
+        frames_received=frames, msgs_per_frame=round(received / frames, 3) if frames else 0,
+        latency_sampled_clients=sum(c.timed for c in run.clients),
+        lat_p50_ms=round(run.latency.percentile(0.50) / 1000, 3),
+        lat_p90_ms=round(run.latency.percentile(0.90) / 1000, 3),
+        lat_p99_ms=round(run.latency.percentile(0.99) / 1000, 3),
+        lat_max_ms=round(run.latency.maximum / 1000, 3),
+        tool_cpu_pct=toolCpu, server_cpu_pct=serverCpu,
+    )
+    if options.pid:
+        result["server_rss_end_mib"] = rssMiB(options.pid)
+    await run.close()
+    return result
+
+
+def parseArgs(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default="ws://127.0.0.1:8080/ws")
+    parser.add_argument("-n", type=int, default=100, help="clients")
+    parser.add_argument("--senders", type=int, default=1, help="the first S clients send")
+    parser.add_argument("-m", type=int, default=1000, help="messages in all")
+    parser.add_argument("--rate", type=float, default=0, help="aggregate msg/s; 0: as fast as --window allows")
+    parser.add_argument("--window", type=int, default=64, help="messages in flight in window mode")
+    parser.add_argument("--size", type=int, default=100, help="payload bytes")
+    parser.add_argument("--grace", type=float, default=5, help="seconds to wait for stragglers")
+    parser.add_argument("--settle", type=float, default=1, help="pause after connecting")
+    parser.add_argument("--conc", type=int, default=200, help="parallel connects")
+    parser.add_argument("--timed", type=int, default=20, help="clients whose latencies are measured")
+    parser.add_argument("--origin", default=None)
+    parser.add_argument("--pid", type=int, default=0, help="server PID, for its CPU and RSS")
+    parser.add_argument("--idle", type=float, default=0, help="only connect and hold this many seconds")
+    parser.add_argument("--label", default="")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    try:
+        import uvloop  # type: ignore[import-not-found]
+
+        uvloop.install()
+    except ImportError:
+        pass
+    print(json.dumps(asyncio.run(main(parseArgs()))))

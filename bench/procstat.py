@@ -1,0 +1,39 @@
+"""CPU and memory of a process, read from /proc (Linux)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpuSeconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
+
+
+def rssMiB(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 2)
+    return 0.0
+
+
+class ProcessSample:
+    """CPU use of one process over a window, as a percentage of one core."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._cpu = 0.0
+        self._wall = 0.0
+
+    def start(self) -> None:
+        self._cpu = cpuSeconds(self.pid)
+        self._wall = time.perf_counter()
+
+    def cpuPercent(self) -> float:
+        wall = time.perf_counter() - self._wall
+        return round(100 * (cpuSeconds(self.pid) - self._cpu) / wall, 1) if wall > 0 else 0.0
