@@ -20,6 +20,7 @@ setup(
             "pytest-twisted>=1.14",
             "selenium>=4.20",
             "websockets>=13",
+            "picows>=1.0",
         ],
     },
     zip_safe=False,

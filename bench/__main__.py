@@ -57,7 +57,7 @@ CASES = [
     Case("senders100", "100 clients, each sending 10 msg/s", 100, 5000, 1000, senders=100),
     Case("idle5000", "5000 idle connections", 5000, idle=10, go="15.9 KiB/conn, connect 1.4 s"),
     # Far beyond capacity: the naive server would buffer gigabytes, so it sits this one out.
-    Case("overload", "1000 clients x 10000 msg/s (overload)", 1000, 50000, 10000, servers=("txchat",),
+    Case("overload", "1000 clients x 50000 msg/s (overload)", 1000, 250000, 50000, servers=("txchat",),
          go="drops slow clients"),
 ]
 

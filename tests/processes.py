@@ -4,12 +4,12 @@ PYTHONPATH, so the installed plugin and page are what is exercised (``pip instal
 from __future__ import annotations
 
 import os
-import queue
 import re
 import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 TWISTD = str(Path(sys.executable).parent / "twistd")
@@ -35,32 +35,49 @@ class Twistd:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         self.lines: list[str] = []
-        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._ended = False
+        self._news = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
         self.port = self._waitForPort()
 
     def _read(self) -> None:
         for line in self.process.stdout:
-            self.lines.append(line)
-            self._lines.put(line)
-        self._lines.put(None)
+            with self._news:
+                self.lines.append(line)
+                self._news.notify_all()
+        with self._news:
+            self._ended = True
+            self._news.notify_all()
 
-    def _waitForPort(self, timeout: float = 30) -> int:
-        while True:
-            try:
-                line = self._lines.get(timeout=timeout)
-            except queue.Empty:
-                self.stop()
-                raise RuntimeError("twistd did not start listening:\n" + self.log) from None
-            if line is None:
-                raise RuntimeError("twistd exited:\n" + self.log)
-            match = LISTENING.search(line)
-            if match:
-                return int(match.group(1))
+    def _waitForPort(self) -> int:
+        try:
+            return int(self.waitFor(LISTENING).group(1))
+        except RuntimeError:
+            self.stop()
+            raise
+
+    def waitFor(self, pattern: re.Pattern[str] | str, since: int = 0, timeout: float = 30) -> re.Match[str]:
+        """The first log line from line C{since} on that matches, waiting for it if need be
+        (the thread that reads the log wakes us at each new line)."""
+        pattern = re.compile(pattern) if isinstance(pattern, str) else pattern
+        deadline = time.monotonic() + timeout
+        checked = since
+        with self._news:
+            while True:
+                for line in self.lines[checked:]:
+                    match = pattern.search(line)
+                    if match:
+                        return match
+                checked = len(self.lines)
+                left = deadline - time.monotonic()
+                if self._ended or left <= 0:
+                    raise RuntimeError(f"twistd never logged {pattern.pattern!r}:\n" + self.log)
+                self._news.wait(left)
 
     @property
     def log(self) -> str:
-        return "".join(self.lines)
+        with self._news:
+            return "".join(self.lines)
 
     def stop(self, timeout: float = 30) -> int:
         if self.process.poll() is None:

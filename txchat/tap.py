@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from typing import Any, Callable
-from urllib.parse import urlsplit
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
@@ -12,6 +11,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 from twisted.web.server import Site
 
+from txchat.broker import RedisAddress, RedisBroker
 from txchat.hub import ChatHub, HubConfig, HubService
 from txchat.webapp import makeRoot
 
@@ -42,20 +42,10 @@ def _number(
 
 def checkRedisURL(url: str) -> str:
     """Reject a malformed ``--redis`` URL now rather than at the first publish."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss"):
-        raise ValueError(f"--redis: must start with redis:// or rediss://, got {url!r}")
     try:
-        port = parts.port
-    except ValueError:
-        port = 0
-    if not parts.hostname:
-        raise ValueError(f"--redis: no host in {url!r}")
-    if port == 0:
-        raise ValueError(f"--redis: bad port in {url!r}")
-    database = parts.path.lstrip("/")
-    if database and not database.isdigit():
-        raise ValueError(f"--redis: database must be a number, got {database!r}")
+        RedisAddress.fromURL(url)
+    except ValueError as e:
+        raise ValueError(f"--redis: {e}") from None
     return url
 
 
@@ -79,6 +69,8 @@ class Options(usage.Options):
          _number("write-timeout", float, 0.001)],
         ["redis", None, None, "Broadcast through Redis pub/sub (redis://[:password@]host:port[/db]) so that "
          "several txchat processes form one chat.", checkRedisURL],
+        ["redis-backlog", None, 1000, "Messages published to Redis and not yet acknowledged before more are "
+         "refused.", _number("redis-backlog", int, 1)],
     ]
 
     def __init__(self) -> None:
@@ -142,7 +134,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
         reactor = globalReactor
     top = MultiService()
-    hub = ChatHub(hubConfig(options), reactor)
+    broker = RedisBroker(options["redis"], reactor, backlog=options["redis-backlog"]) if options["redis"] else None
+    hub = ChatHub(hubConfig(options), reactor, broker)
     HubService(hub).setServiceParent(top)
     site = Site(makeRoot(hub))
     site.displayTracebacks = False

@@ -1,0 +1,28 @@
+"""The benchmark runner works end to end with a handful of clients (no figures are judged here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_runner_smoke(tmp_path):
+    out = tmp_path / "results.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--cases", "r100x1000,idle5000", "--runs", "1", "--clients", "5",
+         "--messages", "50", "--servers", "txchat,naive", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    for server in ("txchat", "naive"):
+        rate = report["results"]["r100x1000"][server]["runs"][0]
+        assert rate["connected"] == 5 and rate["sent"] == 50
+        assert rate["received_deliveries"] == 250 and rate["lost"] == 0
+        idle = report["results"]["idle5000"][server]["runs"][0]
+        assert idle["connected"] == 5 and idle["server_kib_per_conn"] is not None
+    assert "| 100 clients x 1000 msg/s |" in result.stdout

@@ -1,0 +1,175 @@
+"""The Redis broker against a real redis-server, and its reconnect schedule on a task.Clock."""
+
+from __future__ import annotations
+
+import pytest
+import pytest_twisted
+from twisted.application.internet import backoffPolicy
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.threads import deferToThread
+from twisted.logger import globalLogPublisher
+from twisted.python.failure import Failure
+
+from tests.live import within
+from tests.redisserver import RedisServer
+from txchat.broker import RedisAddress, RedisBroker
+from txchat.resp import RedisConnection
+
+
+class Inbox:
+    """Collects deliveries; a test waits for a count."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+        self._waiting: list[tuple[int, Deferred]] = []
+
+    def __call__(self, message: bytes) -> None:
+        self.messages.append(message)
+        ready = [d for n, d in self._waiting if len(self.messages) >= n]
+        self._waiting = [(n, d) for n, d in self._waiting if len(self.messages) < n]
+        for d in ready:
+            d.callback(self.messages)
+
+    def count(self, n: int) -> Deferred:
+        if len(self.messages) >= n:
+            d = Deferred()
+            d.callback(self.messages)
+            return d
+        d = Deferred()
+        self._waiting.append((n, d))
+        return within(d)
+
+
+@pytest_twisted.async_yield_fixture
+async def redis(tmp_path):
+    server = RedisServer(tmp_path)
+    await deferToThread(server.start)
+    yield server
+    await deferToThread(server.stop)
+
+
+async def startBroker(url: str, **kwargs) -> tuple[RedisBroker, Inbox]:
+    inbox = Inbox()
+    broker = RedisBroker(url, reactor, **kwargs)
+    broker.start(inbox)
+    await within(broker.when("up"))
+    return broker, inbox
+
+
+def test_url_parsing():
+    assert RedisAddress.fromURL("redis://h") == RedisAddress("h", 6379)
+    assert RedisAddress.fromURL("redis://:s%40cret@h:7000/3") == RedisAddress("h", 7000, None, "s@cret", 3)
+    assert RedisAddress.fromURL("rediss://user:pw@h:6380") == RedisAddress("h", 6380, "user", "pw", 0, True)
+    for bad in ("http://h", "redis://", "redis://h:0", "redis://h:x", "redis://h/db"):
+        with pytest.raises(ValueError):
+            RedisAddress.fromURL(bad)
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_processes_deliver_in_one_order(redis):
+    a, inboxA = await startBroker(redis.url)
+    b, inboxB = await startBroker(redis.url)
+    sent = [b"m%d" % i for i in range(200)]
+    for i, message in enumerate(sent):
+        (a if i % 3 else b).publish(message)
+    assert inboxA.messages == [] and inboxB.messages == []  # nothing delivered ahead of Redis
+    await inboxA.count(200)
+    await inboxB.count(200)
+    assert inboxA.messages == inboxB.messages
+    assert sorted(inboxA.messages) == sorted(sent)
+    await DeferredList([a.stop(), b.stop()])
+
+
+@pytest_twisted.ensureDeferred
+async def test_outage_keeps_local_chat_and_recovers_by_itself(redis):
+    a, inboxA = await startBroker(redis.url)
+    b, inboxB = await startBroker(redis.url)
+    await deferToThread(redis.kill)
+    await within(DeferredList([a.when("down"), b.when("down")]))
+    a.publish(b"during the outage")
+    assert inboxA.messages == [b"during the outage"]  # local clients still chat
+    assert inboxB.messages == []  # the other process does not get it
+    await deferToThread(redis.start)  # the same port again
+    await within(DeferredList([a.when("up"), b.when("up")]), 20)
+    a.publish(b"after")
+    assert (await inboxB.count(1))[-1] == b"after"
+    assert (await inboxA.count(2))[-1] == b"after"
+    await DeferredList([a.stop(), b.stop()])
+
+
+@pytest_twisted.ensureDeferred
+async def test_unreachable_at_start_serves_locally_then_joins(tmp_path):
+    server = RedisServer(tmp_path)
+    await deferToThread(server.start)
+    await deferToThread(server.stop)  # a port where nothing listens, for now
+    inbox = Inbox()
+    broker = RedisBroker(server.url, reactor)
+    broker.start(inbox)
+    await within(broker.when("down"))
+    broker.publish(b"alone")
+    assert inbox.messages == [b"alone"]
+    await deferToThread(server.start)
+    try:
+        await within(broker.when("up"), 20)
+        broker.publish(b"joined")
+        assert (await inbox.count(2))[-1] == b"joined"
+    finally:
+        await broker.stop()
+        await deferToThread(server.stop)
+
+
+@pytest_twisted.ensureDeferred
+async def test_full_publish_backlog_refuses_messages_and_recovers(redis):
+    a, inbox = await startBroker(redis.url, backlog=10)
+    pause = await within(RedisConnectionTo(redis))
+    await within(pause.command(b"CLIENT", b"PAUSE", b"1500", b"ALL"))
+    for i in range(15):
+        a.publish(b"p%d" % i)
+    assert a.backlog == 10 and a.dropped == 5
+    assert inbox.messages == []
+    await inbox.count(10)  # once Redis resumes, the ten it took arrive, in order
+    assert inbox.messages == [b"p%d" % i for i in range(10)]
+    a.publish(b"drained")
+    assert (await inbox.count(11))[-1] == b"drained"
+    pause.transport.loseConnection()
+    await pause.lost
+    await a.stop()
+
+
+def RedisConnectionTo(redis: RedisServer) -> Deferred:
+    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+
+    return connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", redis.port), RedisConnection())
+
+
+def test_reconnect_backoff_is_exponential_capped_and_on_the_injected_clock():
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    clock = MemoryReactorClock()
+    broker = RedisBroker("redis://127.0.0.1:6390", clock, retryDelay=backoffPolicy(0.2, 5.0, 2.0, jitter=lambda: 0))
+    broker.start(lambda message: None)
+
+    def refuseAll() -> int:
+        attempts = clock.tcpClients[:]
+        del clock.tcpClients[:]
+        for _, _, factory, _, _ in attempts:
+            factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))
+        return len(attempts)
+
+    assert refuseAll() == 2  # publisher and subscriber
+    assert broker.state == "down"
+    delays = []
+    for _ in range(8):
+        (pending,) = {round(c.getTime() - clock.seconds(), 3) for c in clock.getDelayedCalls()}
+        delays.append(pending)
+        clock.advance(pending)
+        assert refuseAll() == 2
+    assert delays == [0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0]
+    broker.stop()
+    globalLogPublisher.removeObserver(events.append)
+    assert clock.getDelayedCalls() == []
+    outages = [e for e in events if "unreachable" in e.get("log_format", "")]
+    assert len(outages) == 1, "the outage is logged once, not once per retry"

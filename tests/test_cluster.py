@@ -1,0 +1,149 @@
+"""Several processes, one chat (SPEC §6): real twistd processes, a real redis-server and nginx.
+
+Blocking tests: processes are driven with subprocess and clients with the websockets sync
+client; the reactor is not involved.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import select
+import signal
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import ClientConnection
+from websockets.sync.client import connect as wsConnect
+
+from tests.processes import Twistd
+from tests.redisserver import RedisServer
+
+NGINX_TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "nginx-txchat.conf"
+
+
+def receive(client: ClientConnection, count: int, timeout: float = 10) -> list[str]:
+    lines: list[str] = []
+    while len(lines) < count:
+        lines += client.recv(timeout=timeout).split("\n")
+    return lines
+
+
+@pytest.fixture
+def cluster(tmp_path) -> Iterator[tuple[RedisServer, list[Twistd]]]:
+    redis = RedisServer(tmp_path).start()
+    nodes = []
+    try:
+        for _ in range(2):
+            nodes.append(Twistd("--listen", "tcp:0:interface=127.0.0.1", "--redis", redis.url, cwd=tmp_path))
+        for node in nodes:
+            node.waitFor("connected to Redis")
+        yield redis, nodes
+    finally:
+        for node in nodes:
+            node.stop()
+        redis.stop()
+
+
+def url(node: Twistd) -> str:
+    return f"ws://127.0.0.1:{node.port}/ws"
+
+
+def test_clients_on_two_processes_chat_in_one_order(cluster):
+    _, (one, two) = cluster
+    with wsConnect(url(one)) as a, wsConnect(url(two)) as b, wsConnect(url(one)) as c, wsConnect(url(two)) as d:
+        a.send("from one")
+        assert receive(b, 1) == ["from one"] and receive(a, 1) == ["from one"]
+        b.send("from two")
+        assert receive(a, 1) == ["from two"] and receive(b, 1) == ["from two"]
+        receive(c, 2), receive(d, 2)
+        senders = [a, b, c]  # three senders, interleaved, across both processes
+        sent = []
+        for i in range(60):
+            sent.append(f"{i} from sender {i % 3}")
+            senders[i % 3].send(sent[-1])
+        orders = [receive(client, 60) for client in (a, b, c, d)]
+        assert orders[0] == orders[1] == orders[2] == orders[3]
+        assert sorted(orders[0]) == sorted(sent)
+
+
+def test_redis_outage_keeps_local_chat_and_recovery_needs_no_help(cluster):
+    redis, (one, two) = cluster
+    with wsConnect(url(one)) as a, wsConnect(url(one)) as a2, wsConnect(url(two)) as b:
+        marks = [len(one.lines), len(two.lines)]
+        redis.kill()
+        one.waitFor("unreachable", since=marks[0])
+        two.waitFor("unreachable", since=marks[1])
+        a.send("only for process one")
+        assert receive(a, 1) == ["only for process one"]
+        assert receive(a2, 1) == ["only for process one"]
+        b.send("only for process two")
+        assert receive(b, 1) == ["only for process two"]
+
+        marks = [len(one.lines), len(two.lines)]
+        redis.start()  # the same port
+        one.waitFor("reconnected to Redis", since=marks[0], timeout=20)
+        two.waitFor("reconnected to Redis", since=marks[1], timeout=20)
+        a.send("across again")
+        assert receive(b, 1) == ["across again"]  # and not the outage's local message
+        assert receive(a, 1) == ["across again"]
+    for node in (one, two):
+        assert node.log.count("unreachable") == 1
+        assert node.log.count("reconnected to Redis") == 1
+
+
+def startNginx(directory: Path, upstreams: list[int]) -> tuple[int, int]:
+    """nginx with the project's sample configuration on a free port; returns (port, pid).
+
+    Started as a daemon: the nginx command returns once its port is bound."""
+    (directory / "tmp").mkdir(exist_ok=True)
+    config = NGINX_TEMPLATE.read_text()
+    for old, port in zip(("server 127.0.0.1:8081;", "server 127.0.0.1:8082;"), upstreams):
+        config = config.replace(old, f"server 127.0.0.1:{port};")
+    for port in random.sample(range(20000, 60000), 20):
+        path = directory / "nginx.conf"
+        path.write_text(config.replace("listen 127.0.0.1:8080;", f"listen 127.0.0.1:{port};"))
+        result = subprocess.run(
+            ["nginx", "-e", "stderr", "-c", str(path), "-p", f"{directory}/"], capture_output=True, text=True
+        )
+        if result.returncode == 0:
+            return port, int((directory / "nginx.pid").read_text())
+        if "Address already in use" not in result.stderr:
+            raise RuntimeError(result.stderr)
+    raise RuntimeError("no free port for nginx")
+
+
+def stopProcess(pid: int, timeout: float = 10) -> None:
+    """Stop a process that is not our child, and wait for it to be gone (pidfd, no polling)."""
+    handle = os.pidfd_open(pid)
+    try:
+        os.kill(pid, signal.SIGTERM)
+        select.select([handle], [], [], timeout)
+    finally:
+        os.close(handle)
+
+
+def test_chat_through_nginx_across_both_processes(cluster, tmp_path):
+    _, (one, two) = cluster
+    port, pid = startNginx(tmp_path, [one.port, two.port])
+    try:
+        front = f"ws://127.0.0.1:{port}/ws"
+        origin = f"http://127.0.0.1:{port}"  # what a browser on the proxied page sends
+        marks = [len(one.lines), len(two.lines)]
+        with wsConnect(front, origin=origin) as a, wsConnect(front, origin=origin) as b:
+            # Round robin: one client on each process.
+            one.waitFor(r"connect 127\.0\.0\.1:\d+", since=marks[0])
+            two.waitFor(r"connect 127\.0\.0\.1:\d+", since=marks[1])
+            a.send("through nginx")
+            assert receive(b, 1) == ["through nginx"]
+            assert receive(a, 1) == ["through nginx"]
+            b.send("and back")
+            assert receive(a, 1) == ["and back"]
+        with pytest.raises(InvalidStatus) as refused:
+            wsConnect(front, origin="http://evil.example").close()
+        assert refused.value.response.status_code == 403
+    finally:
+        stopProcess(pid)
