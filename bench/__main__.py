@@ -16,20 +16,20 @@ import datetime
 import json
 import os
 import platform
-import re
 import resource
-import signal
 import statistics
 import subprocess
 import sys
-import threading
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.processes import LoggedProcess, Twistd
+from tests.redisserver import RedisServer
+
 HERE = Path(__file__).resolve().parent
-TWISTD = str(Path(sys.executable).parent / "twistd")
-PORT_LINE = re.compile(r"(?:Site starting on|listening on) (\d+)")
+LISTEN = ("--listen", "tcp:0:interface=127.0.0.1:backlog=4096")
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Case:
     senders: int = 1
     idle: float = 0
     go: str = ""  # the gorilla chat's figure in shared/bench/README.md, for wsload runs
-    servers: tuple[str, ...] = ("txchat", "naive")
+    servers: tuple[str, ...] = ("txchat", "naive", "naive-prepared")  # the kinds this case runs on
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -55,6 +55,9 @@ CASES = [
     Case("r1000x100", "1000 clients x 100 msg/s", 1000, 500, 100, go="p50 21 / p99 46 ms, 99 % CPU"),
     Case("r1000x500", "1000 clients x 500 msg/s", 1000, 2500, 500, go="p50 33 / p99 90 ms, no loss"),
     Case("senders100", "100 clients, each sending 10 msg/s", 100, 5000, 1000, senders=100),
+    # Two txchat processes (one per core) and Redis; the load spread over both, one sender.
+    Case("cluster-max1000", "cluster: max deliveries/s, 1000 clients", 1000, 4000, servers=("txchat-cluster",)),
+    Case("cluster-r1000x100", "cluster: 1000 clients x 100 msg/s", 1000, 500, 100, servers=("txchat-cluster",)),
     Case("idle5000", "5000 idle connections", 5000, idle=10, go="15.9 KiB/conn, connect 1.4 s"),
     # Far beyond capacity: the naive server would buffer gigabytes, so it sits this one out.
     Case("overload", "1000 clients x 50000 msg/s (overload)", 1000, 250000, 50000, servers=("txchat",),
@@ -80,76 +83,75 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version(), **versions}
 
 
-class ServerProcess:
-    """One server under test, pinned to CPU 0, on a port it picks itself."""
+class Servers:
+    """The server(s) under test: txchat or a naive baseline pinned to CPU 0, or a cluster of
+    two txchat processes (one per core) sharing a redis-server."""
 
-    def __init__(self, kind: str) -> None:
-        if kind == "txchat":
-            command = [TWISTD, "-n", "--pidfile=", "txchat", "--listen", "tcp:0:interface=127.0.0.1:backlog=4096"]
-        else:
-            command = [sys.executable, "-m", "bench.naive_server", "--port", "0"]
-            if kind == "naive-prepared":
-                command.append("--prepared")
-        self.process = subprocess.Popen(
-            ["taskset", "-c", "0", *command], cwd=HERE.parent, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self.log: list[str] = []
-        found = threading.Event()
-        self.port = 0
-
-        def read() -> None:
-            for line in self.process.stdout:
-                self.log.append(line)
-                match = PORT_LINE.search(line)
-                if match and not found.is_set():
-                    self.port = int(match.group(1))
-                    found.set()
-            found.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not found.wait(30) or not self.port:
+    def __init__(self, kind: str, workdir: Path) -> None:
+        self.redis: RedisServer | None = None
+        self.processes: list[LoggedProcess] = []
+        try:
+            if kind == "txchat-cluster":
+                self.redis = RedisServer(workdir).start()
+                for cpu in ("0", "1"):
+                    node = Twistd(*LISTEN, "--redis", self.redis.url, cwd=workdir, prefix=("taskset", "-c", cpu))
+                    self.processes.append(node)
+                for node in self.processes:
+                    node.waitFor("connected to Redis")
+            elif kind == "txchat":
+                self.processes.append(Twistd(*LISTEN, cwd=workdir, prefix=("taskset", "-c", "0")))
+            else:
+                command = ["taskset", "-c", "0", sys.executable, "-m", "bench.naive_server", "--port", "0"]
+                if kind == "naive-prepared":
+                    command.append("--prepared")
+                self.processes.append(LoggedProcess(command, cwd=HERE.parent))
+        except Exception:
             self.stop()
-            raise RuntimeError(f"{kind} did not start:\n{''.join(self.log)}")
+            raise
+
+    @property
+    def ports(self) -> list[int]:
+        return [p.port for p in self.processes]
 
     @property
     def pid(self) -> int:
-        return self.process.pid
+        return self.processes[0].pid
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        for process in self.processes:
+            process.stop()
+        if self.redis is not None:
+            self.redis.stop()
 
 
-def toolCommand(options: argparse.Namespace, case: Case, port: int, pid: int) -> list[str]:
-    url = f"ws://127.0.0.1:{port}/ws"
-    if options.tool == "wsload":
-        command = [options.wsload, "-url", url, "-pid", str(pid), "-n", str(case.clients), "-label", case.name]
+def toolCommand(options: argparse.Namespace, case: Case, ports: list[int], pid: int) -> list[str]:
+    urls = [f"ws://127.0.0.1:{port}/ws" for port in ports]
+    if options.tool == "wsload" and len(urls) == 1:
+        command = [options.wsload, "-url", urls[0], "-pid", str(pid), "-n", str(case.clients), "-label", case.name]
         if case.idle:
             return command + ["-idle", f"{case.idle:g}s"]
         command += ["-m", str(case.messages), "-rate", f"{case.rate:g}", "-senders", str(case.senders)]
         return command + ([] if case.rate else ["-window", "64"])
-    command = [sys.executable, "-m", "bench.loadgen", "--url", url, "--pid", str(pid), "-n", str(case.clients),
-               "--label", case.name]
+    command = [sys.executable, "-m", "bench.loadgen", "--pid", str(pid), "-n", str(case.clients), "--label", case.name]
+    for url in urls:
+        command += ["--url", url]
     if case.idle:
         return command + ["--idle", f"{case.idle:g}"]
     return command + ["-m", str(case.messages), "--rate", f"{case.rate:g}", "--senders", str(case.senders)]
 
 
 def runOnce(options: argparse.Namespace, case: Case, kind: str) -> dict[str, Any]:
-    server = ServerProcess(kind)
-    try:
-        result = subprocess.run(
-            ["taskset", "-c", "1", *toolCommand(options, case, server.port, server.pid)],
-            cwd=HERE.parent, capture_output=True, text=True, timeout=300,
-        )
-    finally:
-        server.stop()
+    with tempfile.TemporaryDirectory() as workdir:
+        servers = Servers(kind, Path(workdir))
+        try:
+            # A cluster has a process on each core: the load takes its share of both.
+            pin = [] if kind == "txchat-cluster" else ["taskset", "-c", "1"]
+            result = subprocess.run(
+                [*pin, *toolCommand(options, case, servers.ports, servers.pid)],
+                cwd=HERE.parent, capture_output=True, text=True, timeout=300,
+            )
+        finally:
+            servers.stop()
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if not lines:
         raise RuntimeError(f"{options.tool} gave no result for {case.name}/{kind}:\n{result.stderr[-2000:]}")
@@ -190,7 +192,7 @@ def describe(case: Case, m: dict[str, Any]) -> str:
 
 
 def table(options: argparse.Namespace, results: dict[str, Any], cases: list[Case]) -> str:
-    servers = [s for s in ("txchat", "naive", "naive-prepared") if s in options.servers]
+    servers = [s for s in ("txchat", "txchat-cluster", "naive", "naive-prepared") if s in options.servers]
     header = ["case", *servers] + (["Go (shared table)"] if options.tool == "wsload" else [])
     rows = [header, ["---"] * len(header)]
     for case in cases:
@@ -206,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tool", choices=["loadgen", "wsload"], default="loadgen")
     parser.add_argument("--wsload", default=str(Path.home() / "wsload"), help="the built wsload binary")
     parser.add_argument("--cases", default=",".join(c.name for c in CASES))
-    parser.add_argument("--servers", default="txchat,naive")
+    parser.add_argument("--servers", default="txchat,txchat-cluster,naive")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--clients", type=int, default=0, help="override every case's client count (smoke runs)")
     parser.add_argument("--messages", type=int, default=0, help="override every case's message count")

@@ -99,12 +99,13 @@ class Run:
         # Time a sample spread over the whole list: a flush reaches the first clients first.
         every = max(1, options.n // max(1, options.timed))
         headers = {"Origin": options.origin} if options.origin else None
+        urls = options.url or ["ws://127.0.0.1:8080/ws"]  # several: clients spread round robin
 
         async def one(index: int) -> None:
             async with gate:
                 try:
                     transport, client = await ws_connect(
-                        lambda: Client(self, index % every == 0), options.url, extra_headers=headers,
+                        lambda: Client(self, index % every == 0), urls[index % len(urls)], extra_headers=headers,
                         max_frame_size=1 << 26,
                     )
                 except Exception as e:  # noqa: BLE001 - counted, reported, never fatal
@@ -226,7 +227,7 @@ async def main(options: argparse.Namespace) -> dict[str, Any]:
 
 def parseArgs(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", default="ws://127.0.0.1:8080/ws")
+    parser.add_argument("--url", action="append", help="repeatable: clients are spread over the URLs")
     parser.add_argument("-n", type=int, default=100, help="clients")
     parser.add_argument("--senders", type=int, default=1, help="the first S clients send")
     parser.add_argument("-m", type=int, default=1000, help="messages in all")
@@ -238,7 +239,7 @@ def parseArgs(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--conc", type=int, default=200, help="parallel connects")
     parser.add_argument("--timed", type=int, default=20, help="clients whose latencies are measured")
     parser.add_argument("--origin", default=None)
-    parser.add_argument("--pid", type=int, default=0, help="server PID, for its CPU and RSS")
+    parser.add_argument("--pid", type=int, default=0, help="server PID, for its CPU and RSS (the first, if several)")
     parser.add_argument("--idle", type=float, default=0, help="only connect and hold this many seconds")
     parser.add_argument("--label", default="")
     return parser.parse_args(argv)

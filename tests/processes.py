@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 TWISTD = str(Path(sys.executable).parent / "twistd")
-LISTENING = re.compile(r"Site(?: \(TLS\))? starting on (\d+)")
+# Twisted's own line for a listening port, and the naive baseline server's (bench/).
+LISTENING = re.compile(r"(?:Site(?: \(TLS\))? starting on|listening on) (\d+)")
 
 
 def cleanEnvironment() -> dict[str, str]:
@@ -26,12 +27,12 @@ def twistdArgs(*options: str) -> list[str]:
     return [TWISTD, "-n", "--pidfile=", "txchat", *options]
 
 
-class Twistd:
-    """A blocking handle on one txchat process, for tests that do not run the reactor."""
+class LoggedProcess:
+    """A blocking handle on a server process that says in its log which port it took."""
 
-    def __init__(self, *options: str, cwd: Path) -> None:
+    def __init__(self, command: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(
-            twistdArgs(*options), cwd=cwd, env=cleanEnvironment(),
+            command, cwd=cwd, env=env if env is not None else cleanEnvironment(),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         self.lines: list[str] = []
@@ -71,13 +72,17 @@ class Twistd:
                 checked = len(self.lines)
                 left = deadline - time.monotonic()
                 if self._ended or left <= 0:
-                    raise RuntimeError(f"twistd never logged {pattern.pattern!r}:\n" + self.log)
+                    raise RuntimeError(f"the process never logged {pattern.pattern!r}:\n" + self.log)
                 self._news.wait(left)
 
     @property
     def log(self) -> str:
         with self._news:
             return "".join(self.lines)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     def stop(self, timeout: float = 30) -> int:
         if self.process.poll() is None:
@@ -88,3 +93,11 @@ class Twistd:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+
+class Twistd(LoggedProcess):
+    """The installed ``twistd -n txchat`` with these options; C{prefix} runs it under another
+    command (``taskset -c 0``)."""
+
+    def __init__(self, *options: str, cwd: Path, prefix: tuple[str, ...] = ()) -> None:
+        super().__init__([*prefix, *twistdArgs(*options)], cwd)
