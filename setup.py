@@ -13,6 +13,7 @@ setup(
     install_requires=[
         "twisted[tls]>=24.7",
         "autobahn>=24.4",
+        "prometheus_client>=0.17",
     ],
     extras_require={
         "test": [
@@ -21,6 +22,7 @@ setup(
             "selenium>=4.20",
             "websockets>=13",
             "picows>=1.0",
+            "hypothesis>=6",
         ],
     },
     zip_safe=False,

@@ -9,7 +9,9 @@ import struct
 TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 
 
-def handshake(path: str = "/ws", host: str = "127.0.0.1", origin: str | None = None) -> bytes:
+def handshake(
+    path: str = "/ws", host: str = "127.0.0.1", origin: str | None = None, headers: dict[str, str] | None = None
+) -> bytes:
     key = base64.b64encode(os.urandom(16)).decode()
     lines = [
         f"GET {path} HTTP/1.1",
@@ -21,6 +23,7 @@ def handshake(path: str = "/ws", host: str = "127.0.0.1", origin: str | None = N
     ]
     if origin is not None:
         lines.append(f"Origin: {origin}")
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 

@@ -86,12 +86,15 @@ class Transport(StringTransport):
 class Peer:
     """One client: handshake on creation, then frames in and frames out."""
 
-    def __init__(self, hub: ChatHub, origin: str | None = None, host: str = "127.0.0.1") -> None:
-        address = IPv4Address("TCP", "127.0.0.1", next(_ports))
-        self.protocol = hub.buildProtocol(address)
-        self.transport = Transport(self.protocol, address)
+    def __init__(
+        self, hub: ChatHub, origin: str | None = None, host: str = "127.0.0.1", address: str = "127.0.0.1",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        peer = IPv4Address("TCP", address, next(_ports))
+        self.protocol = hub.buildProtocol(peer)
+        self.transport = Transport(self.protocol, peer)
         self.protocol.makeConnection(self.transport)
-        self.protocol.dataReceived(frames.handshake(host=host, origin=origin))
+        self.protocol.dataReceived(frames.handshake(host=host, origin=origin, headers=headers))
         self.transport.flush()
         head, _, rest = self.transport.value().partition(b"\r\n\r\n")
         self.status = int(head.split(b" ")[1])

@@ -92,7 +92,7 @@ class Page:
 
 @pytest.fixture(scope="module")
 def chat(tmp_path_factory) -> Iterator[Twistd]:
-    server = Twistd("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path_factory.mktemp("chat"))
+    server = Twistd("--listen", "tcp:0:interface=127.0.0.1", "--rate-limit", "0", cwd=tmp_path_factory.mktemp("chat"))
     yield server
     server.stop()
 

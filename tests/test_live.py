@@ -19,7 +19,7 @@ from tests.live import ChatClient, Server, connect, within
 
 @pytest_twisted.async_yield_fixture
 async def server():
-    s = await Server(sendQueue=16).start()
+    s = await Server(sendQueue=16, rateLimit=0).start()
     yield s
     await s.stop()
 
@@ -198,7 +198,7 @@ async def test_client_that_never_reads_is_dropped_and_others_receive_everything(
 
 @pytest_twisted.ensureDeferred
 async def test_prompt_readers_are_never_dropped_however_bursty_the_sender():
-    s = await Server(sendQueue=256).start()
+    s = await Server(sendQueue=256, rateLimit=0).start()
     try:
         readers = [await connect(s) for _ in range(5)]
         sender = readers[0]

@@ -246,11 +246,11 @@ def test_shutdown_cuts_clients_that_never_answer():
     assert clock.getDelayedCalls() == []
 
 
-def test_client_arriving_during_shutdown_is_sent_away():
+def test_client_arriving_during_shutdown_is_turned_away():
     hub, clock = makeHub()
     hub.closeAll()
-    late = Peer(hub)
-    assert late.closeCode() == 1001
+    assert Peer(hub).status == 503
+    assert hub.health() == (503, "shutting down")
 
 
 def test_no_timers_are_left_after_clients_go():

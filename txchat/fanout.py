@@ -32,6 +32,16 @@ class Fanout:
     def __len__(self) -> int:
         return len(self._ready) + len(self._behind)
 
+    @property
+    def pending(self) -> int:
+        """Messages waiting for the next flush."""
+        return len(self._batch)
+
+    @property
+    def ready(self) -> int:
+        """Members that the next flush writes to."""
+        return len(self._ready)
+
     def __contains__(self, member: Hashable) -> bool:
         return member in self._ready or member in self._behind
 
@@ -50,15 +60,17 @@ class Fanout:
         if write is not None:
             self._behind[member] = (write, [])
 
-    def resume(self, member: Hashable) -> None:
+    def resume(self, member: Hashable) -> int:
+        """The member takes data again: send its backlog; return how many messages that was."""
         entry = self._behind.pop(member, None)
         if entry is None:
-            return
+            return 0
         write, backlog = entry
         # Ready again before writing: the write itself may pause the member anew.
         self._ready[member] = write
         if backlog:
             write(self._frame(b"\n".join(backlog)))
+        return len(backlog)
 
     def backlog(self, member: Hashable) -> int:
         entry = self._behind.get(member)

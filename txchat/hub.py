@@ -8,6 +8,7 @@ reactor is free, framed once for all clients that keep up (see L{txchat.fanout})
 from __future__ import annotations
 
 from dataclasses import dataclass
+from time import perf_counter
 from types import FunctionType
 from typing import Any, Callable
 
@@ -19,6 +20,8 @@ from twisted.logger import Logger
 
 from txchat.broker import Broker, LocalBroker
 from txchat.fanout import Fanout
+from txchat.limits import ConnectionLimits, TrustedProxies
+from txchat.metrics import Metrics
 from txchat.origin import OriginPolicy
 from txchat.protocol import ChatProtocol
 
@@ -30,16 +33,23 @@ CLOSE_POLICY = 1008
 
 @dataclass(frozen=True)
 class HubConfig:
+    """The hub's side of the command line (see txchat.tap); 0 turns a limit off."""
+
     maxMessageSize: int = 512
     sendQueue: int = 256
     pingInterval: float = 54.0
     pongTimeout: float = 60.0
     writeTimeout: float = 10.0
     allowedOrigins: tuple[str, ...] = ()
-    openHandshakeTimeout: float = 5.0
+    maxConnections: int = 10000
+    maxConnectionsPerIp: int = 100
+    trustedProxies: tuple[str, ...] = ()
+    rateLimit: float = 50.0
+    rateBurst: int = 100
+    openHandshakeTimeout: float = 10.0
     closeHandshakeTimeout: float = 1.0
     # How long shutdown waits for clients to answer the going-away close before cutting them.
-    shutdownTimeout: float = 3.0
+    shutdownTimeout: float = 5.0
 
 
 class _ClockTimer:
@@ -60,6 +70,9 @@ class ChatHub(WebSocketServerFactory):
         self.config = config
         self.clock = reactor
         self.origins = OriginPolicy(config.allowedOrigins)
+        self.proxies = TrustedProxies(config.trustedProxies)
+        self.limits = ConnectionLimits(config.maxConnections, config.maxConnectionsPerIp)
+        self.metrics = Metrics()
         self.setProtocolOptions(
             versions=[13],
             webStatus=False,
@@ -78,6 +91,12 @@ class ChatHub(WebSocketServerFactory):
         self._connections: set[ChatProtocol] = set()
         self._closing = False
         self._allGone: list[Deferred[None]] = []
+        self.metrics.watch(
+            connections=lambda: len(self._connections),
+            brokerUp=lambda: float(getattr(self.broker, "up", True)),
+            backlog=lambda: getattr(self.broker, "backlog", 0),
+            refused=lambda: getattr(self.broker, "dropped", 0),
+        )
 
     def _protocolWithOptions(self, base: type[ChatProtocol]) -> type[ChatProtocol]:
         """The protocol class with this hub's options on the class itself.
@@ -100,6 +119,22 @@ class ChatHub(WebSocketServerFactory):
     def __len__(self) -> int:
         return len(self._fanout)
 
+    def admit(self, client: ChatProtocol, address: str) -> str | None:
+        """Count a handshake in against the connection limits, or say why it may not."""
+        reason = "shutting-down" if self._closing else self.limits.admit(address)
+        self.metrics.handshakes.labels("refused-" + reason if reason else "accepted").inc()
+        return reason
+
+    def refused(self, reason: str) -> None:
+        self.metrics.handshakes.labels("refused-" + reason).inc()
+
+    def health(self) -> tuple[int, str]:
+        """For load balancers: 200 while serving; what the broker is doing, if there is one."""
+        if self._closing:
+            return 503, "shutting down"
+        state = getattr(self.broker, "state", None)
+        return 200, "ok" if state is None else f"ok\nredis: {state}"
+
     def register(self, client: ChatProtocol) -> None:
         self._connections.add(client)
         if self._closing:
@@ -113,9 +148,11 @@ class ChatHub(WebSocketServerFactory):
         """Stop all output to the client; it is closing."""
         self._fanout.remove(client)
 
-    def disconnected(self, client: ChatProtocol) -> None:
+    def disconnected(self, client: ChatProtocol, admittedAs: str | None) -> None:
         self._fanout.remove(client)
         self._connections.discard(client)
+        if admittedAs is not None:
+            self.limits.release(admittedAs)
         if self._closing and not self._connections:
             waiting, self._allGone = self._allGone, []
             for d in waiting:
@@ -126,7 +163,10 @@ class ChatHub(WebSocketServerFactory):
         self._fanout.pause(client)
 
     def resumed(self, client: ChatProtocol) -> None:
-        self._fanout.resume(client)
+        sent = self._fanout.resume(client)
+        if sent:
+            self.metrics.deliveries.inc(sent)
+            self.metrics.frames.inc()
 
     # -- messages -------------------------------------------------------------------------
 
@@ -135,6 +175,7 @@ class ChatHub(WebSocketServerFactory):
 
     def broadcast(self, message: bytes) -> None:
         """Accept a normalised message from a client."""
+        self.metrics.messagesIn.inc()
         self.broker.publish(message)
 
     def deliver(self, message: bytes) -> None:
@@ -144,7 +185,15 @@ class ChatHub(WebSocketServerFactory):
 
     def _flush(self) -> None:
         self._flushCall = None
-        for client in self._fanout.flush():
+        started = perf_counter()
+        messages, ready = self._fanout.pending, self._fanout.ready
+        dropped = self._fanout.flush()
+        metrics = self.metrics
+        metrics.flushSeconds.observe(perf_counter() - started)
+        metrics.deliveries.inc(messages * ready)
+        metrics.frames.inc(ready)
+        for client in dropped:
+            metrics.slowDropped.inc()
             _log.info(
                 "dropped slow client {peer}: more than {limit} messages waiting",
                 peer=client.peerName,

@@ -21,6 +21,8 @@ from twisted.internet.tcp import Connection
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from txchat.limits import TokenBucket
+
 if TYPE_CHECKING:
     from txchat.hub import ChatHub
 
@@ -64,6 +66,9 @@ class ChatProtocol(WebSocketServerProtocol):
     # Bytes of ours wait in the transport: until it drains, more must queue behind them.
     behind = True
     _registering = False
+    # The address this connection counts against (the client's, even behind a trusted proxy).
+    _admittedAs: str | None = None
+    _bucket: TokenBucket | None = None
     _lastHeard = 0.0
     _nextPing = 0.0
     _keepalive: IDelayedCall | None = None
@@ -83,16 +88,26 @@ class ChatProtocol(WebSocketServerProtocol):
     # -- opening --------------------------------------------------------------------------
 
     def onConnect(self, request: ConnectionRequest) -> None:
+        hub = self.factory
         try:
             origin = request.headers.get("origin")
-            allowed = self.factory.origins.allows(origin, request.headers.get("host"))
+            allowed = hub.origins.allows(origin, request.headers.get("host"))
+            address = hub.proxies.clientAddress(self.transport.getPeer().host, request.headers.get("x-forwarded-for"))
         except Exception:
             # Autobahn would swallow this; say what happened.
-            _log.failure("origin check failed for {peer}", peer=self.peerName)
+            _log.failure("handshake check failed for {peer}", peer=self.peerName)
             raise ConnectionDeny(ConnectionDeny.INTERNAL_SERVER_ERROR) from None
         if not allowed:
+            hub.refused("origin")
             _log.info("refused {peer}: origin {origin} is not allowed", peer=self.peerName, origin=origin)
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
+        reason = hub.admit(self, address)
+        if reason is not None:
+            _log.info("refused {peer} ({address}): {reason}", peer=self.peerName, address=address, reason=reason)
+            raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, reason)
+        self._admittedAs = address
+        if address != self.transport.getPeer().host:
+            self.peerName = f"{address} via {self.peerName}"
 
     def onOpen(self) -> None:
         try:
@@ -106,6 +121,8 @@ class ChatProtocol(WebSocketServerProtocol):
             self.transport.registerProducer(self, False)
             self._registering = False
             self._send = self.directSend(self.transport)
+            if config.rateLimit:
+                self._bucket = TokenBucket(config.rateLimit, config.rateBurst, self.factory.clock.seconds())
             self._opened = self._member = True
             now = self.factory.clock.seconds()
             self._nextPing = now + config.pingInterval
@@ -127,6 +144,11 @@ class ChatProtocol(WebSocketServerProtocol):
             self._fail_connection(CLOSE_UNSUPPORTED_DATA, "binary messages are not accepted")
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if self._bucket is not None and not self._bucket.take(self.factory.clock.seconds()):
+            self.factory.metrics.rateLimited.inc()
+            _log.info("closing {peer}: more than {rate:g} messages/s", peer=self.peerName, rate=self._bucket.rate)
+            self.leave(CLOSE_POLICY, "rate limit exceeded")
+            return
         message = normalise(payload)
         if message:
             self.factory.broadcast(message)
@@ -229,10 +251,11 @@ class ChatProtocol(WebSocketServerProtocol):
 
     def onClose(self, wasClean: bool, code: int | None, reason: Any) -> None:
         self._stopOutput()
+        admittedAs, self._admittedAs = self._admittedAs, None
         # Autobahn leaves this timer running when the connection is cut before the reply.
         closeTimer = self.closeHandshakeTimeoutCall
         if closeTimer is not None and closeTimer.active():
             closeTimer.cancel()
-        self.factory.disconnected(self)
+        self.factory.disconnected(self, admittedAs)
         if self._opened:
             _log.info("disconnect {peer}: code {code} {reason}", peer=self.peerName, code=code, reason=reason or "")

@@ -9,11 +9,13 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
-from twisted.web.server import Site
+from twisted.web.resource import Resource
 
 from txchat.broker import RedisAddress, RedisBroker
 from txchat.hub import ChatHub, HubConfig, HubService
-from txchat.webapp import makeRoot
+from txchat.limits import TrustedProxies
+from txchat.metrics import MetricsPage
+from txchat.webapp import ChatSite, makeRoot
 
 
 _COERCION_PREFIX = "Parameter type enforcement failed: "
@@ -71,22 +73,55 @@ class Options(usage.Options):
          "several txchat processes form one chat.", checkRedisURL],
         ["redis-backlog", None, 1000, "Messages published to Redis and not yet acknowledged before more are "
          "refused.", _number("redis-backlog", int, 1)],
+        ["max-connections", None, 10000, "WebSocket clients at once; more get HTTP 503 (0: no limit).",
+         _number("max-connections", int, 0)],
+        ["max-connections-per-ip", None, 100, "WebSocket clients at once from one address; more get HTTP 503 "
+         "(0: no limit).", _number("max-connections-per-ip", int, 0)],
+        ["rate-limit", None, 50.0, "Messages a second a client may send on average; a faster one is closed with "
+         "1008 (0: no limit).", _number("rate-limit", float, 0)],
+        ["rate-burst", None, 100, "Messages a client may send at once, within --rate-limit.",
+         _number("rate-burst", int, 1)],
+        ["handshake-timeout", None, 10.0, "Seconds a connection has to send its request headers, and then to "
+         "finish the WebSocket handshake.", _number("handshake-timeout", float, 0.001)],
+        ["close-timeout", None, 1.0, "Seconds a client has to answer a close before it is cut.",
+         _number("close-timeout", float, 0.001)],
+        ["max-header-size", None, 16384, "Bytes of request line and headers; a larger request gets HTTP 400.",
+         _number("max-header-size", int, 256)],
+        ["shutdown-timeout", None, 5.0, "On SIGTERM/SIGINT, seconds clients have to answer the going-away close "
+         "before they are cut.", _number("shutdown-timeout", float, 0)],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
         self["allowed-origin"] = []
+        self["trusted-proxy"] = []
+        self["metrics-listen"] = []
 
-    def opt_listen(self, description: str) -> None:
-        """Listen on a Twisted endpoint (tcp:8080:interface=127.0.0.1, ssl:8443:privateKey=key.pem:certKey=cert.pem, unix:/run/txchat.sock); repeatable; replaces --port and --interface."""  # noqa: E501
+    def _endpoint(self, option: str, description: str) -> str:
         from twisted.internet import reactor
 
         try:
             serverFromString(reactor, description)
         except Exception as e:
-            raise usage.UsageError(f"--listen: bad endpoint {description!r}: {e}") from None
-        self["listen"].append(description)
+            raise usage.UsageError(f"--{option}: bad endpoint {description!r}: {e}") from None
+        return description
+
+    def opt_metrics_listen(self, description: str) -> None:
+        """Serve Prometheus metrics at /metrics on this endpoint (e.g. tcp:9100:interface=127.0.0.1); repeatable; off by default."""  # noqa: E501
+        self["metrics-listen"].append(self._endpoint("metrics-listen", description))
+
+    def opt_trusted_proxy(self, address: str) -> None:
+        """A proxy (address or network, e.g. 127.0.0.1 or 10.0.0.0/8) whose X-Forwarded-For names the client for --max-connections-per-ip and the logs; repeatable."""  # noqa: E501
+        try:
+            TrustedProxies([address])
+        except ValueError:
+            raise usage.UsageError(f"--trusted-proxy: not an address or network: {address!r}") from None
+        self["trusted-proxy"].append(address)
+
+    def opt_listen(self, description: str) -> None:
+        """Listen on a Twisted endpoint (tcp:8080:interface=127.0.0.1, ssl:8443:privateKey=key.pem:certKey=cert.pem, unix:/run/txchat.sock); repeatable; replaces --port and --interface."""  # noqa: E501
+        self["listen"].append(self._endpoint("listen", description))
 
     def opt_allowed_origin(self, origin: str) -> None:
         """A browser origin (https://chat.example.com, or host[:port]) besides the page's own that may open the WebSocket; repeatable; * allows every origin."""  # noqa: E501
@@ -123,6 +158,14 @@ def hubConfig(options: Options) -> HubConfig:
         pongTimeout=options["pong-timeout"],
         writeTimeout=options["write-timeout"],
         allowedOrigins=tuple(options["allowed-origin"]),
+        maxConnections=options["max-connections"],
+        maxConnectionsPerIp=options["max-connections-per-ip"],
+        trustedProxies=tuple(options["trusted-proxy"]),
+        rateLimit=options["rate-limit"],
+        rateBurst=options["rate-burst"],
+        openHandshakeTimeout=options["handshake-timeout"],
+        closeHandshakeTimeout=options["close-timeout"],
+        shutdownTimeout=options["shutdown-timeout"],
     )
 
 
@@ -137,8 +180,16 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     broker = RedisBroker(options["redis"], reactor, backlog=options["redis-backlog"]) if options["redis"] else None
     hub = ChatHub(hubConfig(options), reactor, broker)
     HubService(hub).setServiceParent(top)
-    site = Site(makeRoot(hub))
-    site.displayTracebacks = False
+    site = ChatSite(
+        makeRoot(hub, health=hub.health), reactor,
+        headerTimeout=options["handshake-timeout"], maxHeaderSize=options["max-header-size"],
+    )
     for description in options["listen"]:
         StreamServerEndpointService(serverFromString(reactor, description), site).setServiceParent(top)
+    if options["metrics-listen"]:
+        metrics = Resource()
+        metrics.putChild(b"metrics", MetricsPage(hub.metrics.registry))
+        metricsSite = ChatSite(metrics, reactor, headerTimeout=options["handshake-timeout"])
+        for description in options["metrics-listen"]:
+            StreamServerEndpointService(serverFromString(reactor, description), metricsSite).setServiceParent(top)
     return top

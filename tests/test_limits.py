@@ -1,0 +1,204 @@
+"""Connection limits, trusted proxies, rate limiting, handshake deadlines, health (issue 6)."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import generate_latest
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from tests import frames
+from tests.memory import Peer, Transport, makeHub
+from txchat.limits import ConnectionLimits, TokenBucket, TrustedProxies
+from txchat.webapp import ChatSite, makeRoot
+
+
+def test_forwarded_for_is_believed_only_from_trusted_proxies():
+    proxies = TrustedProxies(["127.0.0.1", "10.0.0.0/8"])
+    assert proxies.clientAddress("203.0.113.9", "1.2.3.4") == "203.0.113.9"  # not a proxy of ours
+    assert proxies.clientAddress("127.0.0.1", None) == "127.0.0.1"
+    assert proxies.clientAddress("127.0.0.1", "198.51.100.7") == "198.51.100.7"
+    # A client may forge the left part; the right-most address our proxies did not add wins.
+    assert proxies.clientAddress("127.0.0.1", "6.6.6.6, 198.51.100.7, 10.1.2.3") == "198.51.100.7"
+    assert proxies.clientAddress("127.0.0.1", "10.1.1.1, 10.2.2.2") == "127.0.0.1"
+    assert proxies.clientAddress("127.0.0.1", "not-an-address") == "127.0.0.1"
+    assert proxies.clientAddress("127.0.0.1", "2001:db8::1") == "2001:db8::1"
+    with pytest.raises(ValueError):
+        TrustedProxies(["proxy.example"])
+
+
+def test_connection_limits_count_in_and_out():
+    limits = ConnectionLimits(total=3, perAddress=2)
+    assert limits.admit("a") is None and limits.admit("a") is None
+    assert limits.admit("a") == "max-connections-per-ip"
+    assert limits.admit("b") is None
+    assert limits.admit("c") == "max-connections"
+    limits.release("a")
+    assert limits.admit("c") is None
+    assert ConnectionLimits(0, 0).admit("x") is None
+
+
+def test_token_bucket():
+    bucket = TokenBucket(rate=2, burst=3, now=0)
+    assert [bucket.take(0) for _ in range(4)] == [True, True, True, False]
+    assert bucket.take(0.5) is True  # one token back after half a second
+    assert bucket.take(0.5) is False
+    assert [bucket.take(100) for _ in range(4)] == [True, True, True, False]  # never more than the burst
+
+
+def test_max_connections_answers_503_and_leaves_the_others_alone():
+    hub, clock = makeHub(maxConnections=2)
+    a, b = Peer(hub), Peer(hub)
+    refused = Peer(hub)
+    assert refused.status == 503 and not refused.open
+    a.say("still here")
+    clock.advance(0)
+    assert b.messages() == ["still here"]
+    a.send(frames.clientFrame(frames.CLOSE, b"\x03\xe8"))
+    assert Peer(hub).status == 101  # a place came free
+
+
+def test_max_connections_per_ip():
+    hub, clock = makeHub(maxConnectionsPerIp=2)
+    first = [Peer(hub, address="192.0.2.1") for _ in range(2)]
+    assert [p.status for p in first] == [101, 101]
+    assert Peer(hub, address="192.0.2.1").status == 503
+    other = Peer(hub, address="192.0.2.2")
+    assert other.status == 101
+    other.say("others are unaffected")
+    clock.advance(0)
+    assert all(p.messages() == ["others are unaffected"] for p in first)
+
+
+def test_per_ip_limit_behind_a_trusted_proxy():
+    hub, clock = makeHub(maxConnectionsPerIp=1, trustedProxies=("127.0.0.1",))
+    viaProxy = {"X-Forwarded-For": "203.0.113.5"}
+    assert Peer(hub, headers=viaProxy).status == 101
+    assert Peer(hub, headers=viaProxy).status == 503
+    assert Peer(hub, headers={"X-Forwarded-For": "203.0.113.6"}).status == 101
+    # From anyone else, X-Forwarded-For is ignored: the peer itself is counted.
+    assert Peer(hub, address="198.51.100.1", headers={"X-Forwarded-For": "203.0.113.77"}).status == 101
+    assert Peer(hub, address="198.51.100.1", headers={"X-Forwarded-For": "203.0.113.78"}).status == 503
+
+
+def test_client_sending_too_fast_is_closed_with_1008_and_its_excess_goes_nowhere():
+    hub, clock = makeHub(rateLimit=5, rateBurst=5)
+    flooder, reader = Peer(hub), Peer(hub)
+    for i in range(8):
+        flooder.say(f"flood {i}")
+    clock.advance(0)
+    assert reader.messages() == [f"flood {i}" for i in range(5)]
+    assert flooder.closeCode() == 1008
+    closing = [p for op, p in flooder.received if op == frames.CLOSE]
+    assert b"rate limit" in closing[0]
+    reader.say("the others chat on")
+    clock.advance(0)
+    assert reader.messages() == ["the others chat on"]
+
+
+def test_client_within_the_rate_is_never_closed():
+    hub, clock = makeHub(rateLimit=5, rateBurst=5, pongTimeout=1e9, pingInterval=1e9)
+    talker, reader = Peer(hub), Peer(hub)
+    sent = []
+    for second in range(20):
+        for i in range(5):
+            sent.append(f"{second}.{i}")
+            talker.say(sent[-1])
+        clock.advance(1)
+    assert reader.messages() == sent
+    assert talker.open and talker.closeCode() is None
+
+
+def test_opening_handshake_must_finish_in_time():
+    hub, clock = makeHub(openHandshakeTimeout=10)
+    address = IPv4Address("TCP", "127.0.0.1", 1)
+    protocol = hub.buildProtocol(address)
+    transport = Transport(protocol, address)
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b"GET /ws HTTP/1.1\r\nHost: x\r\n")  # and nothing more
+    clock.advance(9.9)
+    assert transport.connected
+    clock.advance(0.1)
+    assert not transport.connected and transport.aborted
+    assert clock.getDelayedCalls() == []
+
+
+class SiteClient:
+    """One HTTP connection to a ChatSite on a Clock."""
+
+    def __init__(self, **siteOptions) -> None:
+        self.clock = Clock()
+        self.hub, _ = makeHub()
+        site = ChatSite(makeRoot(self.hub, health=self.hub.health), self.clock, **siteOptions)
+        self.channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 2))
+        self.transport = StringTransport()
+        self.channel.makeConnection(self.transport)
+
+    def send(self, data: bytes) -> None:
+        self.channel.dataReceived(data)
+
+    @property
+    def aborted(self) -> bool:
+        return self.transport.disconnecting
+
+
+def test_slowloris_headers_are_cut_at_the_deadline():
+    client = SiteClient(headerTimeout=10)
+    request = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 40
+    for i in range(0, len(request), 5):  # a few bytes every second: each resets an idle timer
+        client.send(request[i : i + 5])
+        client.clock.advance(1)
+        if client.aborted:
+            break
+    assert client.aborted
+    assert client.clock.seconds() <= 10
+
+
+def test_a_complete_request_in_time_is_served_and_the_deadline_restarts():
+    client = SiteClient(headerTimeout=10)
+    client.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert client.transport.value().startswith(b"HTTP/1.1 200")
+    assert client.transport.value().endswith(b"ok\n")
+    client.clock.advance(9.9)
+    assert not client.aborted
+    client.clock.advance(0.1)  # an idle keep-alive connection gets the same deadline
+    assert client.aborted
+
+
+@pytest.mark.parametrize("header", [b"X-Big: " + b"b" * 2000, b"X-Huge: " + b"h" * 40000,
+                                    b"\r\n".join(b"X-%d: %s" % (i, b"m" * 50) for i in range(30))])
+def test_oversized_headers_get_400(header):
+    client = SiteClient(maxHeaderSize=1024)
+    client.send(b"GET / HTTP/1.1\r\nHost: x\r\n" + header + b"\r\n\r\n")
+    assert client.transport.value().startswith(b"HTTP/1.1 400")
+    assert client.aborted
+
+
+def test_health_and_metrics_count_what_happens():
+    hub, clock = makeHub(rateLimit=1, rateBurst=2, sendQueue=1)
+    assert hub.health() == (200, "ok")
+    a, b, slow = Peer(hub), Peer(hub), Peer(hub)
+    slow.stopReading()
+    a.say("one")
+    clock.advance(0)
+    b.say("two")
+    clock.advance(0)
+    b.say("three")
+    b.say("three again")  # b is over its rate
+    clock.advance(0)  # slow has "one" in its transport and "two" queued: "three" overflows
+    text = generate_latest(hub.metrics.registry).decode()
+
+    def value(name: str) -> float:
+        (line,) = [line for line in text.splitlines() if line.startswith(name + " ")]
+        return float(line.split()[-1])
+
+    assert value("txchat_messages_in_total") == 3
+    assert value('txchat_handshakes_total{outcome="accepted"}') == 3
+    assert value("txchat_rate_limited_clients_total") == 1
+    assert value("txchat_slow_clients_dropped_total") == 1
+    assert value("txchat_connections_open") == 3  # b and slow are closing, not yet gone
+    assert value("txchat_deliveries_total") == 3 + 2 + 1  # one: all three; two: a, b; three: a
+    assert value("txchat_frames_out_total") == 3 + 2 + 1
+    assert value("txchat_flush_seconds_count") == 3
+    assert value("txchat_broker_up") == 1

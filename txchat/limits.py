@@ -1,0 +1,88 @@
+"""Who a connection is from, how many each may have, and how fast a client may talk."""
+
+from __future__ import annotations
+
+from collections import Counter
+from ipaddress import ip_address, ip_network
+from typing import Iterable
+
+
+def _isAddress(text: str) -> bool:
+    try:
+        ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+class TrustedProxies:
+    """The proxies whose X-Forwarded-For is believed; anyone else's is ignored."""
+
+    def __init__(self, entries: Iterable[str] = ()) -> None:
+        self._networks = [ip_network(entry.strip(), strict=False) for entry in entries]
+
+    def __contains__(self, host: str) -> bool:
+        try:
+            address = ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self._networks)
+
+    def clientAddress(self, peer: str, forwardedFor: str | None) -> str:
+        """The address to hold a connection against: the peer's own, or, when the peer is a
+        trusted proxy, the nearest address in X-Forwarded-For that is not one (each proxy
+        appends the address it saw, so the list is read from the right)."""
+        if not forwardedFor or peer not in self:
+            return peer
+        for hop in reversed([h.strip() for h in forwardedFor.split(",")]):
+            if not _isAddress(hop):
+                return peer  # a forged or broken list: fall back to what we know
+            if hop not in self:
+                return hop
+        return peer
+
+
+class ConnectionLimits:
+    """Counts open connections, in all and per client address; 0 means no limit."""
+
+    def __init__(self, total: int = 0, perAddress: int = 0) -> None:
+        self.total = total
+        self.perAddress = perAddress
+        self.open = 0
+        self._byAddress: Counter[str] = Counter()
+
+    def admit(self, address: str) -> str | None:
+        """Count a new connection in, or say why it may not come in."""
+        if self.total and self.open >= self.total:
+            return "max-connections"
+        if self.perAddress and self._byAddress[address] >= self.perAddress:
+            return "max-connections-per-ip"
+        self.open += 1
+        self._byAddress[address] += 1
+        return None
+
+    def release(self, address: str) -> None:
+        self.open -= 1
+        self._byAddress[address] -= 1
+        if not self._byAddress[address]:
+            del self._byAddress[address]
+
+
+class TokenBucket:
+    """C{rate} messages a second on average, C{burst} at once."""
+
+    __slots__ = ("rate", "burst", "tokens", "last")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.last = now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
