@@ -6,7 +6,7 @@ import base64
 import os
 import struct
 
-TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
+CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 
 def handshake(
@@ -27,19 +27,21 @@ def handshake(
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-def clientFrame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
-    """A masked frame, as a client must send."""
-    mask = os.urandom(4)
-    head = bytes([(0x80 if fin else 0) | opcode])
+def clientFrame(opcode: int, payload: bytes, fin: bool = True, masked: bool = True, rsv: int = 0) -> bytes:
+    """A frame as a client sends it: masked, unless told otherwise to test the server."""
+    mask = os.urandom(4) if masked else b""
+    maskBit = 0x80 if masked else 0
+    head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
     n = len(payload)
     if n < 126:
-        head += bytes([0x80 | n])
+        head += bytes([maskBit | n])
     elif n < 1 << 16:
-        head += bytes([0x80 | 126]) + struct.pack("!H", n)
+        head += bytes([maskBit | 126]) + struct.pack("!H", n)
     else:
-        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return head + mask + masked
+        head += bytes([maskBit | 127]) + struct.pack("!Q", n)
+    if masked:
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return head + mask + payload
 
 
 def text(message: str | bytes) -> bytes:

@@ -69,8 +69,8 @@ class _TrackedHub(ChatHub):
         self.tracker.opened(protocol)
         return protocol
 
-    def disconnected(self, client) -> None:
-        super().disconnected(client)
+    def disconnected(self, client, admittedAs) -> None:
+        super().disconnected(client, admittedAs)
         self.tracker.closed(client)
 
 
