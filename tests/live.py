@@ -81,7 +81,7 @@ class Server:
         self.tracker = Tracker()
         self.hub = _TrackedHub(self.tracker, HubConfig(**config), reactor)
         self.hub.startBroker()
-        self.site = Site(makeRoot(self.hub))
+        self.site = Site(makeRoot(self.hub, health=self.hub.health))
         self.site.protocol = _TrackedChannel
         self.site.tracker = self.tracker
         self.port = None

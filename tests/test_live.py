@@ -8,13 +8,15 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.web.client import Agent, HTTPConnectionPool, PartialDownloadError, readBody
 from twisted.web.http_headers import Headers
+from twisted.web.server import Site
 
 from tests import frames
-from tests.live import ChatClient, Server, connect, within
+from tests.live import Server, connect, within
+from txchat.metrics import MetricsPage
 
 
 @pytest_twisted.async_yield_fixture
@@ -149,6 +151,8 @@ async def test_http_contract(server, pool):
     assert response.code == 426
     response, _ = await request(server, b"POST", b"/ws", pool=pool)
     assert response.code == 405 and response.headers.getRawHeaders(b"allow") == [b"GET"]
+    response, body = await request(server, b"GET", b"/healthz", pool=pool)
+    assert response.code == 200 and body == b"ok\n"
     for path in (b"/nope", b"/home.html", b"/ws/extra", b"/static/x.js"):
         response, _ = await request(server, b"GET", path, pool=pool)
         assert response.code == 404, path
@@ -213,3 +217,24 @@ async def test_prompt_readers_are_never_dropped_however_bursty_the_sender():
             await reader.close()
     finally:
         await s.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_metrics_endpoint_serves_prometheus_text(server, pool):
+    metricsPort = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+        Site(MetricsPage(server.hub.metrics.registry))
+    )
+    try:
+        a = await connect(server)
+        a.say("counted")
+        await a.receive(1)
+        response = await within(Agent(reactor, pool=pool).request(
+            b"GET", b"http://127.0.0.1:%d/metrics" % metricsPort.getHost().port))
+        body = (await readBody(response)).decode()
+        assert response.code == 200
+        assert response.headers.getRawHeaders(b"content-type")[0].startswith(b"text/plain")
+        assert "txchat_messages_in_total 1.0" in body
+        assert "txchat_connections_open 1.0" in body
+        await a.close()
+    finally:
+        await metricsPort.stopListening()

@@ -65,6 +65,11 @@ def test_repeatable_allowed_origin_and_redis():
         (["--redis", "redis://h:6379/x"], "--redis"),
         (["--allowed-origin", "http://a.example/path"], "--allowed-origin"),
         (["--interface", "127.0.0.1", "--listen", "tcp:1"], "--interface"),
+        (["--metrics-listen", "nope:1"], "--metrics-listen"),
+        (["--trusted-proxy", "proxy.example"], "--trusted-proxy"),
+        (["--rate-limit", "-1"], "--rate-limit"),
+        (["--max-connections", "-1"], "--max-connections"),
+        (["--handshake-timeout", "0"], "--handshake-timeout"),
     ],
 )
 def test_bad_values_give_one_line_naming_the_option(args, option):
@@ -87,3 +92,12 @@ def test_make_service_listens_where_asked_and_stops_the_hub_last():
     assert [(port, interface) for port, _, _, interface in reactor.tcpServers] == [(9001, "127.0.0.1"), (9002, "")]
     d = service.stopService()
     assert d.called
+
+
+def test_metrics_get_their_own_endpoint_and_only_when_asked():
+    reactor = MemoryReactorClock()
+    makeService(parse("--listen", "tcp:9001"), reactor).startService()
+    assert [port for port, *_ in reactor.tcpServers] == [9001]
+    reactor = MemoryReactorClock()
+    makeService(parse("--listen", "tcp:9001", "--metrics-listen", "tcp:9100:interface=127.0.0.1"), reactor).startService()
+    assert [(port, interface) for port, _, _, interface in reactor.tcpServers] == [(9001, ""), (9100, "127.0.0.1")]
