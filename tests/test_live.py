@@ -79,36 +79,22 @@ async def test_burst_arrives_complete_and_in_the_same_order_everywhere(server):
         await c.close()
 
 
+BAD_MESSAGES = {
+    "oversized": ((b"x" * 513, False), 1009),
+    "invalid UTF-8": ((b"\xc3\x28 broken", False), 1007),
+    "binary": ((b"\x00\x01", True), 1003),
+}
+
+
+@pytest.mark.parametrize("message, code", BAD_MESSAGES.values(), ids=BAD_MESSAGES.keys())
 @pytest_twisted.ensureDeferred
-async def test_oversized_message_gets_1009_and_the_others_go_on(server):
+async def test_bad_message_closes_its_sender_and_the_others_go_on(server, message, code):
     a, b = await connect(server), await connect(server)
-    a.say("x" * 513)
-    code, _ = await within(a.closed)
-    assert code == 1009
+    a.sendMessage(*message)
+    closedWith, _ = await within(a.closed)
+    assert closedWith == code
     b.say("still chatting")
     assert await b.receive(1) == ["still chatting"]
-    await b.close()
-
-
-@pytest_twisted.ensureDeferred
-async def test_invalid_utf8_gets_1007(server):
-    a, b = await connect(server), await connect(server)
-    a.sendMessage(b"\xc3\x28 broken", isBinary=False)
-    code, _ = await within(a.closed)
-    assert code == 1007
-    b.say("fine")
-    assert await b.receive(1) == ["fine"]
-    await b.close()
-
-
-@pytest_twisted.ensureDeferred
-async def test_binary_frame_gets_1003(server):
-    a, b = await connect(server), await connect(server)
-    a.sendMessage(b"\x00\x01", isBinary=True)
-    code, _ = await within(a.closed)
-    assert code == 1003
-    b.say("fine")
-    assert await b.receive(1) == ["fine"]
     await b.close()
 
 
