@@ -11,7 +11,8 @@ from twisted.internet.testing import StringTransport
 from tests import frames
 from tests.memory import Peer, Transport, makeHub
 from txchat.limits import ConnectionLimits, TokenBucket, TrustedProxies
-from txchat.webapp import ChatSite, makeRoot
+from txchat.site import ChatSite
+from txchat.webapp import makeRoot
 
 
 def test_forwarded_for_is_believed_only_from_trusted_proxies():

@@ -54,6 +54,7 @@ async def test_two_clients_chat(server):
     a.say("hello from a")
     assert await b.receive(1) == ["hello from a"]
     assert await a.receive(1) == ["hello from a"]
+    assert all(p._send is not None for p in server.hub._fanout)  # plain TCP: straight to the socket
     b.say("  and\nback  ")
     assert await a.receive(1) == ["and back"]
     assert await b.receive(1) == ["and back"]
@@ -224,3 +225,30 @@ async def test_metrics_endpoint_serves_prometheus_text(server, pool):
         await a.close()
     finally:
         await metricsPort.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_chat_over_a_unix_socket(tmp_path):
+    from autobahn.twisted.websocket import WebSocketClientFactory
+    from twisted.internet.endpoints import UNIXClientEndpoint, UNIXServerEndpoint
+
+    from tests.live import ChatClient
+
+    s = Server()
+    path = str(tmp_path / "txchat.sock")
+    s.port = await UNIXServerEndpoint(reactor, path).listen(s.site)
+    try:
+        clients = []
+        for _ in range(2):
+            factory = WebSocketClientFactory("ws://localhost/ws")
+            factory.protocol = ChatClient
+            client = await UNIXClientEndpoint(reactor, path).connect(factory)
+            await within(client.opened)
+            clients.append(client)
+        clients[0].say("over unix")
+        assert await clients[1].receive(1) == ["over unix"]
+        assert all(p._send is not None for p in s.hub._fanout)  # straight to the socket here too
+        for client in clients:
+            await client.close()
+    finally:
+        await s.stop()

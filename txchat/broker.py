@@ -32,6 +32,13 @@ Deliver = Callable[[bytes], None]
 
 
 class Broker(Protocol):
+    # For /healthz and /metrics: None where there is nothing to connect to, else "starting",
+    # "up" or "down"; whether messages reach the other processes; what waits, and was refused.
+    state: str | None
+    up: bool
+    backlog: int
+    dropped: int
+
     def start(self, deliver: Deliver) -> None:
         """Begin handing published messages, in their one order, to C{deliver}."""
 
@@ -44,6 +51,11 @@ class Broker(Protocol):
 
 class LocalBroker:
     """The in-process broker: one process is the whole chat, so publishing is delivering."""
+
+    state = None
+    up = True
+    backlog = 0
+    dropped = 0
 
     def __init__(self) -> None:
         self._deliver: Deliver | None = None

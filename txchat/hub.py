@@ -93,9 +93,9 @@ class ChatHub(WebSocketServerFactory):
         self._allGone: list[Deferred[None]] = []
         self.metrics.watch(
             connections=lambda: len(self._connections),
-            brokerUp=lambda: float(getattr(self.broker, "up", True)),
-            backlog=lambda: getattr(self.broker, "backlog", 0),
-            refused=lambda: getattr(self.broker, "dropped", 0),
+            brokerUp=lambda: float(self.broker.up),
+            backlog=lambda: self.broker.backlog,
+            refused=lambda: self.broker.dropped,
         )
 
     def _protocolWithOptions(self, base: type[ChatProtocol]) -> type[ChatProtocol]:
@@ -132,7 +132,7 @@ class ChatHub(WebSocketServerFactory):
         """For load balancers: 200 while serving; what the broker is doing, if there is one."""
         if self._closing:
             return 503, "shutting down"
-        state = getattr(self.broker, "state", None)
+        state = self.broker.state
         return 200, "ok" if state is None else f"ok\nredis: {state}"
 
     def register(self, client: ChatProtocol) -> None:

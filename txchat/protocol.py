@@ -92,7 +92,8 @@ class ChatProtocol(WebSocketServerProtocol):
         try:
             origin = request.headers.get("origin")
             allowed = hub.origins.allows(origin, request.headers.get("host"))
-            address = hub.proxies.clientAddress(self.transport.getPeer().host, request.headers.get("x-forwarded-for"))
+            peerHost = getattr(self.transport.getPeer(), "host", "unix")
+            address = hub.proxies.clientAddress(peerHost, request.headers.get("x-forwarded-for"))
         except Exception:
             # Autobahn would swallow this; say what happened.
             _log.failure("handshake check failed for {peer}", peer=self.peerName)
@@ -106,7 +107,7 @@ class ChatProtocol(WebSocketServerProtocol):
             _log.info("refused {peer} ({address}): {reason}", peer=self.peerName, address=address, reason=reason)
             raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, reason)
         self._admittedAs = address
-        if address != self.transport.getPeer().host:
+        if address != peerHost:
             self.peerName = f"{address} via {self.peerName}"
 
     def onOpen(self) -> None:
@@ -144,6 +145,8 @@ class ChatProtocol(WebSocketServerProtocol):
             self._fail_connection(CLOSE_UNSUPPORTED_DATA, "binary messages are not accepted")
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if not self._member:
+            return  # closing: what still arrives is not chat any more
         if self._bucket is not None and not self._bucket.take(self.factory.clock.seconds()):
             self.factory.metrics.rateLimited.inc()
             _log.info("closing {peer}: more than {rate:g} messages/s", peer=self.peerName, rate=self._bucket.rate)

@@ -15,7 +15,8 @@ from txchat.broker import RedisAddress, RedisBroker
 from txchat.hub import ChatHub, HubConfig, HubService
 from txchat.limits import TrustedProxies
 from txchat.metrics import MetricsPage
-from txchat.webapp import ChatSite, makeRoot
+from txchat.site import ChatSite
+from txchat.webapp import makeRoot
 
 
 _COERCION_PREFIX = "Parameter type enforcement failed: "

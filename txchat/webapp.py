@@ -1,6 +1,8 @@
-"""The HTTP side: ``/`` serves the page, ``/ws`` upgrades to the chat, anything else is 404.
+"""The resources: ``/`` serves the page, ``/ws`` upgrades to the chat, ``/healthz`` answers load
+balancers, anything else is 404.
 
-This module knows the hub only as the WebSocket factory that ``/ws`` hands connections to.
+This module knows the hub only as the WebSocket factory that ``/ws`` hands connections to,
+and as a callable that says how it is.
 """
 
 from __future__ import annotations
@@ -11,15 +13,9 @@ from typing import Any, Callable
 
 from autobahn.twisted.resource import WebSocketResource
 from twisted.web.pages import notFound
-from twisted.internet.interfaces import IDelayedCall
-from twisted.logger import Logger
-from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import Request
 from twisted.web.static import File
-
-_log = Logger()
 
 
 def pagePath() -> str:
@@ -101,62 +97,3 @@ def makeRoot(
     if health is not None:
         root.putChild(b"healthz", Health(health))
     return root
-
-
-class _Channel(HTTPChannel):
-    """An HTTP connection that must send each request's headers within a deadline.
-
-    Twisted's own timeout restarts at every byte, so a client that trickles a header a byte at
-    a time (slowloris) would never meet it; this one is counted from the request's start."""
-
-    headerTimeout = 10.0
-    _deadline: IDelayedCall | None = None
-
-    def connectionMade(self) -> None:
-        super().connectionMade()
-        self._startDeadline()
-
-    def _startDeadline(self) -> None:
-        self._deadline = self.callLater(self.headerTimeout, self._tooSlow)
-
-    def _stopDeadline(self) -> None:
-        if self._deadline is not None and self._deadline.active():
-            self._deadline.cancel()
-        self._deadline = None
-
-    def allHeadersReceived(self) -> None:
-        self._stopDeadline()
-        super().allHeadersReceived()
-
-    def requestDone(self, request: Request) -> None:
-        super().requestDone(request)
-        if self.transport is not None and not self.transport.disconnecting:
-            self._startDeadline()  # the next request on this connection gets its own
-
-    def lineLengthExceeded(self, line: bytes) -> None:
-        # As Twisted answers headers that are too large in all: a 400, not a silent close.
-        self.transport.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
-        self.transport.loseConnection()
-
-    def _tooSlow(self) -> None:
-        self._deadline = None
-        _log.info("cut {peer}: no complete request within {seconds}s", peer=self.transport.getPeer(),
-                  seconds=self.headerTimeout)
-        self.transport.abortConnection()
-
-    def connectionLost(self, reason: Failure) -> None:
-        self._stopDeadline()
-        super().connectionLost(reason)
-
-
-class ChatSite(Site):
-    """The site, with a deadline for request headers and a bound on their size."""
-
-    def __init__(self, root: Resource, reactor: Any, headerTimeout: float = 10.0, maxHeaderSize: int = 16384) -> None:
-        super().__init__(root, reactor=reactor)
-        self.displayTracebacks = False
-        self.protocol = type(
-            "Channel", (_Channel,),
-            {"headerTimeout": headerTimeout, "totalHeadersSize": maxHeaderSize,
-             "MAX_LENGTH": max(maxHeaderSize, HTTPChannel.MAX_LENGTH)},
-        )
