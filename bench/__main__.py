@@ -198,6 +198,8 @@ def table(options: argparse.Namespace, results: dict[str, Any], cases: list[Case
     header = ["case", *servers] + (["Go (shared table)"] if options.tool == "wsload" else [])
     rows = [header, ["---"] * len(header)]
     for case in cases:
+        if not results[case.name]:
+            continue  # a case this run had no server for (the cluster cases with wsload)
         row = [case.title] + [describe(case, results[case.name].get(s, {}).get("median", {})) for s in servers]
         if options.tool == "wsload":
             row.append(case.go)
