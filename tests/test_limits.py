@@ -7,6 +7,7 @@ from prometheus_client import generate_latest
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import formatEvent, globalLogPublisher
 
 from tests import frames
 from tests.memory import Peer, Transport, makeHub
@@ -132,6 +133,7 @@ class SiteClient:
         self.clock = Clock()
         self.hub, _ = makeHub()
         site = ChatSite(makeRoot(self.hub, health=self.hub.health), self.clock, **siteOptions)
+        site.doStart()  # opens the access log
         self.channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 2))
         self.transport = StringTransport()
         self.channel.makeConnection(self.transport)
@@ -165,6 +167,19 @@ def test_a_complete_request_in_time_is_served_and_the_deadline_restarts():
     assert not client.aborted
     client.clock.advance(0.1)  # an idle keep-alive connection gets the same deadline
     assert client.aborted
+
+
+def test_health_probes_stay_out_of_the_access_log():
+    client = SiteClient()
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        client.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    lines = [formatEvent(e) for e in events]
+    assert any('"GET /nope HTTP/1.1" 404' in line for line in lines)
+    assert not any("healthz" in line for line in lines)
 
 
 @pytest.mark.parametrize("header", [b"X-Big: " + b"b" * 2000, b"X-Huge: " + b"h" * 40000,

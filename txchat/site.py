@@ -65,6 +65,8 @@ class _Channel(HTTPChannel):
 class ChatSite(Site):
     """The site, with a deadline for request headers and a bound on their size."""
 
+    quietPaths = (b"/healthz",)  # a load balancer's probes would drown the access log
+
     def __init__(self, root: Resource, reactor: Any, headerTimeout: float = 10.0, maxHeaderSize: int = 16384) -> None:
         super().__init__(root, reactor=reactor)
         self.displayTracebacks = False
@@ -73,3 +75,7 @@ class ChatSite(Site):
             {"headerTimeout": headerTimeout, "totalHeadersSize": maxHeaderSize,
              "MAX_LENGTH": max(maxHeaderSize, HTTPChannel.MAX_LENGTH)},
         )
+
+    def log(self, request: Request) -> None:
+        if request.path not in self.quietPaths:
+            super().log(request)

@@ -15,6 +15,7 @@ from txchat.broker import RedisAddress, RedisBroker
 from txchat.hub import ChatHub, HubConfig, HubService
 from txchat.limits import TrustedProxies
 from txchat.metrics import MetricsPage
+from txchat.origin import OriginPolicy
 from txchat.site import ChatSite
 from txchat.webapp import makeRoot
 
@@ -62,7 +63,8 @@ class Options(usage.Options):
     optParameters = [
         ["port", "p", 8080, "TCP port to listen on (0 picks a free one).", _number("port", int, 0, 65535)],
         ["interface", None, "", "Address to bind --port to (default: all interfaces)."],
-        ["max-message-size", None, 512, "Largest chat message a client may send, in bytes.", _number("max-message-size", int, 1)],
+        ["max-message-size", None, 512, "Largest chat message a client may send, in bytes.",
+         _number("max-message-size", int, 1)],
         ["send-queue", None, 256, "Messages queued for a client that is not reading before it is dropped.",
          _number("send-queue", int, 1)],
         ["ping-interval", None, 54.0, "Seconds between server pings.", _number("ping-interval", float, 0.001)],
@@ -126,8 +128,6 @@ class Options(usage.Options):
 
     def opt_allowed_origin(self, origin: str) -> None:
         """A browser origin (https://chat.example.com, or host[:port]) besides the page's own that may open the WebSocket; repeatable; * allows every origin."""  # noqa: E501
-        from txchat.origin import OriginPolicy
-
         try:
             OriginPolicy([origin])
         except ValueError as e:
