@@ -101,7 +101,7 @@ def startNginx(directory: Path, upstreams: list[int]) -> tuple[int, int]:
     Started as a daemon: the nginx command returns once its port is bound."""
     (directory / "tmp").mkdir(exist_ok=True)
     config = NGINX_TEMPLATE.read_text()
-    for old, port in zip(("server 127.0.0.1:8081;", "server 127.0.0.1:8082;"), upstreams):
+    for old, port in zip(("server 127.0.0.1:8081;", "server 127.0.0.1:8082;"), upstreams, strict=True):
         config = config.replace(old, f"server 127.0.0.1:{port};")
     for port in random.sample(range(20000, 60000), 20):
         path = directory / "nginx.conf"

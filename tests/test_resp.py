@@ -3,7 +3,13 @@ from __future__ import annotations
 import pytest
 from twisted.internet.testing import StringTransport
 
-from txchat.resp import Incomplete, RedisConnection, RedisError, encodeCommand, parseReply
+from txchat.resp import (
+    Incomplete,
+    RedisConnection,
+    RedisError,
+    encodeCommand,
+    parseReply,
+)
 
 
 def test_encode_command():

@@ -18,7 +18,11 @@ from urllib.parse import unquote, urlsplit
 
 from twisted.application.internet import backoffPolicy
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, wrapClientTLS
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
+    connectProtocol,
+    wrapClientTLS,
+)
 from twisted.internet.interfaces import IDelayedCall, IReactorTCP, IReactorTime
 from twisted.internet.ssl import optionsForClientTLS
 from twisted.logger import Logger
@@ -32,12 +36,22 @@ Deliver = Callable[[bytes], None]
 
 
 class Broker(Protocol):
-    # For /healthz and /metrics: None where there is nothing to connect to, else "starting",
-    # "up" or "down"; whether messages reach the other processes; what waits, and was refused.
-    state: str | None
-    up: bool
-    backlog: int
-    dropped: int
+    # For /healthz and /metrics.
+    @property
+    def state(self) -> str | None:
+        """None where there is nothing to connect to; else "starting", "up" or "down"."""
+
+    @property
+    def up(self) -> bool:
+        """Whether messages reach the other processes."""
+
+    @property
+    def backlog(self) -> int:
+        """Messages published and not yet acknowledged."""
+
+    @property
+    def dropped(self) -> int:
+        """Messages refused, in all, for a full backlog."""
 
     def start(self, deliver: Deliver) -> None:
         """Begin handing published messages, in their one order, to C{deliver}."""

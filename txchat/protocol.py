@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
-from twisted.internet.interfaces import IAddress, IDelayedCall, IPullProducer, ISSLTransport, ITransport
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IPullProducer,
+    ISSLTransport,
+    ITransport,
+)
 from twisted.internet.tcp import Connection
 from twisted.logger import Logger
 from zope.interface import implementer

@@ -19,7 +19,6 @@ from txchat.origin import OriginPolicy
 from txchat.site import ChatSite
 from txchat.webapp import makeRoot
 
-
 _COERCION_PREFIX = "Parameter type enforcement failed: "
 
 
