@@ -7,8 +7,6 @@ resolves when a MutationObserver sees what the test waits for.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 from pathlib import Path
 from typing import Iterator
@@ -20,6 +18,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from websockets.sync.client import connect as wsConnect
 
+from tests.certs import makeCertificate
 from tests.processes import Twistd
 
 CHROMIUM = "/usr/bin/chromium"
@@ -199,31 +198,6 @@ def test_stopping_the_server_shows_connection_closed_in_bold(browsers, tmp_path)
     assert page.entries(1) == ["Connection closed."]
     assert page.driver.find_element(By.CSS_SELECTOR, "#log b").text == "Connection closed."
     assert "code 1001" in server.log  # the page answered the going-away close
-
-
-def makeCertificate(directory: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .sign(key, hashes.SHA256())
-    )
-    keyPath, certPath = directory / "key.pem", directory / "cert.pem"
-    keyPath.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    certPath.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    return keyPath, certPath
 
 
 def test_https_page_chats_over_wss(tmp_path):

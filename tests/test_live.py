@@ -256,3 +256,39 @@ async def test_chat_over_a_unix_socket(tmp_path):
             await client.close()
     finally:
         await s.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_chat_over_tls_without_polling_the_protocol(tmp_path):
+    from autobahn.twisted.websocket import WebSocketClientFactory
+    from twisted.internet.endpoints import SSL4ServerEndpoint, wrapClientTLS
+    from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
+    from twisted.internet.task import Cooperator
+
+    from tests.certs import makeCertificate
+    from tests.live import ChatClient
+
+    keyPath, certPath = makeCertificate(tmp_path)
+    serverCertificate = PrivateCertificate.loadPEM(keyPath.read_text() + certPath.read_text())
+    s = Server()
+    s.port = await SSL4ServerEndpoint(reactor, 0, serverCertificate.options(), interface="127.0.0.1").listen(s.site)
+    try:
+        trust = optionsForClientTLS("127.0.0.1", trustRoot=Certificate.loadPEM(certPath.read_bytes()))
+        clients = []
+        for _ in range(2):
+            factory = WebSocketClientFactory(f"wss://127.0.0.1:{s.number}/ws")
+            factory.protocol = ChatClient
+            client = await wrapClientTLS(trust, TCP4ClientEndpoint(reactor, "127.0.0.1", s.number)).connect(factory)
+            await within(client.opened)
+            clients.append(client)
+        clients[0].say("over TLS")
+        assert await clients[1].receive(1) == ["over TLS"]
+        assert await clients[0].receive(1) == ["over TLS"]
+        # Through TLS the protocol is a push producer: nothing polls it while all is quiet
+        # (a pull producer would be driven by a cooperator without end).
+        assert all(p._send is None for p in s.hub._fanout)
+        assert not [c for c in reactor.getDelayedCalls() if isinstance(getattr(c.func, "__self__", None), Cooperator)]
+        for client in clients:
+            await client.close()
+    finally:
+        await s.stop()

@@ -8,6 +8,10 @@ and no round through the reactor, per client and flush. Only what the socket doe
 handed to the transport, and from then on the client is *behind* until the transport has
 drained it all. The protocol knows when that is because it is registered as the transport's
 pull producer, which Twisted resumes each time its buffer empties.
+
+Where bytes must pass through the transport (TLS), the protocol is its push producer instead:
+the client is behind from the transport's pauseProducing to its resumeProducing. (A pull
+producer there would be polled without end by TLS's pull-to-push adapter.)
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
     IPullProducer,
+    IPushProducer,
     ISSLTransport,
     ITransport,
 )
@@ -59,7 +64,7 @@ def describePeer(address: IAddress) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-@implementer(IPullProducer)
+@implementer(IPullProducer, IPushProducer)
 class ChatProtocol(WebSocketServerProtocol):
     factory: ChatHub
 
@@ -121,13 +126,17 @@ class ChatProtocol(WebSocketServerProtocol):
             config = self.factory.config
             # WebSocketResource leaves the HTTP channel registered as the transport's producer.
             self.transport.unregisterProducer()
-            # The 101 response is still in the transport: stay buffered until it drains, and
-            # ignore the resumeProducing that registering a pull producer calls at once.
-            self.behind = True
-            self._registering = True
-            self.transport.registerProducer(self, False)
-            self._registering = False
             self._send = self.directSend(self.transport)
+            if self._send is not None:
+                # The 101 response is still in the transport: stay behind until it drains, and
+                # ignore the resumeProducing that registering a pull producer calls at once.
+                self.behind = True
+                self._registering = True
+                self.transport.registerProducer(self, False)
+                self._registering = False
+            else:
+                self.behind = False
+                self.transport.registerProducer(self, True)
             if config.rateLimit:
                 self._bucket = TokenBucket(config.rateLimit, config.rateBurst, self.factory.clock.seconds())
             self._opened = self._member = True
@@ -168,26 +177,34 @@ class ChatProtocol(WebSocketServerProtocol):
         # Autobahn's frames (handshake, pings, pongs, closes) pass here: keep them in line.
         self.write(data)
 
-    def write(self, data: bytes) -> bool:
-        """Send now if nothing waits before this; True when the socket took it all."""
-        if not self.behind and self._send is not None:
+    def write(self, data: bytes) -> None:
+        """Send now if nothing waits before this; what the socket does not take waits in the
+        transport, and the client is behind until that has drained."""
+        if self._send is None:
+            self.transport.write(data)  # through TLS: the transport says when it is full
+            return
+        if not self.behind:
             try:
                 sent = self._send(data)
             except OSError:  # EAGAIN, or a broken connection the transport will report
                 sent = 0
             if sent == len(data):
-                return True
+                return
             data = data[sent:]
         self.transport.write(data)
-        if not self.behind:
-            self.behind = True
-            if self._member:
-                self._writeTimer = self.factory.clock.callLater(self.factory.config.writeTimeout, self._writeTimedOut)
-                self.factory.paused(self)
-        return False
+        self.pauseProducing()
+
+    def pauseProducing(self) -> None:
+        """Output is waiting in the transport (IPushProducer, or our own short send)."""
+        if self.behind:
+            return
+        self.behind = True
+        if self._member:
+            self._writeTimer = self.factory.clock.callLater(self.factory.config.writeTimeout, self._writeTimedOut)
+            self.factory.paused(self)
 
     def resumeProducing(self) -> None:
-        """The transport has written everything it held (IPullProducer)."""
+        """The transport has written everything it held."""
         if self._registering or not self.behind:
             return
         self.behind = False
