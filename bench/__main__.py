@@ -21,7 +21,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,6 @@ class Case:
     idle: float = 0
     go: str = ""  # the gorilla chat's figure in shared/bench/README.md, for wsload runs
     servers: tuple[str, ...] = ("txchat", "naive", "naive-prepared")  # the kinds this case runs on
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 CASES = [
@@ -73,13 +73,11 @@ def machine() -> dict[str, Any]:
         model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in ("twisted", "autobahn", "picows"):
         try:
-            from importlib.metadata import version
-
             versions[package] = version(package)
-        except Exception:  # noqa: BLE001
+        except PackageNotFoundError:
             versions[package] = None
     return {"cpu": model, "cores": os.cpu_count(), "kernel": platform.release(),
             "python": platform.python_version(), **versions}
