@@ -1,19 +1,26 @@
+import re
+
 from setuptools import setup
+
+version = re.search(r'__version__ = "(.+)"', open("txchat/__init__.py", encoding="utf-8").read()).group(1)
 
 setup(
     name="txchat",
-    version="0.1.0",
+    version=version,
     description="A real-time web chat server on Twisted and Autobahn",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=["txchat", "txchat.web", "twisted.plugins"],
     package_dir={"txchat.web": "web"},
-    package_data={"txchat.web": ["home.html"], "twisted.plugins": ["txchat_plugin.py"]},
+    package_data={"txchat": ["py.typed"], "txchat.web": ["home.html"], "twisted.plugins": ["txchat_plugin.py"]},
+    # Capped at the releases tested: txchat uses a few private parts of Autobahn
+    # (txchat/autobahn_internals.py), and Twisted's logging and producer behaviour.
     install_requires=[
-        "twisted[tls]>=24.7",
-        "autobahn>=24.4",
-        "prometheus_client>=0.17",
+        "twisted[tls]>=24.7,<26.11",
+        "autobahn>=24.4,<26.11",
+        "hiredis>=2.1,<4",
+        "prometheus_client>=0.17,<1",
     ],
     extras_require={
         "test": [
@@ -23,6 +30,8 @@ setup(
             "websockets>=13",
             "picows>=1.0",
             "hypothesis>=6",
+            "mypy>=1.10",
+            "mypy-zope>=1.0",
         ],
     },
     zip_safe=False,

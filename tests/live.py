@@ -9,7 +9,8 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Site
 
-from txchat.hub import ChatHub, HubConfig
+from txchat.config import Config
+from txchat.hub import ChatHub
 from txchat.webapp import makeRoot
 
 TIMEOUT = 10
@@ -79,7 +80,7 @@ class Server:
 
     def __init__(self, **config) -> None:
         self.tracker = Tracker()
-        self.hub = _TrackedHub(self.tracker, HubConfig(**config), reactor)
+        self.hub = _TrackedHub(self.tracker, Config(**config), reactor)
         self.hub.startBroker()
         self.site = Site(makeRoot(self.hub, health=self.hub.health))
         self.site.protocol = _TrackedChannel

@@ -17,7 +17,8 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from tests import frames
-from txchat.hub import ChatHub, HubConfig
+from txchat.config import Config
+from txchat.hub import ChatHub
 from txchat.protocol import ChatProtocol
 
 
@@ -140,6 +141,6 @@ class Peer:
 
 def makeHub(**config) -> tuple[MemoryHub, Clock]:
     clock = Clock()
-    hub = MemoryHub(HubConfig(**config), clock)
+    hub = MemoryHub(Config(**config), clock)
     hub.startBroker()
     return hub, clock

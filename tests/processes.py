@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 TWISTD = str(Path(sys.executable).parent / "twistd")
-# Twisted's own line for a listening port, and the naive baseline server's (bench/).
-LISTENING = re.compile(r"(?:Site(?: \(TLS\))? starting on|listening on) (\d+)")
+# txchat's start-up line for the chat's port, and the naive baseline server's (bench/).
+LISTENING = re.compile(r"(?:txchat: chat page at https?://[^ ]+:|listening on )(\d+)")
 
 
 def cleanEnvironment() -> dict[str, str]:

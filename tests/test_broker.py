@@ -10,13 +10,14 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock
 from twisted.internet.threads import deferToThread
-from twisted.logger import globalLogPublisher
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
 from tests.live import within
 from tests.redisserver import RedisServer
 from txchat.broker import RedisAddress, RedisBroker
-from txchat.resp import RedisConnection
+from txchat.config import Config
+from txchat.redisclient import RedisConnection
 
 
 class Inbox:
@@ -123,7 +124,7 @@ async def test_unreachable_at_start_serves_locally_then_joins(tmp_path):
 
 @pytest_twisted.ensureDeferred
 async def test_full_publish_backlog_refuses_messages_and_recovers(redis):
-    a, inbox = await startBroker(redis.url, backlog=10)
+    a, inbox = await startBroker(redis.url, config=Config(redisBacklog=10))
     pause = await within(RedisConnectionTo(redis))
     await within(pause.command(b"CLIENT", b"PAUSE", b"1500", b"ALL"))
     for i in range(15):
@@ -157,6 +158,7 @@ def test_reconnect_backoff_is_exponential_capped_and_on_the_injected_clock():
         del clock.tcpClients[:]
         for _, _, factory, _, _ in attempts:
             factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))
+        clock.advance(0)  # the connection's Deferred fails in the next reactor turn
         return len(attempts)
 
     assert refuseAll() == 2  # publisher and subscriber
@@ -173,3 +175,4 @@ def test_reconnect_backoff_is_exponential_capped_and_on_the_injected_clock():
     assert clock.getDelayedCalls() == []
     outages = [e for e in events if "unreachable" in e.get("log_format", "")]
     assert len(outages) == 1, "the outage is logged once, not once per retry"
+    assert not [e for e in events if "factory" in formatEvent(e).lower()], "no Twisted factory lines per retry"

@@ -11,6 +11,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 
 from tests import frames
 from tests.memory import Peer, Transport, makeHub
+from txchat.config import Config
 from txchat.limits import ConnectionLimits, TokenBucket, TrustedProxies
 from txchat.site import ChatSite
 from txchat.webapp import makeRoot
@@ -113,7 +114,7 @@ def test_client_within_the_rate_is_never_closed():
 
 
 def test_opening_handshake_must_finish_in_time():
-    hub, clock = makeHub(openHandshakeTimeout=10)
+    hub, clock = makeHub(handshakeTimeout=10)
     address = IPv4Address("TCP", "127.0.0.1", 1)
     protocol = hub.buildProtocol(address)
     transport = Transport(protocol, address)
@@ -132,7 +133,7 @@ class SiteClient:
     def __init__(self, **siteOptions) -> None:
         self.clock = Clock()
         self.hub, _ = makeHub()
-        site = ChatSite(makeRoot(self.hub, health=self.hub.health), self.clock, **siteOptions)
+        site = ChatSite(makeRoot(self.hub, health=self.hub.health), self.clock, Config(**siteOptions))
         site.doStart()  # opens the access log
         self.channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 2))
         self.transport = StringTransport()
@@ -147,7 +148,7 @@ class SiteClient:
 
 
 def test_slowloris_headers_are_cut_at_the_deadline():
-    client = SiteClient(headerTimeout=10)
+    client = SiteClient(handshakeTimeout=10)
     request = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 40
     for i in range(0, len(request), 5):  # a few bytes every second: each resets an idle timer
         client.send(request[i : i + 5])
@@ -159,7 +160,7 @@ def test_slowloris_headers_are_cut_at_the_deadline():
 
 
 def test_a_complete_request_in_time_is_served_and_the_deadline_restarts():
-    client = SiteClient(headerTimeout=10)
+    client = SiteClient(handshakeTimeout=10)
     client.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     assert client.transport.value().startswith(b"HTTP/1.1 200")
     assert client.transport.value().endswith(b"ok\n")

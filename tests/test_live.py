@@ -58,7 +58,7 @@ async def test_two_clients_chat(server):
     a.say("hello from a")
     assert await b.receive(1) == ["hello from a"]
     assert await a.receive(1) == ["hello from a"]
-    assert all(p._send is not None for p in server.hub._fanout)  # plain TCP: straight to the socket
+    assert all(p._socketSend is not None for p in server.hub._fanout)  # plain TCP: straight to the socket
     b.say("  and\nback  ")
     assert await a.receive(1) == ["and back"]
     assert await b.receive(1) == ["and back"]
@@ -251,7 +251,7 @@ async def test_chat_over_a_unix_socket(tmp_path):
             clients.append(client)
         clients[0].say("over unix")
         assert await clients[1].receive(1) == ["over unix"]
-        assert all(p._send is not None for p in s.hub._fanout)  # straight to the socket here too
+        assert all(p._socketSend is not None for p in s.hub._fanout)  # straight to the socket here too
         for client in clients:
             await client.close()
     finally:
@@ -286,7 +286,7 @@ async def test_chat_over_tls_without_polling_the_protocol(tmp_path):
         assert await clients[0].receive(1) == ["over TLS"]
         # Through TLS the protocol is a push producer: nothing polls it while all is quiet
         # (a pull producer would be driven by a cooperator without end).
-        assert all(p._send is None for p in s.hub._fanout)
+        assert all(p._socketSend is None for p in s.hub._fanout)
         assert not [c for c in reactor.getDelayedCalls() if isinstance(getattr(c.func, "__self__", None), Cooperator)]
         for client in clients:
             await client.close()

@@ -147,7 +147,7 @@ def test_client_that_never_reads_is_dropped_and_others_get_everything():
     assert slow.messages() == ["m0"]  # what the transport held; its queue went with it
     assert slow.closeCode() == 1008
     assert b.messages() == sent
-    clock.advance(hub.config.closeHandshakeTimeout)  # it never answers the close
+    clock.advance(hub.config.closeTimeout)  # it never answers the close
     assert not slow.open and slow.transport.aborted
     assert clock.getDelayedCalls() == [c for c in clock.getDelayedCalls() if c.func.__name__ == "_tick"]
 
@@ -217,7 +217,7 @@ def test_silent_client_is_closed_after_pong_timeout():
     clock.advance(0.1)
     assert a.closeCode() == 1008
     assert b.closeCode() is None
-    clock.advance(hub.config.closeHandshakeTimeout)
+    clock.advance(hub.config.closeTimeout)
     assert not a.open and b.open
     assert len(hub) == 1
 
@@ -238,7 +238,7 @@ def test_closing_every_client_with_1001():
 
 
 def test_shutdown_cuts_clients_that_never_answer():
-    hub, clock = makeHub(closeHandshakeTimeout=30, shutdownTimeout=3)
+    hub, clock = makeHub(closeTimeout=30, shutdownTimeout=3)
     a = Peer(hub)
     done = hub.closeAll()
     clock.advance(3)

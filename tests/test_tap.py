@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.testing import MemoryReactorClock
 
+import txchat
+from txchat.config import Config
 from txchat.hub import HubService
+from txchat.listener import Listener
 from txchat.tap import Options, makeService
 
 
@@ -16,26 +18,51 @@ def parse(*args: str) -> Options:
     return options
 
 
-def test_defaults_match_the_contract():
-    options = parse()
-    assert options["listen"] == ["tcp:8080"]
-    assert options["max-message-size"] == 512
-    assert options["send-queue"] == 256
-    assert options["ping-interval"] == 54
-    assert options["pong-timeout"] == 60
-    assert options["write-timeout"] == 10
-    assert options["allowed-origin"] == []
-    assert options["redis"] is None
+def test_defaults_are_the_gorilla_chats_and_come_from_config():
+    config = parse().config()
+    assert config == Config()
+    assert config.listen == ("tcp:8080",)
+    assert (config.maxMessageSize, config.sendQueue) == (512, 256)
+    assert (config.pingInterval, config.pongTimeout, config.writeTimeout) == (54, 60, 10)
+    assert config.allowedOrigins == () and config.redis is None
+    # No limit the gorilla chat lacks is on by default; only the total stays.
+    assert config.maxConnectionsPerIp == 0 and config.rateLimit == 0
+    assert config.maxConnections == 10000
+
+
+def test_every_setting_reaches_config():
+    config = parse(
+        "--max-message-size", "100", "--send-queue", "7", "--rate-limit", "5", "--max-connections-per-ip", "3",
+        "--handshake-timeout", "4", "--redis-backlog", "9", "--trusted-proxy", "10.0.0.0/8",
+    ).config()
+    assert (config.maxMessageSize, config.sendQueue, config.rateLimit, config.maxConnectionsPerIp) == (100, 7, 5, 3)
+    assert (config.handshakeTimeout, config.redisBacklog, config.trustedProxies) == (4, 9, ("10.0.0.0/8",))
 
 
 def test_port_and_interface_become_an_endpoint():
-    assert parse("--port", "9000", "--interface", "127.0.0.1")["listen"] == ["tcp:9000:interface=127.0.0.1"]
-    assert parse("--port", "9000", "--interface", "::1")["listen"] == [r"tcp:9000:interface=\:\:1"]
+    assert parse("--port", "9000", "--interface", "127.0.0.1").config().listen == ("tcp:9000:interface=127.0.0.1",)
+    assert parse("--port", "9000", "--interface", "::1").config().listen == (r"tcp:9000:interface=\:\:1",)
 
 
 def test_listen_is_repeatable_and_replaces_port():
     options = parse("--listen", "tcp:9001", "--listen", "unix:/tmp/txchat-test.sock")
-    assert options["listen"] == ["tcp:9001", "unix:/tmp/txchat-test.sock"]
+    assert options.config().listen == ("tcp:9001", "unix:/tmp/txchat-test.sock")
+
+
+def test_help_shows_no_empty_defaults_and_the_readmes_redis_url(capsys):
+    with pytest.raises(SystemExit):
+        parse("--help")
+    text = capsys.readouterr().out
+    assert "[default: ]" not in text
+    assert "redis://[[user]:password@]host[:port][/db]" in text
+    assert "--rate-limit=" in text and "[default: 0.0]" in text
+
+
+def test_version_names_txchat(capsys):
+    with pytest.raises(SystemExit) as e:
+        parse("--version")
+    assert e.value.code == 0
+    assert capsys.readouterr().out.startswith(f"txchat {txchat.__version__} (Twisted ")
 
 
 def test_repeatable_allowed_origin_and_redis():
@@ -86,7 +113,7 @@ def test_make_service_listens_where_asked_and_stops_the_hub_last():
     service = makeService(parse("--listen", "tcp:9001:interface=127.0.0.1", "--listen", "tcp:9002"), reactor)
     children = list(service)
     assert isinstance(children[0], HubService)
-    assert all(isinstance(c, StreamServerEndpointService) for c in children[1:])
+    assert all(isinstance(c, Listener) for c in children[1:])
     service.privilegedStartService()
     service.startService()
     assert [(port, interface) for port, _, _, interface in reactor.tcpServers] == [(9001, "127.0.0.1"), (9002, "")]

@@ -18,17 +18,12 @@ from urllib.parse import unquote, urlsplit
 
 from twisted.application.internet import backoffPolicy
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.endpoints import (
-    TCP4ClientEndpoint,
-    connectProtocol,
-    wrapClientTLS,
-)
-from twisted.internet.interfaces import IDelayedCall, IReactorTCP, IReactorTime
-from twisted.internet.ssl import optionsForClientTLS
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txchat.resp import RedisConnection
+from txchat.config import Config
+from txchat.redisclient import RedisConnection, connectRedis
 
 _log = Logger()
 
@@ -146,7 +141,7 @@ class _Link:
         self.lastError: str | None = None
         self._attempt = 0
         self._retry: IDelayedCall | None = None
-        self._dialing: Deferred[None] | None = None
+        self._dialing: Deferred[Any] | None = None
         self._open: set[RedisConnection] = set()
         self._stopped = True
 
@@ -221,17 +216,23 @@ class RedisBroker:
     def __init__(
         self,
         url: str,
-        reactor: IReactorTCP,
-        backlog: int = 1000,
+        reactor: Any,
+        config: Config = Config(),
         retryDelay: Callable[[int], float] | None = None,
-        connectTimeout: float = 5,
     ) -> None:
+        """
+        @param reactor: an C{IReactorTCP} (and C{IReactorSSL} for rediss://) and C{IReactorTime}.
+        @param retryDelay: the delay before reconnect attempt N; by default the capped, jittered
+            exponential backoff that C{config} describes.
+        """
         self.address = RedisAddress.fromURL(url)
         self.channel = b"txchat" if not self.address.db else b"txchat:%d" % self.address.db
         self._reactor = reactor
-        self._backlog = backlog
-        self._retryDelay = retryDelay or backoffPolicy(initialDelay=0.2, maxDelay=5.0, factor=2.0)
-        self._connectTimeout = connectTimeout
+        self._backlog = config.redisBacklog
+        self._retryDelay = retryDelay or backoffPolicy(
+            initialDelay=config.redisFirstRetry, maxDelay=config.redisMaxRetry, factor=2.0
+        )
+        self._connectTimeout = config.redisConnectTimeout
         self._deliver: Deliver | None = None
         self.state = "starting"  # then "up" or "down"
         self.dropped = 0  # messages refused because the publish backlog was full
@@ -242,15 +243,11 @@ class RedisBroker:
         self._subscriber = self._link(self._subscribe)
 
     def _link(self, prepare: Callable[[RedisConnection], Deferred[Any]]) -> _Link:
-        return _Link(self._open, prepare, self._reactor, self._retryDelay, self._changed)  # type: ignore[arg-type]
+        return _Link(self._open, prepare, self._reactor, self._retryDelay, self._changed)
 
     def _open(self) -> Deferred[RedisConnection]:
-        endpoint = TCP4ClientEndpoint(
-            self._reactor, self.address.host, self.address.port, timeout=self._connectTimeout
-        )
-        if self.address.tls:
-            endpoint = wrapClientTLS(optionsForClientTLS(self.address.host), endpoint)
-        return connectProtocol(endpoint, RedisConnection())
+        address = self.address
+        return connectRedis(self._reactor, address.host, address.port, address.tls, self._connectTimeout)
 
     def _authenticate(self, connection: RedisConnection) -> Deferred[Any]:
         address = self.address

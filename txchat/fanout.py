@@ -1,6 +1,7 @@
 """Broadcast bookkeeping: who gets the shared frame, who is behind, who must go.
 
-Plain code with no network or Autobahn in it, so the rules of SPEC §4 are unit tested directly.
+Plain code with no network or Autobahn in it, so the output rules (README, "What a client
+sees") are unit tested directly.
 
 A member is *ready* while its transport accepts data: a flush hands it the batch's one shared
 frame (one call per member). When its transport pauses it (the kernel buffer and Twisted's
@@ -12,12 +13,13 @@ is dropped. Every member therefore sees the messages in the order they were publ
 
 from __future__ import annotations
 
-from typing import Callable, Hashable, Iterator
+from typing import Callable, Generic, Hashable, Iterator, TypeVar
 
 Writer = Callable[[bytes], object]
+M = TypeVar("M", bound=Hashable)
 
 
-class Fanout:
+class Fanout(Generic[M]):
     def __init__(self, limit: int, frame: Callable[[bytes], bytes]) -> None:
         """
         @param limit: how many messages a member that is behind may have waiting.
@@ -25,8 +27,8 @@ class Fanout:
         """
         self._limit = limit
         self._frame = frame
-        self._ready: dict[Hashable, Writer] = {}
-        self._behind: dict[Hashable, tuple[Writer, list[bytes]]] = {}
+        self._ready: dict[M, Writer] = {}
+        self._behind: dict[M, tuple[Writer, list[bytes]]] = {}
         self._batch: list[bytes] = []
 
     def __len__(self) -> int:
@@ -42,25 +44,25 @@ class Fanout:
         """Members that the next flush writes to."""
         return len(self._ready)
 
-    def __contains__(self, member: Hashable) -> bool:
+    def __contains__(self, member: M) -> bool:
         return member in self._ready or member in self._behind
 
-    def __iter__(self) -> Iterator[Hashable]:
+    def __iter__(self) -> Iterator[M]:
         return iter([*self._ready, *self._behind])
 
-    def add(self, member: Hashable, write: Writer) -> None:
+    def add(self, member: M, write: Writer) -> None:
         self._ready[member] = write
 
-    def remove(self, member: Hashable) -> None:
+    def remove(self, member: M) -> None:
         self._ready.pop(member, None)
         self._behind.pop(member, None)
 
-    def pause(self, member: Hashable) -> None:
+    def pause(self, member: M) -> None:
         write = self._ready.pop(member, None)
         if write is not None:
             self._behind[member] = (write, [])
 
-    def resume(self, member: Hashable) -> int:
+    def resume(self, member: M) -> int:
         """The member takes data again: send its backlog; return how many messages that was."""
         entry = self._behind.pop(member, None)
         if entry is None:
@@ -72,7 +74,7 @@ class Fanout:
             write(self._frame(b"\n".join(backlog)))
         return len(backlog)
 
-    def backlog(self, member: Hashable) -> int:
+    def backlog(self, member: M) -> int:
         entry = self._behind.get(member)
         return len(entry[1]) if entry is not None else 0
 
@@ -82,14 +84,14 @@ class Fanout:
         self._batch.append(message)
         return len(self._batch) == 1
 
-    def flush(self) -> list[Hashable]:
+    def flush(self) -> list[M]:
         """Send the batch; return the members dropped because their backlog overflowed."""
         batch = self._batch
         if not batch:
             return []
         self._batch = []
         # Backlogs first: a member that a write below pauses must not be queued this batch too.
-        dropped = []
+        dropped: list[M] = []
         limit = self._limit
         for member, (_, backlog) in self._behind.items():
             if len(backlog) + len(batch) > limit:

@@ -7,10 +7,8 @@ reactor is free, framed once for all clients that keep up (see L{txchat.fanout})
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from time import perf_counter
-from types import FunctionType
-from typing import Any, Callable
+from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.application.service import Service
@@ -18,54 +16,21 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from txchat.autobahn_internals import protocolWithOptions, useClock
 from txchat.broker import Broker, LocalBroker
+from txchat.config import Config
 from txchat.fanout import Fanout
 from txchat.limits import ConnectionLimits, TrustedProxies
 from txchat.metrics import Metrics
 from txchat.origin import OriginPolicy
-from txchat.protocol import ChatProtocol
+from txchat.protocol import CLOSE_GOING_AWAY, CLOSE_POLICY, ChatProtocol
 
 _log = Logger()
 
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008
-
-
-@dataclass(frozen=True)
-class HubConfig:
-    """The hub's side of the command line (see txchat.tap); 0 turns a limit off."""
-
-    maxMessageSize: int = 512
-    sendQueue: int = 256
-    pingInterval: float = 54.0
-    pongTimeout: float = 60.0
-    writeTimeout: float = 10.0
-    allowedOrigins: tuple[str, ...] = ()
-    maxConnections: int = 10000
-    maxConnectionsPerIp: int = 100
-    trustedProxies: tuple[str, ...] = ()
-    rateLimit: float = 50.0
-    rateBurst: int = 100
-    openHandshakeTimeout: float = 10.0
-    closeHandshakeTimeout: float = 1.0
-    # How long shutdown waits for clients to answer the going-away close before cutting them.
-    shutdownTimeout: float = 5.0
-
-
-class _ClockTimer:
-    """Autobahn's handshake timers, on our injected clock instead of the global reactor."""
-
-    def __init__(self, clock: IReactorTime) -> None:
-        self._clock = clock
-
-    def call_later(self, delay: float, func: Callable[..., Any], *args: Any, **kwargs: Any) -> IDelayedCall:
-        return self._clock.callLater(delay, func, *args, **kwargs)
-
-
 class ChatHub(WebSocketServerFactory):
-    protocol = ChatProtocol
+    protocol: type[ChatProtocol] = ChatProtocol  # type: ignore[assignment]
 
-    def __init__(self, config: HubConfig, reactor: IReactorTime, broker: Broker | None = None) -> None:
+    def __init__(self, config: Config, reactor: IReactorTime, broker: Broker | None = None) -> None:
         super().__init__(reactor=reactor)
         self.config = config
         self.clock = reactor
@@ -76,16 +41,17 @@ class ChatHub(WebSocketServerFactory):
         self.setProtocolOptions(
             versions=[13],
             webStatus=False,
-            # Send 1009/1007/1003 close frames instead of dropping TCP (SPEC §8).
+            # Close frames with 1009/1007/1003 for bad messages; Autobahn's default would drop
+            # the TCP connection, and the client would see only 1006.
             failByDrop=False,
             maxMessagePayloadSize=config.maxMessageSize,
-            openHandshakeTimeout=config.openHandshakeTimeout,
-            closeHandshakeTimeout=config.closeHandshakeTimeout,
+            openHandshakeTimeout=config.handshakeTimeout,
+            closeHandshakeTimeout=config.closeTimeout,
             autoPingInterval=0,
         )
-        self._batched_timer = _ClockTimer(reactor)
-        self.protocol = self._protocolWithOptions(type(self).protocol)
-        self._fanout = Fanout(config.sendQueue, self._frame)
+        useClock(self, reactor)
+        self.protocol = protocolWithOptions(self, type(self).protocol)
+        self._fanout: Fanout[ChatProtocol] = Fanout(config.sendQueue, self._frame)
         self._flushCall: IDelayedCall | None = None
         self.broker: Broker = broker if broker is not None else LocalBroker()
         self._connections: set[ChatProtocol] = set()
@@ -98,21 +64,8 @@ class ChatHub(WebSocketServerFactory):
             refused=lambda: self.broker.dropped,
         )
 
-    def _protocolWithOptions(self, base: type[ChatProtocol]) -> type[ChatProtocol]:
-        """The protocol class with this hub's options on the class itself.
-
-        At every connect Autobahn copies some thirty options from the factory onto the new
-        protocol, and pretty-prints the lot for a debug line: a third of the cost of a
-        connect, and memory on each connection. They are the same for every client, so they
-        are set once here and the per-connection copy (CONFIG_ATTRS) is left empty."""
-        options = {}
-        for name in base.CONFIG_ATTRS:
-            value = getattr(self, name)
-            options[name] = staticmethod(value) if isinstance(value, FunctionType) else value
-        return type(base.__name__, (base,), {**options, "CONFIG_ATTRS": ()})
-
     def _frame(self, payload: bytes) -> bytes:
-        return self.prepareMessage(payload).payloadHybi  # type: ignore[no-any-return]
+        return self.prepareMessage(payload).payloadHybi
 
     # -- membership -----------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Which browser origins may open the chat's WebSocket.
 
-The seed's rule: a handshake with no Origin header is allowed (it is not a browser), and one
+The gorilla chat's rule: a handshake with no Origin header is allowed (it is not a browser), and one
 with an Origin is allowed when the Origin's host[:port] equals the request's Host header,
 compared case-insensitively; the scheme is not compared. ``--allowed-origin`` adds more.
 """

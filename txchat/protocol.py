@@ -32,6 +32,7 @@ from twisted.internet.tcp import Connection
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from txchat.autobahn_internals import cancelCloseTimer, failConnection, feed
 from txchat.limits import TokenBucket
 
 if TYPE_CHECKING:
@@ -39,12 +40,13 @@ if TYPE_CHECKING:
 
 _log = Logger()
 
+CLOSE_GOING_AWAY = 1001
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_POLICY = 1008
 
 
 def normalise(payload: bytes) -> bytes:
-    """The seed's rule: newlines become spaces, then surrounding white space goes."""
+    """Newlines become spaces, then surrounding white space goes (the gorilla chat's rule)."""
     return payload.decode("utf-8").replace("\n", " ").strip().encode("utf-8")
 
 
@@ -52,7 +54,7 @@ def directSend(transport: ITransport) -> Callable[[bytes], int] | None:
     """The socket's own send, for a plain TCP or UNIX connection; None where bytes must go
     through the transport (TLS, or a reactor of another kind)."""
     if isinstance(transport, Connection) and not ISSLTransport.providedBy(transport):
-        return transport.getHandle().send  # type: ignore[no-any-return]
+        return transport.getHandle().send
     return None
 
 
@@ -71,9 +73,12 @@ class ChatProtocol(WebSocketServerProtocol):
     peerName = "-"
     _opened = False
     _member = False
+    # TCP, TLS or UNIX: a transport and a consumer, at times a socket's too.
+    transport: Any
     # How to reach the socket directly; a seam for in-memory tests.
     directSend = staticmethod(directSend)
-    _send: Callable[[bytes], int] | None = None
+    # Not Autobahn's _send, a method of its own that this must not shadow.
+    _socketSend: Callable[[bytes], int] | None = None
     # Bytes of ours wait in the transport: until it drains, more must queue behind them.
     behind = True
     _registering = False
@@ -92,9 +97,9 @@ class ChatProtocol(WebSocketServerProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         # Autobahn's own dataReceived builds a debug line for every read: skip it, and note
-        # that the client is alive (any traffic counts, as with the seed's read deadline).
+        # that the client is alive (any traffic counts, as with the gorilla chat's read deadline).
         self._lastHeard = self.factory.clock.seconds()
-        self._dataReceived(data)
+        feed(self, data)
 
     # -- opening --------------------------------------------------------------------------
 
@@ -126,8 +131,8 @@ class ChatProtocol(WebSocketServerProtocol):
             config = self.factory.config
             # WebSocketResource leaves the HTTP channel registered as the transport's producer.
             self.transport.unregisterProducer()
-            self._send = self.directSend(self.transport)
-            if self._send is not None:
+            self._socketSend = self.directSend(self.transport)
+            if self._socketSend is not None:
                 # The 101 response is still in the transport: stay behind until it drains, and
                 # ignore the resumeProducing that registering a pull producer calls at once.
                 self.behind = True
@@ -157,7 +162,7 @@ class ChatProtocol(WebSocketServerProtocol):
         super().onMessageBegin(isBinary)
         if isBinary:
             # Autobahn's own path for failing a connection, as it takes for 1007 and 1009.
-            self._fail_connection(CLOSE_UNSUPPORTED_DATA, "binary messages are not accepted")
+            failConnection(self, CLOSE_UNSUPPORTED_DATA, "binary messages are not accepted")
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if not self._member:
@@ -180,12 +185,12 @@ class ChatProtocol(WebSocketServerProtocol):
     def write(self, data: bytes) -> None:
         """Send now if nothing waits before this; what the socket does not take waits in the
         transport, and the client is behind until that has drained."""
-        if self._send is None:
+        if self._socketSend is None:
             self.transport.write(data)  # through TLS: the transport says when it is full
             return
         if not self.behind:
             try:
-                sent = self._send(data)
+                sent = self._socketSend(data)
             except OSError:  # EAGAIN, or a broken connection the transport will report
                 sent = 0
             if sent == len(data):
@@ -249,7 +254,7 @@ class ChatProtocol(WebSocketServerProtocol):
     def leave(self, code: int, reason: str) -> None:
         """End this client's chat output and start the closing handshake with C{code}.
 
-        C{sendCloseFrame}, unlike C{sendClose}, takes 1001 and 1008 (SPEC §8)."""
+        C{sendCloseFrame}, unlike Autobahn's C{sendClose}, takes 1001 and 1008."""
         if self.state == self.STATE_OPEN:
             self.sendCloseFrame(code, reason.encode("utf-8"))
         else:
@@ -278,10 +283,7 @@ class ChatProtocol(WebSocketServerProtocol):
     def onClose(self, wasClean: bool, code: int | None, reason: Any) -> None:
         self._stopOutput()
         admittedAs, self._admittedAs = self._admittedAs, None
-        # Autobahn leaves this timer running when the connection is cut before the reply.
-        closeTimer = self.closeHandshakeTimeoutCall
-        if closeTimer is not None and closeTimer.active():
-            closeTimer.cancel()
+        cancelCloseTimer(self)
         self.factory.disconnected(self, admittedAs)
         if self._opened:
             _log.info("disconnect {peer}: code {code} {reason}", peer=self.peerName, code=code, reason=reason or "")

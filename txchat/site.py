@@ -7,10 +7,13 @@ from typing import Any
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.internet.protocol import connectionDone
+from twisted.web import http
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
+from txchat.config import Config
 from txchat.protocol import describePeer
 
 _log = Logger()
@@ -22,7 +25,8 @@ class _Channel(HTTPChannel):
     Twisted's own timeout restarts at every byte, so a client that trickles a header a byte at
     a time (slowloris) would never meet it; this one is counted from the request's start."""
 
-    headerTimeout = 10.0
+    transport: Any  # a TCP, TLS or UNIX connection
+    headerTimeout = Config.handshakeTimeout
     _deadline: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
@@ -57,7 +61,7 @@ class _Channel(HTTPChannel):
                   seconds=self.headerTimeout)
         self.transport.abortConnection()
 
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._stopDeadline()
         super().connectionLost(reason)
 
@@ -66,16 +70,17 @@ class ChatSite(Site):
     """The site, with a deadline for request headers and a bound on their size."""
 
     quietPaths = (b"/healthz",)  # a load balancer's probes would drown the access log
+    noisy = False  # no "Starting factory <...>" lines: the listener says where the chat is
 
-    def __init__(self, root: Resource, reactor: Any, headerTimeout: float = 10.0, maxHeaderSize: int = 16384) -> None:
+    def __init__(self, root: Resource, reactor: Any, config: Config = Config()) -> None:
         super().__init__(root, reactor=reactor)
         self.displayTracebacks = False
-        self.protocol = type(
+        self.protocol = type(  # type: ignore[method-assign]
             "Channel", (_Channel,),
-            {"headerTimeout": headerTimeout, "totalHeadersSize": maxHeaderSize,
-             "MAX_LENGTH": max(maxHeaderSize, HTTPChannel.MAX_LENGTH)},
+            {"headerTimeout": config.handshakeTimeout, "totalHeadersSize": config.maxHeaderSize,
+             "MAX_LENGTH": max(config.maxHeaderSize, HTTPChannel.MAX_LENGTH)},
         )
 
-    def log(self, request: Request) -> None:
+    def log(self, request: http.Request) -> None:
         if request.path not in self.quietPaths:
             super().log(request)

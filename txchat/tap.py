@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import math
+import sys
+from importlib.metadata import version
 from typing import Any, Callable
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 from twisted.web.resource import Resource
 
+import txchat
 from txchat.broker import RedisAddress, RedisBroker
-from txchat.hub import ChatHub, HubConfig, HubService
+from txchat.config import DEFAULT_PORT, Config
+from txchat.hub import ChatHub, HubService
 from txchat.limits import TrustedProxies
+from txchat.listener import Listener
 from txchat.metrics import MetricsPage
 from txchat.origin import OriginPolicy
 from txchat.site import ChatSite
 from txchat.webapp import makeRoot
 
 _COERCION_PREFIX = "Parameter type enforcement failed: "
+_DEFAULTS = Config()
 
 
 def _number(
@@ -52,6 +57,33 @@ def checkRedisURL(url: str) -> str:
     return url
 
 
+# Options that set one Config field: (option, field, kind, lowest value, help). The default
+# shown by --help is the field's default in Config.
+_SETTINGS: list[tuple[str, str, type, float, str]] = [
+    ("max-message-size", "maxMessageSize", int, 1, "Largest chat message a client may send, in bytes."),
+    ("send-queue", "sendQueue", int, 1, "Messages queued for a client that is not reading before it is dropped."),
+    ("ping-interval", "pingInterval", float, 0.001, "Seconds between server pings."),
+    ("pong-timeout", "pongTimeout", float, 0.001,
+     "Close a client that sends nothing (not even a pong) for this long."),
+    ("write-timeout", "writeTimeout", float, 0.001, "Close a client whose pending output cannot drain for this long."),
+    ("redis-backlog", "redisBacklog", int, 1,
+     "Messages published to Redis and not yet acknowledged before more are refused."),
+    ("max-connections", "maxConnections", int, 0, "WebSocket clients at once; more get HTTP 503 (0: no limit)."),
+    ("max-connections-per-ip", "maxConnectionsPerIp", int, 0,
+     "WebSocket clients at once from one address; more get HTTP 503 (0: no limit)."),
+    ("rate-limit", "rateLimit", float, 0,
+     "Messages a second a client may send on average; a faster one is closed with 1008 (0: no limit)."),
+    ("rate-burst", "rateBurst", int, 1, "Messages a client may send at once, within --rate-limit."),
+    ("handshake-timeout", "handshakeTimeout", float, 0.001,
+     "Seconds a connection has to send its request headers, and then to finish the WebSocket handshake."),
+    ("close-timeout", "closeTimeout", float, 0.001, "Seconds a client has to answer a close before it is cut."),
+    ("max-header-size", "maxHeaderSize", int, 256,
+     "Bytes of request line and headers; a larger request gets HTTP 400."),
+    ("shutdown-timeout", "shutdownTimeout", float, 0,
+     "On SIGTERM/SIGINT, seconds clients have to answer the going-away close before they are cut."),
+]
+
+
 class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
@@ -60,37 +92,13 @@ class Options(usage.Options):
     )
 
     optParameters = [
-        ["port", "p", 8080, "TCP port to listen on (0 picks a free one).", _number("port", int, 0, 65535)],
-        ["interface", None, "", "Address to bind --port to (default: all interfaces)."],
-        ["max-message-size", None, 512, "Largest chat message a client may send, in bytes.",
-         _number("max-message-size", int, 1)],
-        ["send-queue", None, 256, "Messages queued for a client that is not reading before it is dropped.",
-         _number("send-queue", int, 1)],
-        ["ping-interval", None, 54.0, "Seconds between server pings.", _number("ping-interval", float, 0.001)],
-        ["pong-timeout", None, 60.0, "Close a client that sends nothing (not even a pong) for this long.",
-         _number("pong-timeout", float, 0.001)],
-        ["write-timeout", None, 10.0, "Close a client whose pending output cannot drain for this long.",
-         _number("write-timeout", float, 0.001)],
-        ["redis", None, None, "Broadcast through Redis pub/sub (redis://[:password@]host:port[/db]) so that "
-         "several txchat processes form one chat.", checkRedisURL],
-        ["redis-backlog", None, 1000, "Messages published to Redis and not yet acknowledged before more are "
-         "refused.", _number("redis-backlog", int, 1)],
-        ["max-connections", None, 10000, "WebSocket clients at once; more get HTTP 503 (0: no limit).",
-         _number("max-connections", int, 0)],
-        ["max-connections-per-ip", None, 100, "WebSocket clients at once from one address; more get HTTP 503 "
-         "(0: no limit).", _number("max-connections-per-ip", int, 0)],
-        ["rate-limit", None, 50.0, "Messages a second a client may send on average; a faster one is closed with "
-         "1008 (0: no limit).", _number("rate-limit", float, 0)],
-        ["rate-burst", None, 100, "Messages a client may send at once, within --rate-limit.",
-         _number("rate-burst", int, 1)],
-        ["handshake-timeout", None, 10.0, "Seconds a connection has to send its request headers, and then to "
-         "finish the WebSocket handshake.", _number("handshake-timeout", float, 0.001)],
-        ["close-timeout", None, 1.0, "Seconds a client has to answer a close before it is cut.",
-         _number("close-timeout", float, 0.001)],
-        ["max-header-size", None, 16384, "Bytes of request line and headers; a larger request gets HTTP 400.",
-         _number("max-header-size", int, 256)],
-        ["shutdown-timeout", None, 5.0, "On SIGTERM/SIGINT, seconds clients have to answer the going-away close "
-         "before they are cut.", _number("shutdown-timeout", float, 0)],
+        ["port", "p", DEFAULT_PORT, "TCP port to listen on (0 picks a free one).", _number("port", int, 0, 65535)],
+        ["interface", None, None, "Address to bind --port to (default: all interfaces)."],
+        ["redis", None, None, "redis://[[user]:password@]host[:port][/db] (rediss:// for TLS): broadcast through "
+         "Redis so that several txchat processes form one chat.", checkRedisURL],
+    ] + [
+        [option, None, getattr(_DEFAULTS, field), text, _number(option, kind, low)]
+        for option, field, kind, low, text in _SETTINGS
     ]
 
     def __init__(self) -> None:
@@ -99,6 +107,11 @@ class Options(usage.Options):
         self["allowed-origin"] = []
         self["trusted-proxy"] = []
         self["metrics-listen"] = []
+
+    def opt_version(self) -> None:
+        """Print txchat's version (and Twisted's and Autobahn's) and exit."""
+        print(f"txchat {txchat.__version__} (Twisted {version('twisted')}, Autobahn {version('autobahn')})")
+        sys.exit(0)
 
     def _endpoint(self, option: str, description: str) -> str:
         from twisted.internet import reactor
@@ -136,10 +149,14 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if self["interface"] and self["listen"]:
             raise usage.UsageError("--interface: goes with --port, not with --listen")
-        if not self["listen"]:
-            interface = self["interface"].replace(":", r"\:")
-            where = f":interface={interface}" if interface else ""
-            self["listen"] = [f"tcp:{self['port']}{where}"]
+
+    def listeners(self) -> list[tuple[str, str]]:
+        """(option, endpoint description) for every chat listener; the option is for errors."""
+        if self["listen"]:
+            return [("--listen", description) for description in self["listen"]]
+        interface = (self["interface"] or "").replace(":", r"\:")
+        where = f":interface={interface}" if interface else ""
+        return [("--port", f"tcp:{self['port']}{where}")]
 
     def parseOptions(self, options: list[str] | None = None) -> None:
         """Report a bad value as one line naming the option, not twistd's whole usage text."""
@@ -149,47 +166,39 @@ class Options(usage.Options):
             message = str(e).removeprefix(_COERCION_PREFIX)
             raise SystemExit(f"twistd txchat: error: {message} (see twistd txchat --help)") from None
 
-
-def hubConfig(options: Options) -> HubConfig:
-    return HubConfig(
-        maxMessageSize=options["max-message-size"],
-        sendQueue=options["send-queue"],
-        pingInterval=options["ping-interval"],
-        pongTimeout=options["pong-timeout"],
-        writeTimeout=options["write-timeout"],
-        allowedOrigins=tuple(options["allowed-origin"]),
-        maxConnections=options["max-connections"],
-        maxConnectionsPerIp=options["max-connections-per-ip"],
-        trustedProxies=tuple(options["trusted-proxy"]),
-        rateLimit=options["rate-limit"],
-        rateBurst=options["rate-burst"],
-        openHandshakeTimeout=options["handshake-timeout"],
-        closeHandshakeTimeout=options["close-timeout"],
-        shutdownTimeout=options["shutdown-timeout"],
-    )
+    def config(self) -> Config:
+        return Config(
+            listen=tuple(description for _, description in self.listeners()),
+            metricsListen=tuple(self["metrics-listen"]),
+            allowedOrigins=tuple(self["allowed-origin"]),
+            trustedProxies=tuple(self["trusted-proxy"]),
+            redis=self["redis"],
+            **{field: self[option] for option, field, *_ in _SETTINGS},
+        )
 
 
 def makeService(options: Options, reactor: Any = None) -> IService:
-    """One hub, one site, one listening service per endpoint; the hub stops last so clients get
-    their going-away close after the ports stop accepting."""
+    """One hub, one site, one listener per endpoint; the hub stops last so clients get their
+    going-away close after the ports stop accepting."""
     if reactor is None:
         from twisted.internet import reactor as globalReactor
 
         reactor = globalReactor
+    config = options.config()
     top = MultiService()
-    broker = RedisBroker(options["redis"], reactor, backlog=options["redis-backlog"]) if options["redis"] else None
-    hub = ChatHub(hubConfig(options), reactor, broker)
+    broker = RedisBroker(config.redis, reactor, config) if config.redis else None
+    hub = ChatHub(config, reactor, broker)
     HubService(hub).setServiceParent(top)
-    site = ChatSite(
-        makeRoot(hub, health=hub.health), reactor,
-        headerTimeout=options["handshake-timeout"], maxHeaderSize=options["max-header-size"],
-    )
-    for description in options["listen"]:
-        StreamServerEndpointService(serverFromString(reactor, description), site).setServiceParent(top)
-    if options["metrics-listen"]:
+    site = ChatSite(makeRoot(hub, health=hub.health), reactor, config)
+    for option, description in options.listeners():
+        endpoint = serverFromString(reactor, description)
+        Listener(option, description, endpoint, site, "chat page at {url} (WebSocket /ws)").setServiceParent(top)
+    if config.metricsListen:
         metrics = Resource()
         metrics.putChild(b"metrics", MetricsPage(hub.metrics.registry))
-        metricsSite = ChatSite(metrics, reactor, headerTimeout=options["handshake-timeout"])
-        for description in options["metrics-listen"]:
-            StreamServerEndpointService(serverFromString(reactor, description), metricsSite).setServiceParent(top)
+        metricsSite = ChatSite(metrics, reactor, config)
+        for description in config.metricsListen:
+            endpoint = serverFromString(reactor, description)
+            Listener("--metrics-listen", description, endpoint, metricsSite, "metrics at {url}", "/metrics") \
+                .setServiceParent(top)
     return top

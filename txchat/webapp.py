@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from autobahn.twisted.resource import WebSocketResource
 from twisted.web.pages import notFound
-from twisted.web.resource import Resource
+from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 from twisted.web.static import File
 
@@ -84,7 +84,7 @@ class Health(Resource):
 
 
 class Root(Resource):
-    def getChild(self, path: bytes, request: Request) -> Resource:
+    def getChild(self, path: bytes, request: Request) -> IResource:
         return notFound()
 
 

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Install txchat into its own virtual environment, with Debian's python3 (which refuses a bare
+# `pip install`: PEP 668). Usage: bash deploy/install.sh [EXTRA]   (EXTRA: "test" for the suite)
+# The environment is $TXCHAT_VENV, by default .venv in the checkout; its bin/ holds twistd.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv="${TXCHAT_VENV:-.venv}"
+python="${PYTHON:-/usr/bin/python3}"
+[ -x "$python" ] || python="$(command -v python3)"
+
+# apt-get as root, or through sudo; "apt-get update" once, only when something is missing.
+aptInstall() {
+    local run=()
+    [ "$(id -u)" -eq 0 ] || run=(sudo)
+    "${run[@]}" apt-get update
+    DEBIAN_FRONTEND=noninteractive "${run[@]}" apt-get install -y --no-install-recommends "$@"
+}
+
+need=()
+# Debian splits venv's pip bootstrap into python3-venv.
+"$python" -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+if [ "${1:-}" = test ]; then
+    # What the tests drive for real.
+    command -v chromium >/dev/null || need+=(chromium)
+    command -v chromedriver >/dev/null || need+=(chromium-driver)
+    command -v redis-server >/dev/null || need+=(redis-server)
+    command -v nginx >/dev/null || need+=(nginx)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+    aptInstall "${need[@]}"
+fi
+
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+# Not editable: twistd finds plugins only in a real install.
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check ".${1:+[$1]}"

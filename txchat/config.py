@@ -1,0 +1,46 @@
+"""Every setting and its default, in one place: the command line (L{txchat.tap}) builds a
+L{Config}, and the code, the tests and the benchmark read their settings from one.
+
+A limit of 0 is off. The defaults keep the chat as open as the gorilla/websocket example it
+comes from; the README's "A public deployment" says which limits to turn on, and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PORT = 8080
+
+
+@dataclass(frozen=True)
+class Config:
+    # Where to listen (Twisted endpoint descriptions), for the chat and for /metrics.
+    listen: tuple[str, ...] = (f"tcp:{DEFAULT_PORT}",)
+    metricsListen: tuple[str, ...] = ()
+    # One client.
+    maxMessageSize: int = 512
+    sendQueue: int = 256
+    pingInterval: float = 54.0
+    pongTimeout: float = 60.0
+    writeTimeout: float = 10.0
+    # Who may connect, and how much.
+    allowedOrigins: tuple[str, ...] = ()
+    maxConnections: int = 10000
+    maxConnectionsPerIp: int = 0
+    trustedProxies: tuple[str, ...] = ()
+    rateLimit: float = 0.0
+    rateBurst: int = 100
+    # HTTP and the WebSocket handshake: the request's headers, then the handshake, each within
+    # handshakeTimeout; headers of at most maxHeaderSize bytes.
+    handshakeTimeout: float = 10.0
+    maxHeaderSize: int = 16384
+    closeTimeout: float = 1.0
+    # How long shutdown waits for clients to answer the going-away close before cutting them.
+    shutdownTimeout: float = 5.0
+    # Several processes through Redis (None: one process is the whole chat).
+    redis: str | None = None
+    redisBacklog: int = 1000
+    redisConnectTimeout: float = 5.0
+    # Reconnecting to Redis: the first retry after this, doubling up to redisMaxRetry (jittered).
+    redisFirstRetry: float = 0.2
+    redisMaxRetry: float = 5.0
