@@ -75,6 +75,15 @@ class LoggedProcess:
                     raise RuntimeError(f"the process never logged {pattern.pattern!r}:\n" + self.log)
                 self._news.wait(left)
 
+    def linesDuring(self, seconds: float, since: int = 0) -> list[str]:
+        """Everything logged from line C{since} on by the time C{seconds} have passed (or the
+        process ended): a wait on the log, woken by each new line, not a sleep."""
+        deadline = time.monotonic() + seconds
+        with self._news:
+            while not self._ended and (left := deadline - time.monotonic()) > 0:
+                self._news.wait(left)
+            return self.lines[since:]
+
     @property
     def log(self) -> str:
         with self._news:
@@ -83,6 +92,12 @@ class LoggedProcess:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def __enter__(self) -> LoggedProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
     def stop(self, timeout: float = 30) -> int:
         if self.process.poll() is None:

@@ -60,6 +60,7 @@ async def startBroker(url: str, **kwargs) -> tuple[RedisBroker, Inbox]:
     return broker, inbox
 
 
+@pytest.mark.unit
 def test_url_parsing():
     assert RedisAddress.fromURL("redis://h") == RedisAddress("h", 6379)
     assert RedisAddress.fromURL("redis://:s%40cret@h:7000/3") == RedisAddress("h", 7000, None, "s@cret", 3)
@@ -69,6 +70,7 @@ def test_url_parsing():
             RedisAddress.fromURL(bad)
 
 
+@pytest.mark.cluster
 @pytest_twisted.ensureDeferred
 async def test_two_processes_deliver_in_one_order(redis):
     a, inboxA = await startBroker(redis.url)
@@ -84,6 +86,7 @@ async def test_two_processes_deliver_in_one_order(redis):
     await DeferredList([a.stop(), b.stop()])
 
 
+@pytest.mark.cluster
 @pytest_twisted.ensureDeferred
 async def test_outage_keeps_local_chat_and_recovers_by_itself(redis):
     a, inboxA = await startBroker(redis.url)
@@ -101,6 +104,7 @@ async def test_outage_keeps_local_chat_and_recovers_by_itself(redis):
     await DeferredList([a.stop(), b.stop()])
 
 
+@pytest.mark.cluster
 @pytest_twisted.ensureDeferred
 async def test_unreachable_at_start_serves_locally_then_joins(tmp_path):
     server = RedisServer(tmp_path)
@@ -122,6 +126,7 @@ async def test_unreachable_at_start_serves_locally_then_joins(tmp_path):
         await deferToThread(server.stop)
 
 
+@pytest.mark.cluster
 @pytest_twisted.ensureDeferred
 async def test_full_publish_backlog_refuses_messages_and_recovers(redis):
     a, inbox = await startBroker(redis.url, config=Config(redisBacklog=10))
@@ -146,6 +151,7 @@ def RedisConnectionTo(redis: RedisServer) -> Deferred:
     return connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", redis.port), RedisConnection())
 
 
+@pytest.mark.unit
 def test_reconnect_backoff_is_exponential_capped_and_on_the_injected_clock():
     events = []
     globalLogPublisher.addObserver(events.append)

@@ -1,4 +1,4 @@
-"""The page (SPEC §5) in real headless Chromium against real ``twistd -n txchat`` processes.
+"""The page in real headless Chromium against real ``twistd -n txchat`` processes.
 
 Selenium drives Debian's chromium through chromium-driver; these tests are plain blocking
 tests and never touch the Twisted reactor. Waits are event-driven: a script in the page
@@ -20,6 +20,8 @@ from websockets.sync.client import connect as wsConnect
 
 from tests.certs import makeCertificate
 from tests.processes import Twistd
+
+pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

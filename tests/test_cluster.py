@@ -1,4 +1,4 @@
-"""Several processes, one chat (SPEC §6): real twistd processes, a real redis-server and nginx.
+"""Several processes, one chat: real twistd processes, a real redis-server and nginx.
 
 Blocking tests: processes are driven with subprocess and clients with the websockets sync
 client; the reactor is not involved.
@@ -21,6 +21,8 @@ from websockets.sync.client import connect as wsConnect
 
 from tests.processes import Twistd
 from tests.redisserver import RedisServer
+
+pytestmark = pytest.mark.cluster
 
 NGINX_TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "nginx-txchat.conf"
 
@@ -93,6 +95,29 @@ def test_redis_outage_keeps_local_chat_and_recovery_needs_no_help(cluster):
     for node in (one, two):
         assert node.log.count("unreachable") == 1
         assert node.log.count("reconnected to Redis") == 1
+
+
+def test_a_ten_second_outage_logs_one_line_and_its_end_one_more(tmp_path):
+    """No Twisted factory lines per reconnect attempt: just the outage, then the recovery."""
+    redis = RedisServer(tmp_path).start()
+    node = Twistd("--listen", "tcp:0:interface=127.0.0.1", "--redis", redis.url, cwd=tmp_path)
+    try:
+        node.waitFor("connected to Redis")
+        with wsConnect(url(node)):  # a client's connect line, logged before the outage
+            node.waitFor(r"connect 127\.0\.0\.1")
+            mark = len(node.lines)
+            redis.kill()
+            during = node.linesDuring(10, since=mark)
+            mark += len(during)
+            redis.start()
+            node.waitFor("reconnected to Redis", since=mark, timeout=20)
+            after = node.lines[mark:]
+    finally:
+        node.stop()
+        redis.stop()
+    assert len(during) == 1 and "is unreachable" in during[0], during
+    assert len(after) == 1 and "reconnected to Redis" in after[0], after
+    assert "factory" not in node.log.lower()
 
 
 def startNginx(directory: Path, upstreams: list[int]) -> tuple[int, int]:

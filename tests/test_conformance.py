@@ -20,6 +20,8 @@ from tests import frames
 from tests.frames import CLOSE, CONTINUATION, PING, PONG, TEXT, clientFrame
 from tests.live import Server, connect, within
 
+pytestmark = pytest.mark.live
+
 
 class RawClient(Protocol):
     def __init__(self, port: int) -> None:

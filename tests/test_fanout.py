@@ -1,8 +1,12 @@
-"""The broadcast rules of SPEC §4 on plain objects."""
+"""The output rules (README, "What a client sees") on plain objects."""
 
 from __future__ import annotations
 
+import pytest
+
 from txchat.fanout import Fanout
+
+pytestmark = pytest.mark.unit
 
 
 def frame(payload: bytes) -> bytes:

@@ -1,4 +1,4 @@
-"""Connection limits, trusted proxies, rate limiting, handshake deadlines, health (issue 6)."""
+"""Connection limits, trusted proxies, rate limiting, handshake deadlines, health."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from txchat.config import Config
 from txchat.limits import ConnectionLimits, TokenBucket, TrustedProxies
 from txchat.site import ChatSite
 from txchat.webapp import makeRoot
+
+pytestmark = pytest.mark.memory
 
 
 def test_forwarded_for_is_believed_only_from_trusted_proxies():

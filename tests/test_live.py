@@ -22,6 +22,8 @@ from tests import frames
 from tests.live import Server, connect, within
 from txchat.metrics import MetricsPage
 
+pytestmark = pytest.mark.live
+
 
 @pytest_twisted.async_yield_fixture
 async def server():

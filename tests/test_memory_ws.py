@@ -1,9 +1,13 @@
-"""The chat over in-memory connections, every timer on a task.Clock (SPEC §3, §4, §7)."""
+"""The chat over in-memory connections, every timer on a task.Clock."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests import frames
 from tests.memory import Peer, makeHub
+
+pytestmark = pytest.mark.memory
 
 
 def test_message_reaches_everyone_normalised():

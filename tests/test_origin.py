@@ -4,6 +4,8 @@ import pytest
 
 from txchat.origin import OriginPolicy
 
+pytestmark = pytest.mark.unit
+
 
 def test_no_origin_header_is_not_a_browser_and_is_allowed():
     assert OriginPolicy().allows(None, "chat.example")

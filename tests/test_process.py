@@ -6,10 +6,15 @@ installed plugin and page are found, not the source checkout's.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import select
 import signal
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import pytest_twisted
@@ -18,7 +23,12 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 
 from tests.live import connect, within
+from websockets.sync.client import connect as wsConnect
+
 from tests.processes import LISTENING, TWISTD, cleanEnvironment, twistdArgs
+from tests.processes import Twistd as TwistdProcess
+
+pytestmark = pytest.mark.process
 
 
 class Twistd(ProcessProtocol):
@@ -133,3 +143,77 @@ def test_installed_plugin_and_page_are_found_from_elsewhere(tmp_path):
     assert count == "1"
     assert "site-packages" in where, "txchat is not installed: run pip install . first"
     assert page == "<!DOCTYPE html>"
+
+
+def test_start_up_says_where_to_open_the_chat_and_the_metrics_and_nothing_about_factories(tmp_path):
+    with TwistdProcess("--listen", "tcp:0:interface=127.0.0.1", "--metrics-listen", "tcp:0:interface=127.0.0.1",
+                cwd=tmp_path) as node:
+        metrics = node.waitFor(r"txchat: metrics at http://127\.0\.0\.1:(\d+)/metrics$")
+        assert int(metrics.group(1)) != node.port
+        chat = node.waitFor(r"txchat: chat page at (\S+) \(WebSocket /ws\)$")
+        assert chat.group(1) == f"http://127.0.0.1:{node.port}/"
+        with wsConnect(f"ws://127.0.0.1:{node.port}/ws") as client:
+            client.send("hello")
+            assert client.recv(timeout=10) == "hello"
+        node.waitFor(r"disconnect 127\.0\.0\.1")
+    log = node.log
+    assert "Starting factory" not in log and "Stopping factory" not in log
+    assert " at 0x" not in log, "an object's repr in the log"
+
+
+def busySocket() -> socket.socket:
+    """A port that is taken: bound and listening on 127.0.0.1."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    return taken
+
+
+@pytest.mark.parametrize("option", ["--port", "--listen", "--metrics-listen"])
+def test_a_busy_port_stops_twistd_with_one_line_naming_the_endpoint(tmp_path, option):
+    with busySocket() as taken:
+        port = taken.getsockname()[1]
+        args = {
+            "--port": ["--port", str(port), "--interface", "127.0.0.1"],
+            "--listen": ["--listen", f"tcp:{port}:interface=127.0.0.1"],
+            "--metrics-listen": ["--listen", "tcp:0:interface=127.0.0.1",
+                                 "--metrics-listen", f"tcp:{port}:interface=127.0.0.1"],
+        }[option]
+        result = subprocess.run(
+            twistdArgs(*args), cwd=tmp_path, env=cleanEnvironment(), capture_output=True, text=True, timeout=60
+        )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"twistd txchat: error: {option} tcp:{port}") and "Address already in use" in line
+
+
+def test_a_daemonised_twistd_on_a_busy_port_exits_non_zero_and_leaves_nothing_running(tmp_path):
+    logfile, pidfile = tmp_path / "txchat.log", tmp_path / "txchat.pid"
+    with busySocket() as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [TWISTD, f"--pidfile={pidfile}", f"--logfile={logfile}", "txchat", "--port", str(port),
+             "--interface", "127.0.0.1"],
+            cwd=tmp_path, env=cleanEnvironment(), capture_output=True, text=True, timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"tcp:{port}" in result.stderr and "Address already in use" in result.stderr
+    assert not pidfile.exists()
+    # The daemon may take a moment to finish exiting after its parent has reported: wait for
+    # each one that is still there to end (pidfd), then look again.
+    for pid in _processesWith(str(logfile)):
+        with contextlib.suppress(ProcessLookupError):
+            handle = os.pidfd_open(pid)
+            select.select([handle], [], [], 10)
+            os.close(handle)
+    assert _processesWith(str(logfile)) == [], "a daemon was left running"
+
+
+def _processesWith(text: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            if text in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                found.append(int(pid))
+    return found

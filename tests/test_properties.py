@@ -1,12 +1,16 @@
-"""Property tests: normalisation, and the fanout's promise (SPEC §3–§4)."""
+"""Property tests: normalisation, and the fanout's promise."""
 
 from __future__ import annotations
+
+import pytest
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from txchat.fanout import Fanout
 from txchat.protocol import normalise
+
+pytestmark = pytest.mark.unit
 
 texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60)
 

@@ -11,6 +11,8 @@ from txchat.hub import HubService
 from txchat.listener import Listener
 from txchat.tap import Options, makeService
 
+pytestmark = pytest.mark.unit
+
 
 def parse(*args: str) -> Options:
     options = Options()

@@ -6,6 +6,7 @@ would even exit 0). L{Listener} fails the start instead, with one line, as a bad
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from twisted.application.service import Service
@@ -18,9 +19,17 @@ _log = Logger()
 
 
 class CannotListen(SystemExit, Exception):
-    """Both kinds on purpose: under ``twistd -n`` a SystemExit's message is printed as one
-    line and the exit status is 1; a daemonising twistd passes an Exception's message to
-    the parent process through its status pipe, which prints it and exits 1."""
+    """Both kinds on purpose. Under ``twistd -n`` a SystemExit ends the process with status 1
+    and no traceback; a daemonising twistd passes an Exception's text (the reason first: it
+    keeps only 100 bytes) to the parent process through its status pipe, and the parent
+    prints it and exits 1."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(1)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason
 
 
 def describe(description: str, port: IListeningPort, path: str) -> str:
@@ -67,7 +76,13 @@ class Listener(Service):
             reason = failures[0].value
             error = getattr(reason, "socketError", None)
             detail = getattr(error, "strerror", None) or str(reason)
-            raise CannotListen(f"twistd txchat: error: {self.option} {self.description}: cannot listen: {detail}")
+            _log.critical("cannot listen on {endpoint} ({option}): {detail}", endpoint=self.description,
+                          option=self.option, detail=detail)
+            # twistd has replaced sys.stderr with the log: tell the person at the terminal, as
+            # twistd itself does when a daemon fails to start.
+            if sys.__stderr__ is not None:
+                sys.__stderr__.write(f"twistd txchat: error: {self.option} {self.description}: {detail}\n")
+            raise CannotListen(f"{detail}: {self.option} {self.description}")
 
     def startService(self) -> None:
         if self.port is None:
