@@ -7,10 +7,10 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredQueue, inlineCallbacks, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.web.http import HTTPChannel
-from twisted.web.server import Site
 
 from txchat.config import Config
 from txchat.hub import ChatHub
+from txchat.site import ChatSite
 from txchat.webapp import makeRoot
 
 TIMEOUT = 10
@@ -82,8 +82,10 @@ class Server:
         self.tracker = Tracker()
         self.hub = _TrackedHub(self.tracker, Config(**config), reactor)
         self.hub.startBroker()
-        self.site = Site(makeRoot(self.hub, health=self.hub.health))
-        self.site.protocol = _TrackedChannel
+        # As twistd runs it: WebSocket handshakes take the site's fast lane to the hub.
+        self.site = ChatSite(makeRoot(self.hub, health=self.hub.health), reactor, Config(**config),
+                             webSockets=(b"/ws", self.hub))
+        self.site.protocol = type("Tracked", (_TrackedChannel, self.site.protocol), {})
         self.site.tracker = self.tracker
         self.port = None
 

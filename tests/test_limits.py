@@ -5,13 +5,15 @@ from __future__ import annotations
 import pytest
 from prometheus_client import generate_latest
 from twisted.internet.address import IPv4Address
-from twisted.internet.task import Clock
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 from twisted.internet.testing import StringTransport
 from twisted.logger import formatEvent, globalLogPublisher
 
 from tests import frames
 from tests.memory import Peer, Transport, makeHub
 from txchat.config import Config
+from txchat.protocol import ChatProtocol
 from txchat.limits import ConnectionLimits, TokenBucket, TrustedProxies
 from txchat.site import ChatSite
 from txchat.webapp import makeRoot
@@ -129,29 +131,47 @@ def test_opening_handshake_must_finish_in_time():
     assert clock.getDelayedCalls() == []
 
 
-class SiteClient:
-    """One HTTP connection to a ChatSite on a Clock."""
+class SiteTransport(StringTransport):
+    """A connection whose protocol the site may hand over, as a TCP connection's."""
 
-    def __init__(self, **siteOptions) -> None:
-        self.clock = Clock()
-        self.hub, _ = makeHub()
-        site = ChatSite(makeRoot(self.hub, health=self.hub.health), self.clock, Config(**siteOptions))
+    protocol = None
+
+    def send(self, data: bytes) -> int:  # the socket's own send (MemoryProtocol's seam)
+        self.io.write(data)
+        return len(data)
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+
+class SiteClient:
+    """One HTTP connection to a ChatSite on a Clock, with the WebSocket fast lane (as twistd
+    runs it) or without it."""
+
+    def __init__(self, fastLane: bool = True, **config) -> None:
+        self.hub, self.clock = makeHub()
+        site = ChatSite(
+            makeRoot(self.hub, health=self.hub.health), self.clock, Config(**config),
+            webSockets=(b"/ws", self.hub) if fastLane else None,
+        )
         site.doStart()  # opens the access log
-        self.channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 2))
-        self.transport = StringTransport()
-        self.channel.makeConnection(self.transport)
+        self.transport = SiteTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 2))
+        self.transport.protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 2))
+        self.transport.protocol.makeConnection(self.transport)
 
     def send(self, data: bytes) -> None:
-        self.channel.dataReceived(data)
+        self.transport.protocol.dataReceived(data)
 
     @property
     def aborted(self) -> bool:
         return self.transport.disconnecting
 
 
-def test_slowloris_headers_are_cut_at_the_deadline():
-    client = SiteClient(handshakeTimeout=10)
-    request = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 40
+@pytest.mark.parametrize("path", [b"/", b"/ws"])
+@pytest.mark.parametrize("fastLane", [True, False])
+def test_slowloris_headers_are_cut_at_the_deadline(path, fastLane):
+    client = SiteClient(fastLane, handshakeTimeout=10)
+    request = b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nX-Slow: " + b"a" * 40
     for i in range(0, len(request), 5):  # a few bytes every second: each resets an idle timer
         client.send(request[i : i + 5])
         client.clock.advance(1)
@@ -187,9 +207,10 @@ def test_health_probes_stay_out_of_the_access_log():
 
 @pytest.mark.parametrize("header", [b"X-Big: " + b"b" * 2000, b"X-Huge: " + b"h" * 40000,
                                     b"\r\n".join(b"X-%d: %s" % (i, b"m" * 50) for i in range(30))])
-def test_oversized_headers_get_400(header):
+@pytest.mark.parametrize("path", [b"/", b"/ws"])
+def test_oversized_headers_get_400(header, path):
     client = SiteClient(maxHeaderSize=1024)
-    client.send(b"GET / HTTP/1.1\r\nHost: x\r\n" + header + b"\r\n\r\n")
+    client.send(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n" + header + b"\r\n\r\n")
     assert client.transport.value().startswith(b"HTTP/1.1 400")
     assert client.aborted
 
@@ -221,3 +242,42 @@ def test_health_and_metrics_count_what_happens():
     assert value("txchat_frames_out_total") == 3 + 2 + 1
     assert value("txchat_flush_seconds_count") == 3
     assert value("txchat_broker_up") == 1
+
+
+def test_a_websocket_handshake_takes_the_fast_lane_even_in_pieces():
+    client = SiteClient()
+    request = frames.handshake()
+    for i in range(0, len(request), 7):
+        client.send(request[i : i + 7])
+    assert client.transport.value().startswith(b"HTTP/1.1 101")
+    assert isinstance(client.transport.protocol, ChatProtocol), "the WebSocket protocol took the connection"
+    assert len(client.hub) == 1
+    client.transport.producer.resumeProducing()  # as TCP does once the 101 has gone out
+    client.send(frames.text("hi"))
+    client.clock.advance(0)
+    assert frames.parseFrames(client.transport.value().partition(b"\r\n\r\n")[2])[0] == [(frames.TEXT, b"hi")]
+    client.transport.protocol.connectionLost(Failure(ConnectionDone()))
+
+
+@pytest.mark.parametrize("request_, status", [
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", b"200"),
+    (b"HEAD /nope HTTP/1.1\r\nHost: x\r\n\r\n", b"404"),
+    (b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n", b"426"),
+    (b"POST /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nContent-Length: 0\r\n\r\n", b"405"),
+    (b"GET /wsx HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n", b"404"),
+    (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\n\r\n", b"426"),
+])
+def test_everything_else_goes_through_twisted_web(request_, status):
+    client = SiteClient()
+    client.send(request_)
+    assert client.transport.value().split(b" ")[1] == status
+
+
+def test_a_handshake_later_on_a_kept_alive_connection_still_works():
+    client = SiteClient()
+    client.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert client.transport.value().startswith(b"HTTP/1.1 200")
+    client.transport.clear()
+    client.send(frames.handshake())
+    assert client.transport.value().startswith(b"HTTP/1.1 101")
+    assert len(client.hub) == 1

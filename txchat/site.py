@@ -1,13 +1,25 @@
-"""The HTTP side of a connection, before any WebSocket: deadlines and size limits on requests."""
+"""The HTTP side of a connection, before any WebSocket: deadlines and size limits on requests,
+and the fast lane that hands a WebSocket handshake straight to its factory.
+
+A connection's first request is usually a WebSocket handshake (a page load is one request, its
+chat a new connection). Through twisted.web, that handshake is parsed by HTTPChannel, becomes a
+Request, walks the resource tree to autobahn's WebSocketResource, which writes the request out
+again for Autobahn to parse a second time: most of the cost of a connect, and what makes a
+reconnection storm slow. The site sorts each connection's first request instead: a complete
+``GET`` of a WebSocket path with an ``Upgrade: websocket`` header goes to the WebSocket factory
+at once (Autobahn parses it, once, and checks everything a handshake needs); anything else, and
+every later request on the connection, goes through twisted.web as before.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IAddress, IDelayedCall, IProtocol, IProtocolFactory, ITransport
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
-from twisted.internet.protocol import connectionDone
 from twisted.web import http
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
@@ -27,14 +39,16 @@ class _Channel(HTTPChannel):
 
     transport: Any  # a TCP, TLS or UNIX connection
     headerTimeout = Config.handshakeTimeout
+    # What is left of the first request's deadline, when the fast lane has used some of it.
+    firstTimeout: float | None = None
     _deadline: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        self._startDeadline()
+        self._startDeadline(self.firstTimeout)
 
-    def _startDeadline(self) -> None:
-        self._deadline = self.callLater(self.headerTimeout, self._tooSlow)
+    def _startDeadline(self, timeout: float | None = None) -> None:
+        self._deadline = self.callLater(self.headerTimeout if timeout is None else timeout, self._tooSlow)
 
     def _stopDeadline(self) -> None:
         if self._deadline is not None and self._deadline.active():
@@ -66,20 +80,131 @@ class _Channel(HTTPChannel):
         super().connectionLost(reason)
 
 
+def _handOver(transport: ITransport, protocol: IProtocol) -> None:
+    """Make C{protocol} the one that C{transport} delivers to (a TLS transport is a wrapper)."""
+    current: Any = transport
+    if isinstance(current, ProtocolWrapper):
+        current.wrappedProtocol = protocol
+    elif isinstance(current.protocol, ProtocolWrapper):
+        current.protocol.wrappedProtocol = protocol
+    else:
+        current.protocol = protocol
+    protocol.makeConnection(transport)
+
+
+def isUpgrade(head: bytes, method: bytes = b"GET") -> bool:
+    """Whether a request head is a C{method} request with an C{Upgrade: websocket} header."""
+    lines = head.split(b"\r\n")
+    if not lines[0].startswith(method + b" "):
+        return False
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"upgrade":
+            return b"websocket" in [token.strip().lower() for token in value.split(b",")]
+    return False
+
+
+class _FirstRequest(Protocol):
+    """A new connection until its first request head shows whether it takes the fast lane."""
+
+    transport: Any
+
+    def __init__(self, site: ChatSite, address: IAddress | None) -> None:
+        self.site = site
+        self.address = address
+        self._buffer = b""
+        self._deadline: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:
+        self._deadline = self.site.reactor.callLater(self.site.headerTimeout, self._tooSlow)
+
+    def dataReceived(self, data: bytes) -> None:
+        buffer = self._buffer + data if self._buffer else data
+        prefix = self.site.fastLanePrefix
+        if not (buffer.startswith(prefix) or prefix.startswith(buffer)):
+            self._hand(buffer, None)  # not a GET of a WebSocket path: plain HTTP
+            return
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buffer) > self.site.maxHeaderSize:
+                self._hand(buffer, None)  # twisted.web answers 400
+            else:
+                self._buffer = buffer
+            return
+        path = buffer[4 : buffer.find(b" ", 4)].partition(b"?")[0]
+        lane = end <= self.site.maxHeaderSize and self.site.fastLaneFactory(path, buffer[:end])
+        self._hand(buffer, lane or None)
+
+    def _hand(self, data: bytes, factory: IProtocolFactory | None) -> None:
+        left = self._deadline.getTime() - self.site.reactor.seconds() if self._deadline is not None else None
+        self._stopDeadline()
+        transport, self.transport = self.transport, None
+        protocol: Any = factory.buildProtocol(self.address) if factory is not None else None  # type: ignore[arg-type]
+        if protocol is None:
+            protocol = Site.buildProtocol(self.site, self.address)
+            protocol.firstTimeout = left  # the request's deadline runs on, not over again
+        _handOver(transport, protocol)
+        protocol.dataReceived(data)
+
+    def _stopDeadline(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+    def _tooSlow(self) -> None:
+        self._deadline = None
+        _log.info("cut {peer}: no complete request within {seconds}s",
+                  peer=describePeer(self.transport.getPeer()), seconds=self.site.headerTimeout)
+        self.transport.abortConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._stopDeadline()
+
+
 class ChatSite(Site):
-    """The site, with a deadline for request headers and a bound on their size."""
+    """The site, with a deadline for request headers, a bound on their size, and a fast lane
+    for WebSocket handshakes."""
 
     quietPaths = (b"/healthz",)  # a load balancer's probes would drown the access log
     noisy = False  # no "Starting factory <...>" lines: the listener says where the chat is
 
-    def __init__(self, root: Resource, reactor: Any, config: Config = Config()) -> None:
+    def __init__(
+        self,
+        root: Resource,
+        reactor: Any,
+        config: Config = Config(),
+        webSockets: tuple[bytes, IProtocolFactory] | None = None,
+    ) -> None:
+        """
+        @param webSockets: (path, factory): handshakes for C{path} and the paths below it
+            take the fast lane to C{factory}; the same path must lead to the factory in
+            C{root} too, for handshakes that come later on a kept-alive connection.
+        """
         super().__init__(root, reactor=reactor)
         self.displayTracebacks = False
+        self.headerTimeout = config.handshakeTimeout
+        self.maxHeaderSize = config.maxHeaderSize
+        self._webSockets = webSockets
+        self.fastLanePrefix = b"GET " + webSockets[0] if webSockets is not None else b""
         self.protocol = type(  # type: ignore[method-assign]
             "Channel", (_Channel,),
             {"headerTimeout": config.handshakeTimeout, "totalHeadersSize": config.maxHeaderSize,
              "MAX_LENGTH": max(config.maxHeaderSize, HTTPChannel.MAX_LENGTH)},
         )
+
+    # Not always an HTTP channel: a _FirstRequest, which hands over to one or to a WebSocket.
+    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:  # type: ignore[override]
+        if self._webSockets is None:
+            return super().buildProtocol(addr)
+        return _FirstRequest(self, addr)
+
+    def fastLaneFactory(self, path: bytes, head: bytes) -> IProtocolFactory | None:
+        """The factory for a request head that may take the fast lane, or None."""
+        assert self._webSockets is not None
+        where, factory = self._webSockets
+        if (path == where or path.startswith(where + b"/")) and isUpgrade(head):
+            return factory
+        return None
 
     def log(self, request: http.Request) -> None:
         if request.path not in self.quietPaths:
