@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -44,6 +45,7 @@ class Case:
     rate: float = 0
     senders: int = 1
     idle: float = 0
+    storm: int = 0  # this many more clients connect at once while the case runs, hold, then go
     go: str = ""  # the gorilla chat's figure in shared/bench/README.md, for wsload runs
     servers: tuple[str, ...] = ("txchat", "naive", "naive-prepared")  # the kinds this case runs on
 
@@ -61,6 +63,11 @@ CASES = [
     Case("cluster-max1000", "cluster: max deliveries/s, 1000 clients", 1000, 4000, servers=("txchat-cluster",)),
     Case("cluster-r1000x100", "cluster: 1000 clients x 100 msg/s", 1000, 500, 100, servers=("txchat-cluster",)),
     Case("idle5000", "5000 idle connections", 5000, idle=10, go="15.9 KiB/conn, connect 1.4 s"),
+    Case("connect5000", "5000 clients connect at once", 5000, idle=1, go="connect 0.63 s (issue 9's figure)"),
+    # A reconnection storm: 10,000 clients connect at once while 1000 others chat at 100 msg/s;
+    # the figures are the chatting clients' (the storm's connect time after "storm").
+    Case("storm", "storm: 10,000 connect while 1000 x 100 msg/s chat", 1000, 1500, 100, storm=10000,
+         servers=("txchat", "naive")),
     # Far beyond capacity: the naive server would buffer gigabytes, so it sits this one out.
     Case("overload", "1000 clients x 50000 msg/s (overload)", 1000, 250000, 50000, servers=("txchat",),
          go="drops slow clients"),
@@ -140,27 +147,43 @@ def toolCommand(options: argparse.Namespace, case: Case, ports: list[int], pid: 
     return command + ["-m", str(case.messages), "--rate", f"{case.rate:g}", "--senders", str(case.senders)]
 
 
+def lastResult(tool: str, name: str, stdout: str, stderr: str) -> dict[str, Any]:
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"{tool} gave no result for {name}:\n{stderr[-2000:]}")
+    return json.loads(lines[-1])  # type: ignore[no-any-return]
+
+
 def runOnce(options: argparse.Namespace, case: Case, kind: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as workdir:
         servers = Servers(kind, Path(workdir))
         try:
             # A cluster has a process on each core: the load takes its share of both.
             pin = [] if kind == "txchat-cluster" else ["taskset", "-c", "1"]
-            result = subprocess.run(
+            load = subprocess.Popen(
                 [*pin, *toolCommand(options, case, servers.ports, servers.pid)],
-                cwd=HERE.parent, capture_output=True, text=True, timeout=300,
+                cwd=HERE.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )
+            storm = None
+            if case.storm:
+                time.sleep(3)  # the chatting clients are connected and talking
+                stormCase = Case(f"{case.name}-storm", "storm", case.storm, idle=2)
+                storm = subprocess.run(
+                    [*pin, *toolCommand(options, stormCase, servers.ports, servers.pid)],
+                    cwd=HERE.parent, capture_output=True, text=True, timeout=300,
+                )
+            stdout, stderr = load.communicate(timeout=300)
         finally:
             servers.stop()
-    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    if not lines:
-        raise RuntimeError(f"{options.tool} gave no result for {case.name}/{kind}:\n{result.stderr[-2000:]}")
-    return json.loads(lines[-1])
+    result = lastResult(options.tool, f"{case.name}/{kind}", stdout, stderr)
+    if storm is not None:
+        result["storm_connect_s"] = lastResult(options.tool, "storm", storm.stdout, storm.stderr).get("connect_s")
+    return result
 
 
 NUMBERS = ["deliveries_per_s", "lat_p50_ms", "lat_p99_ms", "lat_max_ms", "lost", "disconnected", "server_cpu_pct",
            "tool_cpu_pct", "msgs_per_frame", "connect_s", "server_kib_per_conn", "server_kib_per_conn_end",
-           "server_rss_end_mib", "server_rss_hwm_mib"]
+           "server_rss_end_mib", "server_rss_hwm_mib", "storm_connect_s"]
 
 
 def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -175,6 +198,8 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def describe(case: Case, m: dict[str, Any]) -> str:
     if not m:
         return "—"
+    if case.idle and case.idle < 2:
+        return f"connect {m['connect_s']:.2f} s"
     if case.idle:
         return f"{m.get('server_kib_per_conn_end', m.get('server_kib_per_conn', 0)):.1f} KiB/conn, connect {m['connect_s']:.2f} s"
     text = []
@@ -188,6 +213,8 @@ def describe(case: Case, m: dict[str, Any]) -> str:
     if m.get("disconnected"):
         text.append(f"{m['disconnected']:.0f} dropped")
     text.append(f"tool {m.get('tool_cpu_pct', 0):.0f} %")
+    if "storm_connect_s" in m:
+        text.append(f"storm connected in {m['storm_connect_s']:.2f} s")
     return ", ".join(text)
 
 
