@@ -126,6 +126,20 @@ def test_typed_text_appears_once_in_both_logs_and_input_clears(pages):
     assert a.input.get_attribute("value") == ""
 
 
+def test_the_page_has_its_own_icon_and_the_console_stays_clean(chat, tmp_path):
+    driver = makeBrowser(tmp_path / "profile")
+    try:
+        mark = len(chat.lines)
+        Page(driver, f"http://127.0.0.1:{chat.port}/")
+        errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        icons = [e.get_attribute("href") for e in driver.find_elements(By.CSS_SELECTOR, "link[rel=icon]")]
+    finally:
+        driver.quit()
+    assert errors == [], errors
+    assert "favicon" not in "".join(chat.lines[mark:])
+    assert len(icons) == 1 and icons[0].startswith("data:image/svg+xml,")
+
+
 def test_markup_is_shown_as_text_and_never_run(pages):
     a, b = pages
     markup = '<b>x</b><img src=x onerror="window.pwned=1">'

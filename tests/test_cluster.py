@@ -11,6 +11,7 @@ import random
 import select
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -172,3 +173,50 @@ def test_chat_through_nginx_across_both_processes(cluster, tmp_path):
         assert refused.value.response.status_code == 403
     finally:
         stopProcess(pid)
+
+
+def test_the_readmes_cluster_script_chats_and_stops_every_piece(tmp_path):
+    run = tmp_path / "run"
+    front, one, two, redisPort = random.sample(range(20000, 60000), 4)
+    env = {**os.environ, "TXCHAT_RUN": str(run), "TXCHAT_VENV": str(Path(sys.executable).parent.parent),
+           "FRONT_PORT": str(front), "NODE_PORTS": f"{one} {two}", "REDIS_PORT": str(redisPort)}
+    env.pop("PYTHONPATH", None)
+    script = Path(__file__).resolve().parent.parent / "deploy" / "cluster.sh"
+    started = subprocess.run(["bash", str(script), "start"], env=env, capture_output=True, text=True, timeout=60)
+    pidfiles = [run / "nginx" / "nginx.pid", run / "node0.pid", run / "node1.pid", run / "redis.pid"]
+    pids = [int(p.read_text()) for p in pidfiles if p.exists()]
+    try:
+        assert started.returncode == 0, started.stderr
+        assert len(pids) == 4
+        origin = f"http://127.0.0.1:{front}"
+        for _ in range(2):  # both processes have joined Redis once a message crosses both ways
+            with wsConnect(f"ws://127.0.0.1:{front}/ws", origin=origin) as a, \
+                 wsConnect(f"ws://127.0.0.1:{front}/ws", origin=origin) as b:
+                a.send("through the cluster script")
+                assert receive(b, 1) == ["through the cluster script"]
+    finally:
+        stopped = subprocess.run(["bash", str(script), "stop"], env=env, capture_output=True, text=True, timeout=60)
+        for pid in pids:
+            waitGone(pid)
+    assert stopped.returncode == 0, stopped.stderr
+    assert not [pid for pid in pids if running(pid)], "a piece of the cluster is still running"
+    assert not list(Path(script.parent).glob("*.pid")), "run files in the checkout"
+
+
+def waitGone(pid: int, timeout: float = 10) -> None:
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        select.select([handle], [], [], timeout)
+    finally:
+        os.close(handle)
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an ended daemon waits for init to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
