@@ -140,7 +140,9 @@ class Peer:
 
 
 def makeHub(**config) -> tuple[MemoryHub, Clock]:
+    """A hub on a Clock; without history unless asked (a room with history outlives its
+    members, and its expiry timer would outlive the test)."""
     clock = Clock()
-    hub = MemoryHub(Config(**config), clock)
+    hub = MemoryHub(Config(**{"history": 0, **config}), clock)
     hub.startBroker()
     return hub, clock

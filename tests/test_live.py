@@ -60,7 +60,7 @@ async def test_two_clients_chat(server):
     a.say("hello from a")
     assert await b.receive(1) == ["hello from a"]
     assert await a.receive(1) == ["hello from a"]
-    assert all(p._socketSend is not None for p in server.hub._fanout)  # plain TCP: straight to the socket
+    assert all(p._socketSend is not None for p in server.hub.room("lobby").seed)  # plain TCP: straight to the socket
     b.say("  and\nback  ")
     assert await a.receive(1) == ["and back"]
     assert await b.receive(1) == ["and back"]
@@ -146,7 +146,14 @@ async def test_http_contract(server, pool):
     assert response.code == 405 and response.headers.getRawHeaders(b"allow") == [b"GET"]
     response, body = await request(server, b"GET", b"/healthz", pool=pool)
     assert response.code == 200 and body == b"ok\n"
-    for path in (b"/nope", b"/home.html", b"/ws/extra", b"/static/x.js"):
+    response, body = await request(server, b"GET", b"/room/general", pool=pool)
+    assert response.code == 200 and b"<title>Chat</title>" in body
+    response, _ = await request(server, b"POST", b"/room/general", pool=pool)
+    assert response.code == 405
+    response, _ = await request(server, b"GET", b"/ws/general", pool=pool)
+    assert response.code == 426  # a room's socket, without an upgrade
+    for path in (b"/nope", b"/home.html", b"/ws/a/b", b"/ws/bad%20name", b"/ws/" + b"r" * 65, b"/room/",
+                 b"/room/a/b", b"/room/" + b"r" * 65, b"/room/caf%C3%A9", b"/static/x.js"):
         response, _ = await request(server, b"GET", path, pool=pool)
         assert response.code == 404, path
 
@@ -187,7 +194,7 @@ async def test_client_that_never_reads_is_dropped_and_others_receive_everything(
     assert len(server.hub) == 2, "the stuck client was never dropped"
     assert await a.receive(len(sent)) == sent
     # What the hub holds for anyone is bounded by --send-queue.
-    assert all(server.hub._fanout.backlog(p) <= 16 for p in server.hub._fanout)
+    assert all(server.hub.room("lobby").seed.backlog(p) <= 16 for p in server.hub.room("lobby").seed)
     stuck.transport.abortConnection()
     await a.close()
     await b.close()
@@ -253,7 +260,7 @@ async def test_chat_over_a_unix_socket(tmp_path):
             clients.append(client)
         clients[0].say("over unix")
         assert await clients[1].receive(1) == ["over unix"]
-        assert all(p._socketSend is not None for p in s.hub._fanout)  # straight to the socket here too
+        assert all(p._socketSend is not None for p in s.hub.room("lobby").seed)  # straight to the socket here too
         for client in clients:
             await client.close()
     finally:
@@ -288,7 +295,7 @@ async def test_chat_over_tls_without_polling_the_protocol(tmp_path):
         assert await clients[0].receive(1) == ["over TLS"]
         # Through TLS the protocol is a push producer: nothing polls it while all is quiet
         # (a pull producer would be driven by a cooperator without end).
-        assert all(p._socketSend is None for p in s.hub._fanout)
+        assert all(p._socketSend is None for p in s.hub.room("lobby").seed)
         assert not [c for c in reactor.getDelayedCalls() if isinstance(getattr(c.func, "__self__", None), Cooperator)]
         for client in clients:
             await client.close()

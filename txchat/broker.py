@@ -12,6 +12,7 @@ back, so one process and many share the same path and the same single order.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 from urllib.parse import unquote, urlsplit
@@ -23,14 +24,20 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txchat.config import Config
+from txchat.rooms import Delivery
 from txchat.redisclient import RedisConnection, connectRedis
 
 _log = Logger()
 
-Deliver = Callable[[bytes], None]
+Deliver = Callable[[Delivery], None]
 
 
 class Broker(Protocol):
+    # Whether the hub numbers messages itself (one process) or the broker does.
+    @property
+    def numbersHere(self) -> bool:
+        """True when the process is the whole chat and numbers its rooms' messages itself."""
+
     # For /healthz and /metrics.
     @property
     def state(self) -> str | None:
@@ -51,7 +58,7 @@ class Broker(Protocol):
     def start(self, deliver: Deliver) -> None:
         """Begin handing published messages, in their one order, to C{deliver}."""
 
-    def publish(self, message: bytes) -> None:
+    def publish(self, message: Delivery) -> None:
         """Send an accepted message to every process of the chat, this one included."""
 
     def stop(self) -> Deferred[None]:
@@ -61,6 +68,7 @@ class Broker(Protocol):
 class LocalBroker:
     """The in-process broker: one process is the whole chat, so publishing is delivering."""
 
+    numbersHere = True
     state = None
     up = True
     backlog = 0
@@ -72,7 +80,7 @@ class LocalBroker:
     def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
 
-    def publish(self, message: bytes) -> None:
+    def publish(self, message: Delivery) -> None:
         if self._deliver is not None:
             self._deliver(message)
 
@@ -210,8 +218,23 @@ class _Link:
         return DeferredList([c.lost for c in self._open])
 
 
+def _encode(message: Delivery) -> bytes:
+    return json.dumps([message.room, message.name, message.time, message.text.decode("utf-8")],
+                      separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _decode(payload: bytes) -> Delivery | None:
+    try:
+        room, name, time, text = json.loads(payload)
+        return Delivery(room, text.encode("utf-8"), name, time)
+    except (ValueError, TypeError):
+        return None  # not ours: another program on the channel
+
+
 class RedisBroker:
     """Publish through Redis pub/sub; deliver what Redis sends back, in Redis's order."""
+
+    numbersHere = False
 
     def __init__(
         self,
@@ -317,7 +340,7 @@ class RedisBroker:
         self._publisher.start()
         self._subscriber.start()
 
-    def publish(self, message: bytes) -> None:
+    def publish(self, message: Delivery) -> None:
         connection = self._publisher.connection
         if connection is None or self._subscriber.connection is None:
             if self._deliver is not None:
@@ -335,14 +358,16 @@ class RedisBroker:
         if self._overflowing and connection.pending < self._backlog // 2:
             self._overflowing = False
             _log.info("Redis publish backlog drained; {dropped} messages refused so far", dropped=self.dropped)
-        connection.command(b"PUBLISH", self.channel, message).addErrback(self._publishFailed)
+        connection.command(b"PUBLISH", self.channel, _encode(message)).addErrback(self._publishFailed)
 
     def _publishFailed(self, failure: Failure) -> None:
         self.lost += 1
 
     def _received(self, channel: bytes, message: bytes) -> None:
         if channel == self.channel and self._deliver is not None:
-            self._deliver(message)
+            delivery = _decode(message)
+            if delivery is not None:
+                self._deliver(delivery)
 
     def stop(self) -> Deferred[None]:
         self._deliver = None

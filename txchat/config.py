@@ -37,6 +37,11 @@ class Config:
     closeTimeout: float = 1.0
     # How long shutdown waits for clients to answer the going-away close before cutting them.
     shutdownTimeout: float = 5.0
+    # Rooms and their history: at most maxRooms rooms (0: no limit), each keeping its newest
+    # `history` messages until historyTtl seconds after its last one.
+    maxRooms: int = 10000
+    history: int = 50
+    historyTtl: float = 86400.0
     # Several processes through Redis (None: one process is the whole chat).
     redis: str | None = None
     redisBacklog: int = 1000

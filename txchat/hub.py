@@ -19,13 +19,17 @@ from twisted.logger import Logger
 from txchat.autobahn_internals import protocolWithOptions, useClock
 from txchat.broker import Broker, LocalBroker
 from txchat.config import Config
-from txchat.fanout import Fanout
+from txchat import wire
 from txchat.limits import ConnectionLimits, TrustedProxies
 from txchat.metrics import Metrics
 from txchat.origin import OriginPolicy
 from txchat.protocol import CLOSE_GOING_AWAY, CLOSE_POLICY, ChatProtocol
+from txchat.rooms import Delivery, Room, Rooms, newEpoch
 
 _log = Logger()
+
+# At most one presence line a room a second.
+PRESENCE_INTERVAL = 1.0
 
 class ChatHub(WebSocketServerFactory):
     protocol: type[ChatProtocol] = ChatProtocol  # type: ignore[assignment]
@@ -51,7 +55,8 @@ class ChatHub(WebSocketServerFactory):
         )
         useClock(self, reactor)
         self.protocol = protocolWithOptions(self, type(self).protocol)
-        self._fanout: Fanout[ChatProtocol] = Fanout(config.sendQueue, self._frame)
+        self.rooms = Rooms(config.maxRooms, self._newRoom)
+        self._dirty: dict[str, Room] = {}
         self._flushCall: IDelayedCall | None = None
         self.broker: Broker = broker if broker is not None else LocalBroker()
         self._connections: set[ChatProtocol] = set()
@@ -70,11 +75,24 @@ class ChatHub(WebSocketServerFactory):
     # -- membership -----------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._fanout)
+        return sum(len(room) for room in self.rooms)
 
-    def admit(self, client: ChatProtocol, address: str) -> str | None:
-        """Count a handshake in against the connection limits, or say why it may not."""
+    def room(self, name: str) -> Room | None:
+        return self.rooms.get(name)
+
+    def admit(self, client: ChatProtocol, address: str, roomName: str) -> str | None:
+        """Count a handshake in against the limits and hold its room's place, or say why not."""
         reason = "shutting-down" if self._closing else self.limits.admit(address)
+        if reason is None:
+            room, evicted = self.rooms.open(roomName)
+            if evicted is not None:
+                self._forget(evicted)
+            if room is None:
+                self.limits.release(address)
+                reason = "max-rooms"
+            else:
+                room.reserved += 1
+                client.room = room
         self.metrics.handshakes.labels("refused-" + reason if reason else "accepted").inc()
         return reason
 
@@ -89,20 +107,46 @@ class ChatHub(WebSocketServerFactory):
         return 200, "ok" if state is None else f"ok\nredis: {state}"
 
     def register(self, client: ChatProtocol) -> None:
+        """The client's handshake is done: it becomes a member of the room it was admitted to.
+
+        A v1 member first gets its welcome and the room's history (or what it missed) in one
+        frame; the room's pending batch is flushed before, so nothing comes twice or not at all."""
         self._connections.add(client)
+        room = client.room
+        assert room is not None, "registered without being admitted"
+        room.reserved -= 1
         if self._closing:
             client.leave(CLOSE_GOING_AWAY, "server shutting down")
             return
-        self._fanout.add(client, client.write)
+        fanout = room.fanout(client.v1)
+        if client.v1 and room.name in self._dirty:
+            self._flushRoom(self._dirty.pop(room.name))
+        fanout.add(client, client.write)
         if client.behind:
-            self._fanout.pause(client)
+            fanout.pause(client)
+        if client.v1:
+            client.write(self._frame(b"\n".join(room.joinLines(client.since, self.config.maxMessageSize))))
+        self._presenceChanged(room)
 
     def unregister(self, client: ChatProtocol) -> None:
         """Stop all output to the client; it is closing."""
-        self._fanout.remove(client)
+        if client.room is not None:
+            client.room.fanout(client.v1).remove(client)
 
     def disconnected(self, client: ChatProtocol, admittedAs: str | None) -> None:
-        self._fanout.remove(client)
+        room, client.room = client.room, None
+        if room is not None:
+            fanout = room.fanout(client.v1)
+            if client in fanout or client in self._connections:
+                fanout.remove(client)
+            else:
+                room.reserved -= 1  # admitted, never opened
+            if self._closing:
+                pass  # every room is going: no more presence lines or timers
+            elif room.occupied or len(room.history):
+                self._presenceChanged(room)
+            else:
+                self._forget(room)
         self._connections.discard(client)
         if admittedAs is not None:
             self.limits.release(admittedAs)
@@ -113,38 +157,107 @@ class ChatHub(WebSocketServerFactory):
                     d.callback(None)
 
     def paused(self, client: ChatProtocol) -> None:
-        self._fanout.pause(client)
+        if client.room is not None:
+            client.room.fanout(client.v1).pause(client)
 
     def resumed(self, client: ChatProtocol) -> None:
-        sent = self._fanout.resume(client)
+        if client.room is None:
+            return
+        sent = client.room.fanout(client.v1).resume(client)
         if sent:
             self.metrics.deliveries.inc(sent)
             self.metrics.frames.inc()
+
+    # -- rooms ----------------------------------------------------------------------------
+
+    def _newRoom(self, name: str) -> Room:
+        config = self.config
+        return Room(name, newEpoch(), config.history, config.sendQueue, self._frame, self.clock.seconds())
+
+    def _forget(self, room: Room) -> None:
+        for call in (room.presenceCall, room.expiryCall):
+            if call is not None and call.active():
+                call.cancel()
+        room.presenceCall = room.expiryCall = None
+        self._dirty.pop(room.name, None)
+        self.rooms.forget(room)
+
+    def _presenceChanged(self, room: Room) -> None:
+        """Tell v1 members the new count: at once if the last line is a second old, else when
+        it is; the line then carries the count as it is by then."""
+        if room.presenceCall is not None:
+            return
+        wait = room.presenceAt + PRESENCE_INTERVAL - self.clock.seconds()
+        if wait <= 0:
+            self._sendPresence(room)
+        else:
+            room.presenceCall = self.clock.callLater(wait, self._sendPresence, room)
+
+    def _sendPresence(self, room: Room) -> None:
+        room.presenceCall = None
+        online = room.online
+        if online == room.presenceSent or not room.v1:
+            return
+        room.presenceSent = online
+        room.presenceAt = self.clock.seconds()
+        if room.v1.publish(wire.presence(online)):
+            self._scheduleFlush(room)
+
+    def _expire(self, room: Room) -> None:
+        """Drop the room's history C{--history-ttl} after its last message; forget the room
+        if nobody is in it either."""
+        room.expiryCall = None
+        left = room.lastMessage + self.config.historyTtl - self.clock.seconds()
+        if left > 0:
+            room.expiryCall = self.clock.callLater(left, self._expire, room)
+            return
+        room.history.clear()
+        if not room.occupied:
+            self._forget(room)
 
     # -- messages -------------------------------------------------------------------------
 
     def startBroker(self) -> None:
         self.broker.start(self.deliver)
 
-    def broadcast(self, message: bytes) -> None:
+    def broadcast(self, client: ChatProtocol, text: bytes) -> None:
         """Accept a normalised message from a client."""
         self.metrics.messagesIn.inc()
-        self.broker.publish(message)
+        room = client.room
+        if room is not None:
+            now = int(self.clock.seconds() * 1000)
+            self.broker.publish(Delivery(room.name, text, client.displayName, now))
 
-    def deliver(self, message: bytes) -> None:
-        """Queue a message from the broker for every client; one flush per reactor turn."""
-        if self._fanout.publish(message):
+    def deliver(self, delivery: Delivery) -> None:
+        """Queue a message from the broker for its room's members; one flush per reactor turn."""
+        room = self.rooms.get(delivery.room)
+        if room is None:
+            return  # nobody here is in that room any more
+        if room.publish(delivery, self.broker.numbersHere, self.clock.seconds()):
+            self._scheduleFlush(room)
+        if len(room.history) and room.expiryCall is None:
+            room.expiryCall = self.clock.callLater(self.config.historyTtl, self._expire, room)
+
+    def _scheduleFlush(self, room: Room) -> None:
+        self._dirty[room.name] = room
+        if self._flushCall is None:
             self._flushCall = self.clock.callLater(0, self._flush)
 
     def _flush(self) -> None:
         self._flushCall = None
+        dirty, self._dirty = self._dirty, {}
+        for room in dirty.values():
+            self._flushRoom(room)
+
+    def _flushRoom(self, room: Room) -> None:
         started = perf_counter()
-        messages, ready = self._fanout.pending, self._fanout.ready
-        dropped = self._fanout.flush()
         metrics = self.metrics
+        deliveries = room.seed.pending * room.seed.ready + room.v1.pending * room.v1.ready
+        frames = (room.seed.ready if room.seed.pending else 0) + (room.v1.ready if room.v1.pending else 0)
+        dropped = room.flush()
         metrics.flushSeconds.observe(perf_counter() - started)
-        metrics.deliveries.inc(messages * ready)
-        metrics.frames.inc(ready)
+        metrics.deliveries.inc(deliveries)
+        metrics.frames.inc(frames)
         for client in dropped:
             metrics.slowDropped.inc()
             _log.info(
@@ -162,6 +275,8 @@ class ChatHub(WebSocketServerFactory):
         if self._flushCall is not None:
             self._flushCall.cancel()
             self._flush()
+        for room in self.rooms:
+            self._forget(room)
         for client in list(self._connections):
             client.leave(CLOSE_GOING_AWAY, "server shutting down")
         if not self._connections:

@@ -32,11 +32,13 @@ from twisted.internet.tcp import Connection
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from txchat import wire
 from txchat.autobahn_internals import cancelCloseTimer, failConnection, feed
 from txchat.limits import TokenBucket
 
 if TYPE_CHECKING:
     from txchat.hub import ChatHub
+    from txchat.rooms import Room
 
 _log = Logger()
 
@@ -71,6 +73,11 @@ class ChatProtocol(WebSocketServerProtocol):
     factory: ChatHub
 
     peerName = "-"
+    # The room the hub admitted this client to, whether it speaks txchat.v1, what it asked for.
+    room: Room | None = None
+    v1 = False
+    displayName = ""
+    since: tuple[str, int] | None = None
     _opened = False
     _member = False
     # TCP, TLS or UNIX: a transport and a consumer, at times a socket's too.
@@ -103,8 +110,20 @@ class ChatProtocol(WebSocketServerProtocol):
 
     # -- opening --------------------------------------------------------------------------
 
-    def onConnect(self, request: ConnectionRequest) -> None:
+    def onConnect(self, request: ConnectionRequest) -> str | None:
+        """Check the handshake; the subprotocol's name when the client speaks txchat.v1."""
         hub = self.factory
+        roomName = wire.roomFromPath(request.path)
+        if roomName is None:
+            hub.refused("not-found")
+            raise ConnectionDeny(ConnectionDeny.NOT_FOUND, "no such room")
+        self.v1 = wire.SUBPROTOCOL in request.protocols
+        if self.v1:
+            try:
+                self.displayName, self.since = wire.handshakeParams(self.http_request_uri)
+            except wire.BadRequest as e:
+                hub.refused("bad-request")
+                raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, str(e)) from None
         try:
             origin = request.headers.get("origin")
             allowed = hub.origins.allows(origin, request.headers.get("host"))
@@ -118,13 +137,14 @@ class ChatProtocol(WebSocketServerProtocol):
             hub.refused("origin")
             _log.info("refused {peer}: origin {origin} is not allowed", peer=self.peerName, origin=origin)
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
-        reason = hub.admit(self, address)
+        reason = hub.admit(self, address, roomName)
         if reason is not None:
             _log.info("refused {peer} ({address}): {reason}", peer=self.peerName, address=address, reason=reason)
             raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, reason)
         self._admittedAs = address
         if address != peerHost:
             self.peerName = f"{address} via {self.peerName}"
+        return wire.SUBPROTOCOL if self.v1 else None
 
     def onOpen(self) -> None:
         try:
@@ -174,7 +194,7 @@ class ChatProtocol(WebSocketServerProtocol):
             return
         message = normalise(payload)
         if message:
-            self.factory.broadcast(message)
+            self.factory.broadcast(self, message)
 
     # -- output ---------------------------------------------------------------------------
 

@@ -80,6 +80,10 @@ _SETTINGS: list[tuple[str, str, type, float, str]] = [
     ("close-timeout", "closeTimeout", float, 0.001, "Seconds a client has to answer a close before it is cut."),
     ("max-header-size", "maxHeaderSize", int, 256,
      "Bytes of request line and headers; a larger request gets HTTP 400."),
+    ("max-rooms", "maxRooms", int, 0,
+     "Rooms at once; a new room beyond it replaces the empty room quietest longest (0: no limit)."),
+    ("history", "history", int, 0, "Messages each room keeps for txchat.v1 clients that join or reconnect."),
+    ("history-ttl", "historyTtl", float, 0.001, "Seconds a room's history is kept after its last message."),
     ("shutdown-timeout", "shutdownTimeout", float, 0,
      "On SIGTERM/SIGINT, seconds clients have to answer the going-away close before they are cut."),
 ]

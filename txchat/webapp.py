@@ -1,5 +1,5 @@
-"""The resources: ``/`` serves the page, ``/ws`` upgrades to the chat, ``/healthz`` answers load
-balancers, anything else is 404.
+"""The resources: ``/`` and ``/room/NAME`` serve the page, ``/ws`` and ``/ws/NAME`` upgrade to a
+room's chat, ``/healthz`` answers load balancers, anything else is 404.
 
 This module knows the hub only as the WebSocket factory that ``/ws`` hands connections to,
 and as a callable that says how it is.
@@ -16,6 +16,8 @@ from twisted.web.pages import notFound
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 from twisted.web.static import File
+
+from txchat import wire
 
 
 def pagePath() -> str:
@@ -54,7 +56,9 @@ class ChatSocket(WebSocketResource):
     """``/ws``: refuse what is not a WebSocket handshake before Autobahn takes the connection."""
 
     def render(self, request: Request) -> Any:
-        if request.postpath:  # WebSocketResource is a leaf: /ws/anything lands here too
+        # WebSocketResource is a leaf: /ws/anything lands here too, and the hub answers 404
+        # for what is not a room's name.
+        if len(request.postpath) > 1 or (request.postpath and not wire.validRoom(_text(request.postpath[0]))):
             return _refuse(request, 404, b"Not Found")
         if request.method != b"GET":
             return _refuse(request, 405, b"Method Not Allowed", Allow=b"GET")
@@ -64,6 +68,23 @@ class ChatSocket(WebSocketResource):
                 request, 426, b"Upgrade Required: this is the chat's WebSocket endpoint", Upgrade=b"websocket"
             )
         return super().render(request)
+
+
+def _text(segment: bytes) -> str:
+    return segment.decode("ascii", "replace")
+
+
+class Rooms(Resource):
+    """``/room/NAME``: the page, in room NAME."""
+
+    def __init__(self, page: Resource) -> None:
+        super().__init__()
+        self.page = page
+
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        if request.postpath or not wire.validRoom(_text(path)):
+            return notFound()
+        return self.page
 
 
 class Health(Resource):
@@ -92,7 +113,9 @@ def makeRoot(
     factory: Any, page: str | None = None, health: Callable[[], tuple[int, str]] | None = None
 ) -> Resource:
     root = Root()
-    root.putChild(b"", Page(page or pagePath()))
+    thePage = Page(page or pagePath())
+    root.putChild(b"", thePage)
+    root.putChild(b"room", Rooms(thePage))
     root.putChild(b"ws", ChatSocket(factory))
     if health is not None:
         root.putChild(b"healthz", Health(health))

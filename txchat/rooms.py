@@ -1,0 +1,148 @@
+"""Rooms: who is in each, what each has said (numbered and kept), and which rooms to forget.
+
+Plain code with no network: the hub passes the time in and acts on what these return.
+
+A room has one order. Its messages go out through two fanouts, one per protocol: the seed
+protocol's members get the bare text, txchat.v1 members a JSON line; each is encoded once per
+message and framed once per flush, whatever the number of members.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from twisted.internet.interfaces import IDelayedCall
+
+from txchat import wire
+from txchat.fanout import Fanout
+from txchat.history import History
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A message as the broker hands it back: numbered by the broker, or not (seq None)."""
+
+    room: str
+    text: bytes  # normalised, UTF-8
+    name: str
+    time: int  # milliseconds since the Unix epoch, when accepted
+    seq: int | None = None
+    epoch: str | None = None
+
+
+def newEpoch() -> str:
+    return secrets.token_hex(6)
+
+
+class Room:
+    def __init__(
+        self, name: str, epoch: str, history: int, sendQueue: int, frame: Callable[[bytes], bytes], now: float
+    ) -> None:
+        self.name = name
+        self.epoch = epoch
+        self.seq = 0
+        self.seed: Fanout[Any] = Fanout(sendQueue, frame)
+        self.v1: Fanout[Any] = Fanout(sendQueue, frame)
+        self.history = History(history)
+        self.lastMessage = now  # when the newest kept message came, or the room was made
+        self.reserved = 0  # handshakes admitted here and not yet open
+        self.remoteOnline = 0  # members on other processes (with Redis)
+        self.presenceSent = -1  # the online count last sent to v1 members
+        self.presenceAt = float("-inf")
+        self.presenceCall: IDelayedCall | None = None
+        self.expiryCall: IDelayedCall | None = None
+
+    def __len__(self) -> int:
+        """Members connected to this process."""
+        return len(self.seed) + len(self.v1)
+
+    @property
+    def online(self) -> int:
+        return len(self) + self.remoteOnline
+
+    @property
+    def occupied(self) -> bool:
+        return len(self) + self.reserved > 0
+
+    def fanout(self, v1: bool) -> Fanout[Any]:
+        return self.v1 if v1 else self.seed
+
+    def publish(self, delivery: Delivery, numberHere: bool, now: float) -> bool:
+        """Queue a message for the next flush, numbered here when C{numberHere} (one process),
+        as the broker numbered it otherwise; True when the flush needs scheduling."""
+        seq = delivery.seq
+        if numberHere:
+            self.seq += 1
+            seq = self.seq
+        elif seq is not None:
+            if delivery.epoch is not None:
+                self.epoch = delivery.epoch
+            self.seq = seq
+        line = None
+        if self.v1 or (seq is not None and self.history.limit):
+            line = wire.message(seq, delivery.time, delivery.name, delivery.text.decode("utf-8"))
+        if seq is not None and line is not None and self.history.limit:
+            self.history.append(seq, line)
+            self.lastMessage = now
+        started = self.seed.publish(delivery.text) if self.seed else False
+        if line is not None and self.v1:
+            started = self.v1.publish(line) or started
+        return started
+
+    def flush(self) -> list[Any]:
+        """Send both batches; return the members dropped for a full backlog."""
+        return self.seed.flush() + self.v1.flush()
+
+    def joinLines(self, since: tuple[str, int] | None, maxMessageSize: int) -> list[bytes]:
+        """What a v1 member gets first: the welcome line, then the kept history, or with
+        C{since} exactly what it missed, when that is still kept."""
+        if since is not None:
+            epoch, seq = since
+            missed = self.history.after(seq, self.seq) if epoch == self.epoch else None
+            if missed is not None:
+                welcome = wire.welcome(self.name, self.epoch, self.seq, self.online, maxMessageSize, True)
+                return [welcome, *missed]
+        welcome = wire.welcome(
+            self.name, self.epoch, self.seq, self.online, maxMessageSize, None if since is None else False
+        )
+        return [welcome, *self.history.lines()]
+
+
+class Rooms:
+    """Every room this process knows, at most C{limit} (0: no limit)."""
+
+    def __init__(self, limit: int, make: Callable[[str], Room]) -> None:
+        self.limit = limit
+        self._make = make
+        self._rooms: dict[str, Room] = {}
+
+    def __len__(self) -> int:
+        return len(self._rooms)
+
+    def __iter__(self) -> Iterator[Room]:
+        return iter(list(self._rooms.values()))
+
+    def get(self, name: str) -> Room | None:
+        return self._rooms.get(name)
+
+    def open(self, name: str) -> tuple[Room | None, Room | None]:
+        """(the room, a room forgotten to make space for it); (None, None) when every room
+        has members and there is no space for another."""
+        room = self._rooms.get(name)
+        if room is not None:
+            return room, None
+        evicted = None
+        if self.limit and len(self._rooms) >= self.limit:
+            empty = [r for r in self._rooms.values() if not r.occupied]
+            if not empty:
+                return None, None
+            evicted = min(empty, key=lambda r: r.lastMessage)
+            self.forget(evicted)
+        room = self._rooms[name] = self._make(name)
+        return room, evicted
+
+    def forget(self, room: Room) -> None:
+        if self._rooms.get(room.name) is room:
+            del self._rooms[room.name]

@@ -1,0 +1,97 @@
+"""The txchat.v1 protocol's side of the wire: the handshake's room and parameters, and the
+server's lines, each encoded once (compact JSON; JSON escapes newlines inside strings, so a
+frame splits into lines on ``\\n``). The README's "The txchat.v1 protocol" is the reference."""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+SUBPROTOCOL = "txchat.v1"
+LOBBY = "lobby"
+MAX_NAME = 32
+
+_ROOM = re.compile(r"[A-Za-z0-9._~-]{1,64}\Z")
+_SEQ = re.compile(r"[0-9]+\Z")
+
+
+class BadRequest(ValueError):
+    """A handshake parameter that is not what the protocol allows: HTTP 400."""
+
+
+def validRoom(name: str) -> bool:
+    return bool(_ROOM.match(name))
+
+
+def roomFromPath(path: str, prefix: str = "/ws") -> str | None:
+    """The room a raw request path names (``/ws`` is the lobby), or None: HTTP 404."""
+    if path == prefix:
+        return LOBBY
+    name = path[len(prefix) + 1 :] if path.startswith(prefix + "/") else ""
+    return name if validRoom(name) else None
+
+
+def _query(uri: str) -> dict[str, bytes]:
+    """The raw query of a request URI, percent-decoded to bytes (first value of each key)."""
+    params: dict[str, bytes] = {}
+    for pair in uri.partition("?")[2].split("&"):
+        key, _, value = pair.partition("=")
+        if key:
+            params.setdefault(unquote_to_bytes(key.replace("+", " ")).decode("utf-8", "replace"),
+                              unquote_to_bytes(value.replace("+", " ")))
+    return params
+
+
+def displayName(raw: bytes) -> str:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("name: not UTF-8") from None
+    name = "".join(c for c in text if unicodedata.category(c) != "Cc").strip()
+    if len(name) > MAX_NAME:
+        raise BadRequest(f"name: more than {MAX_NAME} characters")
+    return name
+
+
+def since(raw: bytes) -> tuple[str, int]:
+    """C{EPOCH:SEQ}: an opaque, non-empty epoch and a non-negative integer."""
+    text = raw.decode("utf-8", "replace")
+    epoch, colon, seq = text.rpartition(":")
+    if not colon or not epoch or not _SEQ.match(seq):
+        raise BadRequest("since: must be EPOCH:SEQ, as the welcome line gives them")
+    return epoch, int(seq)
+
+
+def handshakeParams(uri: str) -> tuple[str, tuple[str, int] | None]:
+    """(display name, since or None) from a v1 handshake's URI; BadRequest when malformed."""
+    params = _query(uri)
+    name = displayName(params["name"]) if "name" in params else ""
+    return name, since(params["since"]) if "since" in params else None
+
+
+def encode(line: dict[str, Any]) -> bytes:
+    return json.dumps(line, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def message(seq: int | None, time: int, name: str, text: str) -> bytes:
+    """A message line; without C{seq} while Redis is away (the message is not numbered)."""
+    if seq is None:
+        return encode({"type": "message", "time": time, "name": name, "text": text})
+    return encode({"type": "message", "seq": seq, "time": time, "name": name, "text": text})
+
+
+def presence(online: int) -> bytes:
+    return b'{"type":"presence","online":%d}' % online
+
+
+def welcome(
+    room: str, epoch: str, seq: int, online: int, maxMessageSize: int, recovered: bool | None = None
+) -> bytes:
+    line: dict[str, Any] = {"type": "welcome", "room": room, "epoch": epoch, "seq": seq, "online": online,
+                            "maxMessageSize": maxMessageSize}
+    if recovered is not None:
+        line["recovered"] = recovered
+    return encode(line)
