@@ -9,6 +9,7 @@ its pull producer that it has drained.
 from __future__ import annotations
 
 import itertools
+import json
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionAborted, ConnectionDone
@@ -89,16 +90,17 @@ class Peer:
 
     def __init__(
         self, hub: ChatHub, origin: str | None = None, host: str = "127.0.0.1", address: str = "127.0.0.1",
-        headers: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None, path: str = "/ws",
     ) -> None:
         peer = IPv4Address("TCP", address, next(_ports))
         self.protocol = hub.buildProtocol(peer)
         self.transport = Transport(self.protocol, peer)
         self.protocol.makeConnection(self.transport)
-        self.protocol.dataReceived(frames.handshake(host=host, origin=origin, headers=headers))
+        self.protocol.dataReceived(frames.handshake(path, host=host, origin=origin, headers=headers))
         self.transport.flush()
         head, _, rest = self.transport.value().partition(b"\r\n\r\n")
         self.status = int(head.split(b" ")[1])
+        self.head = head.decode("latin-1")
         self.transport.clear()
         self._pending = rest
         self.received: list[tuple[int, bytes]] = []
@@ -146,3 +148,15 @@ def makeHub(**config) -> tuple[MemoryHub, Clock]:
     hub = MemoryHub(Config(**{"history": 0, **config}), clock)
     hub.startBroker()
     return hub, clock
+
+
+class V1Peer(Peer):
+    """A txchat.v1 client: its lines are JSON objects."""
+
+    def __init__(self, hub: ChatHub, room: str = "", query: str = "", **kwargs) -> None:
+        headers = {"Sec-WebSocket-Protocol": "txchat.v1", **kwargs.pop("headers", {})}
+        path = (f"/ws/{room}" if room else "/ws") + (f"?{query}" if query else "")
+        super().__init__(hub, headers=headers, path=path, **kwargs)
+
+    def lines(self) -> list[dict]:
+        return [json.loads(line) for line in self.messages()]

@@ -180,6 +180,9 @@ class ChatHub(WebSocketServerFactory):
                 call.cancel()
         room.presenceCall = room.expiryCall = None
         self._dirty.pop(room.name, None)
+        if not self._dirty and self._flushCall is not None:
+            self._flushCall.cancel()
+            self._flushCall = None
         self.rooms.forget(room)
 
     def _presenceChanged(self, room: Room) -> None:

@@ -58,7 +58,8 @@ class ChatSocket(WebSocketResource):
     def render(self, request: Request) -> Any:
         # WebSocketResource is a leaf: /ws/anything lands here too, and the hub answers 404
         # for what is not a room's name.
-        if len(request.postpath) > 1 or (request.postpath and not wire.validRoom(_text(request.postpath[0]))):
+        rest = request.postpath or []
+        if len(rest) > 1 or (rest and not wire.validRoom(_text(rest[0]))):
             return _refuse(request, 404, b"Not Found")
         if request.method != b"GET":
             return _refuse(request, 405, b"Method Not Allowed", Allow=b"GET")
