@@ -46,6 +46,10 @@ class Case:
     senders: int = 1
     idle: float = 0
     storm: int = 0  # this many more clients connect at once while the case runs, hold, then go
+    v1: bool = False  # the clients speak txchat.v1 (bench.loadgen only)
+    rooms: int = 0  # the clients are spread over this many rooms
+    mode: str = ""  # "join-storm" or "abandon" (bench.loadgen only; see its docstring)
+    serverArgs: tuple[str, ...] = ()
     go: str = ""  # the gorilla chat's figure in shared/bench/README.md, for wsload runs
     servers: tuple[str, ...] = ("txchat", "naive", "naive-prepared")  # the kinds this case runs on
 
@@ -68,6 +72,15 @@ CASES = [
     # the figures are the chatting clients' (the storm's connect time after "storm").
     Case("storm", "storm: 10,000 connect while 1000 x 100 msg/s chat", 1000, 1500, 100, storm=10000,
          servers=("txchat", "naive")),
+    # txchat.v1 and rooms (bench.loadgen only: wsload speaks the plain protocol).
+    Case("v1max1000", "v1: max deliveries/s, 1000 clients", 1000, 4000, v1=True, servers=("txchat",)),
+    Case("v1r1000x100", "v1: 1000 clients x 100 msg/s", 1000, 500, 100, v1=True, servers=("txchat",)),
+    Case("rooms", "v1: 10,000 clients in 1000 rooms of 10, 1000 msg/s in all", 10000, 10000, 1000,
+         senders=1000, v1=True, rooms=1000, servers=("txchat",)),
+    Case("joinstorm", "v1: 1000 clients join a room with 50 messages of history at once", 1000, v1=True,
+         mode="join-storm", servers=("txchat",)),
+    Case("abandon", "10,000 rooms made and abandoned, history expired (5 s)", 10000, v1=True, rooms=10000,
+         mode="abandon", serverArgs=("--history-ttl", "5"), servers=("txchat",)),
     # Far beyond capacity: the naive server would buffer gigabytes, so it sits this one out.
     Case("overload", "1000 clients x 50000 msg/s (overload)", 1000, 250000, 50000, servers=("txchat",),
          go="drops slow clients"),
@@ -94,7 +107,7 @@ class Servers:
     """The server(s) under test: txchat or a naive baseline pinned to CPU 0, or a cluster of
     two txchat processes (one per core) sharing a redis-server."""
 
-    def __init__(self, kind: str, workdir: Path) -> None:
+    def __init__(self, kind: str, workdir: Path, serverArgs: tuple[str, ...] = ()) -> None:
         self.redis: RedisServer | None = None
         self.processes: list[LoggedProcess] = []
         try:
@@ -106,7 +119,7 @@ class Servers:
                 for node in self.processes:
                     node.waitFor("connected to Redis")
             elif kind == "txchat":
-                self.processes.append(Twistd(*LISTEN, cwd=workdir, prefix=("taskset", "-c", "0")))
+                self.processes.append(Twistd(*LISTEN, *serverArgs, cwd=workdir, prefix=("taskset", "-c", "0")))
             else:
                 command = ["taskset", "-c", "0", sys.executable, "-m", "bench.naive_server", "--port", "0"]
                 if kind == "naive-prepared":
@@ -142,6 +155,12 @@ def toolCommand(options: argparse.Namespace, case: Case, ports: list[int], pid: 
     command = [sys.executable, "-m", "bench.loadgen", "--pid", str(pid), "-n", str(case.clients), "--label", case.name]
     for url in urls:
         command += ["--url", url]
+    command += ["--v1"] if case.v1 else []
+    command += ["--rooms", str(case.rooms)] if case.rooms else []
+    if case.mode == "join-storm":
+        return command + ["--join-storm", "--conc", str(case.clients)]
+    if case.mode == "abandon":
+        return command + ["--abandon", "--after", "10", "--conc", "500"]
     if case.idle:
         return command + ["--idle", f"{case.idle:g}"]
     return command + ["-m", str(case.messages), "--rate", f"{case.rate:g}", "--senders", str(case.senders)]
@@ -156,7 +175,7 @@ def lastResult(tool: str, name: str, stdout: str, stderr: str) -> dict[str, Any]
 
 def runOnce(options: argparse.Namespace, case: Case, kind: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as workdir:
-        servers = Servers(kind, Path(workdir))
+        servers = Servers(kind, Path(workdir), case.serverArgs)
         try:
             # A cluster has a process on each core: the load takes its share of both.
             pin = [] if kind == "txchat-cluster" else ["taskset", "-c", "1"]
@@ -183,7 +202,8 @@ def runOnce(options: argparse.Namespace, case: Case, kind: str) -> dict[str, Any
 
 NUMBERS = ["deliveries_per_s", "lat_p50_ms", "lat_p99_ms", "lat_max_ms", "lost", "disconnected", "server_cpu_pct",
            "tool_cpu_pct", "msgs_per_frame", "connect_s", "server_kib_per_conn", "server_kib_per_conn_end",
-           "server_rss_end_mib", "server_rss_hwm_mib", "storm_connect_s"]
+           "server_rss_end_mib", "server_rss_hwm_mib", "storm_connect_s", "joined_s", "joined", "history_ok",
+           "server_rss_before_mib", "server_rss_full_mib", "server_rss_growth_mib"]
 
 
 def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -198,6 +218,12 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def describe(case: Case, m: dict[str, Any]) -> str:
     if not m:
         return "—"
+    if case.mode == "join-storm":
+        return (f"all {m.get('joined', 0):.0f} joined in {m.get('joined_s') or 0:.2f} s, "
+                f"{m.get('history_ok', 0):.0f} with the whole history in order")
+    if case.mode == "abandon":
+        return (f"RSS {m.get('server_rss_before_mib', 0):.1f} → {m.get('server_rss_full_mib', 0):.1f} (full) → "
+                f"{m.get('server_rss_end_mib', 0):.1f} MiB (expired): {m.get('server_rss_growth_mib', 0):+.1f} MiB")
     if case.idle and case.idle < 2:
         return f"connect {m['connect_s']:.2f} s"
     if case.idle:
@@ -257,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     for case in cases:
         results[case.name] = {}
         for kind in options.servers:
-            if kind not in case.servers:
+            if kind not in case.servers or (options.tool == "wsload" and (case.v1 or case.mode)):
                 continue
             runs = []
             for i in range(options.runs):

@@ -7,6 +7,12 @@ read) is taken on a sample of the clients, so that the tool's own cost stays low
 goes to stdout; its own CPU is in it so that a reader can tell when the tool is the limit.
 
     python -m bench.loadgen --url ws://127.0.0.1:8080/ws -n 100 --rate 1000 -m 5000 --pid PID
+
+With ``--v1`` the clients speak txchat.v1 (only message lines count); with ``--rooms R`` client
+i joins room ``bench{i % R}``, so the first R clients are one sender per room. ``--join-storm``
+has one client say ``--prefill`` messages, then connects all clients at once and times until
+every one has its welcome and that whole history; ``--abandon`` has each client say one
+message and leave, and reports the server's RSS once ``--after`` seconds have passed.
 """
 
 from __future__ import annotations
@@ -54,6 +60,10 @@ class Histogram:
         return self.maximum
 
 
+MESSAGE = b'"type":"message"'
+TEXT = b'"text":"'
+
+
 class Client(WSListener):
     def __init__(self, run: "Run", timed: bool) -> None:
         self.run = run
@@ -61,23 +71,55 @@ class Client(WSListener):
         self.received = 0
         self.frames = 0
         self.closed = False
+        self.joined: float | None = None  # when the welcome and the whole history had come
+        self.lastSeq = 0
+        self.expected: int | None = None  # the welcome's seq
+        self.historyOk = True
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if frame.msg_type == WSMsgType.TEXT:
             payload = frame.get_payload_as_bytes()
             self.frames += 1
-            lines = payload.count(b"\n") + 1
-            self.received += lines
-            if self.timed:
-                now = time.time_ns()
-                histogram = self.run.latency
-                for line in payload.split(b"\n"):
-                    histogram.add((now - int(line[:19])) / 1000)
+            if self.run.options.v1:
+                self._v1(payload)
+            else:
+                self.received += payload.count(b"\n") + 1
+                if self.timed:
+                    now = time.time_ns()
+                    histogram = self.run.latency
+                    for line in payload.split(b"\n"):
+                        histogram.add((now - int(line[:19])) / 1000)
             if self is self.run.pacer:
                 self.run.progress.set()
         elif frame.msg_type == WSMsgType.CLOSE:
             transport.send_close(frame.get_close_code())
             transport.disconnect()
+
+    def _v1(self, payload: bytes) -> None:
+        if self.joined is None:
+            self._checkJoin(payload)  # the welcome's frame holds the history, nothing live
+            return
+        lines = payload.count(MESSAGE)
+        self.received += lines
+        if self.timed and lines:
+            now = time.time_ns()
+            histogram = self.run.latency
+            for line in payload.split(b"\n"):
+                at = line.find(TEXT)
+                if at >= 0 and MESSAGE in line:
+                    histogram.add((now - int(line[at + len(TEXT) : at + len(TEXT) + 19])) / 1000)
+
+    def _checkJoin(self, payload: bytes) -> None:
+        """The first frames: a welcome, then the history, numbered 1 to the welcome's seq."""
+        for line in payload.split(b"\n"):
+            item = json.loads(line)
+            if item["type"] == "welcome":
+                self.expected = item["seq"]
+            elif item["type"] == "message":
+                self.historyOk = self.historyOk and item["seq"] == self.lastSeq + 1
+                self.lastSeq = item["seq"]
+        if self.expected is not None and self.lastSeq >= self.expected:
+            self.joined = time.perf_counter()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.closed = True
@@ -89,6 +131,7 @@ class Run:
         self.latency = Histogram()
         self.progress = asyncio.Event()
         self.clients: list[Client] = []
+        self.indexes: list[int] = []
         self.transports: list[WSTransport] = []
         self.pacer: Client | None = None
         self.connectFailed = 0
@@ -98,26 +141,36 @@ class Run:
         gate = asyncio.Semaphore(options.conc)
         # Time a sample spread over the whole list: a flush reaches the first clients first.
         every = max(1, options.n // max(1, options.timed))
-        headers = {"Origin": options.origin} if options.origin else None
+        headers = {"Origin": options.origin} if options.origin else {}
+        if options.v1:
+            headers["Sec-WebSocket-Protocol"] = "txchat.v1"
         urls = options.url or ["ws://127.0.0.1:8080/ws"]  # several: clients spread round robin
+
+        def url(index: int) -> str:
+            base = urls[index % len(urls)]
+            return f"{base}/bench{index % options.rooms}" if options.rooms else base
 
         async def one(index: int) -> None:
             async with gate:
                 try:
                     transport, client = await ws_connect(
-                        lambda: Client(self, index % every == 0), urls[index % len(urls)], extra_headers=headers,
+                        lambda: Client(self, index % every == 0), url(index), extra_headers=headers or None,
                         max_frame_size=1 << 26,
                     )
                 except Exception as e:  # noqa: BLE001 - counted, reported, never fatal
                     self.connectFailed += 1
                     print(f"connect failed: {e!r}", file=sys.stderr)
                     return
-                self.clients.append(client)
-                self.transports.append(transport)
+                connected.append((index, client, transport))
 
+        connected: list[tuple[int, Client, WSTransport]] = []
         started = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(options.n)))
         seconds = time.perf_counter() - started
+        connected.sort(key=lambda entry: entry[0])  # in index order: client i is in room i % R
+        self.clients = [client for _, client, _ in connected]
+        self.transports = [transport for _, _, transport in connected]
+        self.indexes = [index for index, _, _ in connected]
         if self.clients:
             self.pacer = self.clients[0]
         return seconds
@@ -153,6 +206,15 @@ class Run:
                     break
         return sent
 
+    def expectedDeliveries(self, sent: int) -> int:
+        """Each sender's messages times the members of its room (senders take turns)."""
+        rooms = self.options.rooms
+        senders = min(self.options.senders, len(self.clients))
+        size = [0] * rooms
+        for index in self.indexes:
+            size[index % rooms] += 1
+        return sum((sent // senders + (i < sent % senders)) * size[self.indexes[i] % rooms] for i in range(senders))
+
     async def drain(self, expected: int) -> None:
         deadline = time.perf_counter() + self.options.grace
         while time.perf_counter() < deadline:
@@ -166,12 +228,69 @@ class Run:
         await asyncio.gather(*(t.wait_disconnected() for t in self.transports), return_exceptions=True)
 
 
+async def prefill(options: argparse.Namespace) -> None:
+    """One client says --prefill messages and waits for the last to come back."""
+    run = Run(argparse.Namespace(**{**vars(options), "n": 1, "timed": 0, "conc": 1, "rooms": 0}))
+    await run.connect()
+    done = asyncio.Event()
+    client = run.clients[0]
+    original = client.on_ws_frame
+
+    def counting(transport: WSTransport, frame: WSFrame) -> None:
+        original(transport, frame)
+        if client.received >= options.prefill:
+            done.set()
+
+    client.on_ws_frame = counting  # type: ignore[method-assign]
+    for i in range(options.prefill):
+        run.transports[0].send(WSMsgType.TEXT, run.payload(i))
+    await asyncio.wait_for(done.wait(), 30)
+    await run.close()
+
+
+async def joinStorm(options: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
+    await prefill(options)
+    run = Run(options)
+    started = time.perf_counter()
+    await run.connect()
+    deadline = time.perf_counter() + options.grace
+    while time.perf_counter() < deadline and any(c.joined is None for c in run.clients):
+        await asyncio.sleep(0.005)
+    joined = [c.joined for c in run.clients if c.joined is not None]
+    result.update(connected=len(run.clients), connect_failed=run.connectFailed, joined=len(joined),
+                  history_ok=sum(c.historyOk and c.lastSeq == options.prefill for c in run.clients),
+                  joined_s=round(max(joined) - started, 3) if joined else None)
+    await run.close()
+    return result
+
+
+async def abandon(options: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
+    """Every client says one message in its own room and leaves; the rooms' history expires."""
+    run = Run(options)
+    result["connect_s"] = round(await run.connect(), 3)
+    for i, transport in enumerate(run.transports):
+        transport.send(WSMsgType.TEXT, run.payload(i))
+    await asyncio.sleep(options.settle)
+    if options.pid:
+        result["server_rss_full_mib"] = rssMiB(options.pid)
+    await run.close()
+    await asyncio.sleep(options.after)
+    if options.pid:
+        result["server_rss_end_mib"] = rssMiB(options.pid)
+        result["server_rss_growth_mib"] = round(result["server_rss_end_mib"] - result["server_rss_before_mib"], 2)
+    return result
+
+
 async def main(options: argparse.Namespace) -> dict[str, Any]:
     run = Run(options)
     server = ProcessSample(options.pid) if options.pid else None
     tool = ProcessSample(os.getpid())
     result: dict[str, Any] = {"label": options.label, "tool": "bench.loadgen", "clients": options.n}
     result["server_rss_before_mib"] = rssMiB(options.pid) if options.pid else None
+    if options.join_storm:
+        return await joinStorm(options, result)
+    if options.abandon:
+        return await abandon(options, result)
     result["connect_s"] = round(await run.connect(), 3)
     connected = len(run.clients)
     result.update(connected=connected, connect_failed=run.connectFailed)
@@ -197,7 +316,8 @@ async def main(options: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     sent = await run.send()
     sendSeconds = time.perf_counter() - started
-    expected = sent * connected
+    # With rooms, a message reaches the members of its sender's room only.
+    expected = run.expectedDeliveries(sent) if options.rooms else sent * connected
     await run.drain(expected)
     duration = time.perf_counter() - started
     toolCpu = tool.cpuPercent()
@@ -242,6 +362,12 @@ def parseArgs(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pid", type=int, default=0, help="server PID, for its CPU and RSS (the first, if several)")
     parser.add_argument("--idle", type=float, default=0, help="only connect and hold this many seconds")
     parser.add_argument("--label", default="")
+    parser.add_argument("--v1", action="store_true", help="speak txchat.v1")
+    parser.add_argument("--rooms", type=int, default=0, help="spread the clients over this many rooms")
+    parser.add_argument("--join-storm", action="store_true", help="time a join of all clients at once")
+    parser.add_argument("--prefill", type=int, default=50, help="history messages before a join storm")
+    parser.add_argument("--abandon", action="store_true", help="one message a client, then leave")
+    parser.add_argument("--after", type=float, default=10, help="seconds to wait after --abandon")
     return parser.parse_args(argv)
 
 

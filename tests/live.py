@@ -150,8 +150,9 @@ class ChatClient(WebSocketClientProtocol):
 
 
 @inlineCallbacks
-def connect(server: Server, origin: str | None = None, protocol=ChatClient):
-    factory = WebSocketClientFactory(f"ws://127.0.0.1:{server.number}/ws", origin=origin)
+def connect(server: Server, origin: str | None = None, protocol=ChatClient, path: str = "/ws",
+            protocols: list[str] | None = None):
+    factory = WebSocketClientFactory(f"ws://127.0.0.1:{server.number}{path}", origin=origin, protocols=protocols)
     factory.protocol = protocol
     factory.setProtocolOptions(maxMessagePayloadSize=0, maxFramePayloadSize=0)
     client = yield TCP4ClientEndpoint(reactor, "127.0.0.1", server.number).connect(factory)

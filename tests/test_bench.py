@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 pytestmark = pytest.mark.process
 
@@ -30,3 +30,20 @@ def test_runner_smoke(tmp_path):
         idle = report["results"]["idle5000"][server]["runs"][0]
         assert idle["connected"] == 5 and idle["server_kib_per_conn"] is not None
     assert "| 100 clients x 1000 msg/s |" in result.stdout
+
+
+def test_runner_smoke_v1_rooms_and_join_storm(tmp_path):
+    out = tmp_path / "results.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--cases", "v1r1000x100,rooms,joinstorm", "--runs", "1", "--clients", "6",
+         "--messages", "30", "--servers", "txchat", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    results = json.loads(out.read_text())["results"]
+    v1 = results["v1r1000x100"]["txchat"]["runs"][0]
+    assert v1["received_deliveries"] == 6 * 30 and v1["lost"] == 0 and v1["lat_p99_ms"] > 0
+    rooms = results["rooms"]["txchat"]["runs"][0]  # 6 clients in 1000 rooms: one each, each its own sender
+    assert rooms["sent"] == 30 and rooms["lost"] == 0
+    storm = results["joinstorm"]["txchat"]["runs"][0]
+    assert storm["joined"] == 6 and storm["history_ok"] == 6

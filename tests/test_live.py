@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
@@ -298,6 +299,39 @@ async def test_chat_over_tls_without_polling_the_protocol(tmp_path):
         assert all(p._socketSend is None for p in s.hub.room("lobby").seed)
         assert not [c for c in reactor.getDelayedCalls() if isinstance(getattr(c.func, "__self__", None), Cooperator)]
         for client in clients:
+            await client.close()
+    finally:
+        await s.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_v1_rooms_history_and_recovery_over_real_sockets():
+    s = await Server(history=10).start()
+    try:
+        plain = await connect(s, path="/ws/general")
+        first = await connect(s, path="/ws/general?name=Ada", protocols=["txchat.v1"])
+        assert first.websocket_protocol_in_use == "txchat.v1"
+        welcome = json.loads((await first.receive(1))[0])
+        assert welcome["type"] == "welcome" and welcome["room"] == "general" and welcome["online"] == 2
+        first.say("from Ada")
+        assert await plain.receive(1) == ["from Ada"]
+        lines = [json.loads(line) for line in await first.receive(2)]
+        message = next(line for line in lines if line["type"] == "message")
+        assert (message["seq"], message["name"], message["text"]) == (1, "Ada", "from Ada")
+        await first.close()
+        for text in ("missed one", "missed two"):
+            plain.say(text)
+        assert await plain.receive(2) == ["missed one", "missed two"]
+        back = await connect(s, path=f"/ws/general?since={welcome['epoch']}:1", protocols=["txchat.v1"])
+        lines = [json.loads(line) for line in await back.receive(3)]
+        assert lines[0]["recovered"] is True
+        assert [(line["seq"], line["text"]) for line in lines[1:]] == [(2, "missed one"), (3, "missed two")]
+        elsewhere = await connect(s, path="/ws/other")
+        plain.say("only for general")
+        assert await back.receive(1) != []
+        elsewhere.say("only for other")
+        assert await elsewhere.receive(1) == ["only for other"]
+        for client in (plain, back, elsewhere):
             await client.close()
     finally:
         await s.stop()
