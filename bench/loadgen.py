@@ -265,16 +265,27 @@ async def joinStorm(options: argparse.Namespace, result: dict[str, Any]) -> dict
 
 
 async def abandon(options: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
-    """Every client says one message in its own room and leaves; the rooms' history expires."""
-    run = Run(options)
-    result["connect_s"] = round(await run.connect(), 3)
-    for i, transport in enumerate(run.transports):
-        transport.send(WSMsgType.TEXT, run.payload(i))
-    await asyncio.sleep(options.settle)
+    """Every client says one message in its own room and leaves; the rooms' history expires.
+
+    The same number of clients first come and go in one room, silent: what the server keeps
+    of that many connections (its allocator's high-water mark) is in the start figure, so the
+    growth is what the rooms themselves leave behind."""
+
+    async def churn(rooms: int) -> None:
+        run = Run(argparse.Namespace(**{**vars(options), "rooms": rooms}))
+        await run.connect()
+        for i, transport in enumerate(run.transports if rooms else []):
+            transport.send(WSMsgType.TEXT, run.payload(i))
+        await asyncio.sleep(options.settle)
+        if options.pid and rooms:
+            result["server_rss_full_mib"] = rssMiB(options.pid)
+        await run.close()
+        await asyncio.sleep(options.after)
+
+    await churn(0)
     if options.pid:
-        result["server_rss_full_mib"] = rssMiB(options.pid)
-    await run.close()
-    await asyncio.sleep(options.after)
+        result["server_rss_before_mib"] = rssMiB(options.pid)
+    await churn(options.rooms or options.n)
     if options.pid:
         result["server_rss_end_mib"] = rssMiB(options.pid)
         result["server_rss_growth_mib"] = round(result["server_rss_end_mib"] - result["server_rss_before_mib"], 2)

@@ -15,20 +15,27 @@ from twisted.python.failure import Failure
 
 from tests.live import within
 from tests.redisserver import RedisServer
-from txchat.broker import RedisAddress, RedisBroker
+from txchat.redisbroker import RedisAddress, RedisBroker
 from txchat.config import Config
 from txchat.redisclient import RedisConnection
+from txchat.rooms import Delivery
 
 
 class Inbox:
-    """Collects deliveries; a test waits for a count."""
+    """Collects deliveries (their texts in C{messages}); a test waits for a count."""
 
     def __init__(self) -> None:
         self.messages: list[bytes] = []
+        self.deliveries: list[Delivery] = []
+        self.presence: list[tuple[str, str, int]] = []
         self._waiting: list[tuple[int, Deferred]] = []
 
-    def __call__(self, message: bytes) -> None:
-        self.messages.append(message)
+    def onPresence(self, room: str, process: str, count: int) -> None:
+        self.presence.append((room, process, count))
+
+    def __call__(self, message: Delivery) -> None:
+        self.deliveries.append(message)
+        self.messages.append(message.text)
         ready = [d for n, d in self._waiting if len(self.messages) >= n]
         self._waiting = [(n, d) for n, d in self._waiting if len(self.messages) < n]
         for d in ready:
@@ -52,12 +59,18 @@ async def redis(tmp_path):
     await deferToThread(server.stop)
 
 
-async def startBroker(url: str, **kwargs) -> tuple[RedisBroker, Inbox]:
+async def startBroker(url: str, rooms: tuple[str, ...] = ("lobby",), **kwargs) -> tuple[RedisBroker, Inbox]:
     inbox = Inbox()
     broker = RedisBroker(url, reactor, **kwargs)
-    broker.start(inbox)
+    broker.start(inbox, inbox.onPresence)
+    for room in rooms:
+        broker.watch(room)
     await within(broker.when("up"))
     return broker, inbox
+
+
+def message(text: bytes, room: str = "lobby") -> Delivery:
+    return Delivery(room, text, "", 0)
 
 
 @pytest.mark.unit
@@ -76,13 +89,16 @@ async def test_two_processes_deliver_in_one_order(redis):
     a, inboxA = await startBroker(redis.url)
     b, inboxB = await startBroker(redis.url)
     sent = [b"m%d" % i for i in range(200)]
-    for i, message in enumerate(sent):
-        (a if i % 3 else b).publish(message)
+    for i, text in enumerate(sent):
+        (a if i % 3 else b).publish(message(text))
     assert inboxA.messages == [] and inboxB.messages == []  # nothing delivered ahead of Redis
     await inboxA.count(200)
     await inboxB.count(200)
     assert inboxA.messages == inboxB.messages
     assert sorted(inboxA.messages) == sorted(sent)
+    # Numbered by Redis, in the order delivered, in one epoch.
+    assert [d.seq for d in inboxA.deliveries] == list(range(1, 201))
+    assert len({d.epoch for d in inboxA.deliveries + inboxB.deliveries}) == 1
     await DeferredList([a.stop(), b.stop()])
 
 
@@ -93,12 +109,13 @@ async def test_outage_keeps_local_chat_and_recovers_by_itself(redis):
     b, inboxB = await startBroker(redis.url)
     await deferToThread(redis.kill)
     await within(DeferredList([a.when("down"), b.when("down")]))
-    a.publish(b"during the outage")
+    a.publish(message(b"during the outage"))
     assert inboxA.messages == [b"during the outage"]  # local clients still chat
+    assert inboxA.deliveries[0].seq is None  # unnumbered: Redis is the numberer
     assert inboxB.messages == []  # the other process does not get it
     await deferToThread(redis.start)  # the same port again
     await within(DeferredList([a.when("up"), b.when("up")]), 20)
-    a.publish(b"after")
+    a.publish(message(b"after"))
     assert (await inboxB.count(1))[-1] == b"after"
     assert (await inboxA.count(2))[-1] == b"after"
     await DeferredList([a.stop(), b.stop()])
@@ -112,14 +129,15 @@ async def test_unreachable_at_start_serves_locally_then_joins(tmp_path):
     await deferToThread(server.stop)  # a port where nothing listens, for now
     inbox = Inbox()
     broker = RedisBroker(server.url, reactor)
-    broker.start(inbox)
+    broker.start(inbox, inbox.onPresence)
+    broker.watch("lobby")
     await within(broker.when("down"))
-    broker.publish(b"alone")
+    broker.publish(message(b"alone"))
     assert inbox.messages == [b"alone"]
     await deferToThread(server.start)
     try:
         await within(broker.when("up"), 20)
-        broker.publish(b"joined")
+        broker.publish(message(b"joined"))
         assert (await inbox.count(2))[-1] == b"joined"
     finally:
         await broker.stop()
@@ -133,12 +151,12 @@ async def test_full_publish_backlog_refuses_messages_and_recovers(redis):
     pause = await within(RedisConnectionTo(redis))
     await within(pause.command(b"CLIENT", b"PAUSE", b"1500", b"ALL"))
     for i in range(15):
-        a.publish(b"p%d" % i)
+        a.publish(message(b"p%d" % i))
     assert a.backlog == 10 and a.dropped == 5
     assert inbox.messages == []
     await inbox.count(10)  # once Redis resumes, the ten it took arrive, in order
     assert inbox.messages == [b"p%d" % i for i in range(10)]
-    a.publish(b"drained")
+    a.publish(message(b"drained"))
     assert (await inbox.count(11))[-1] == b"drained"
     pause.transport.loseConnection()
     await pause.lost
@@ -157,7 +175,7 @@ def test_reconnect_backoff_is_exponential_capped_and_on_the_injected_clock():
     globalLogPublisher.addObserver(events.append)
     clock = MemoryReactorClock()
     broker = RedisBroker("redis://127.0.0.1:6390", clock, retryDelay=backoffPolicy(0.2, 5.0, 2.0, jitter=lambda: 0))
-    broker.start(lambda message: None)
+    broker.start(lambda message: None, lambda room, process, count: None)
 
     def refuseAll() -> int:
         attempts = clock.tcpClients[:]
@@ -182,3 +200,28 @@ def test_reconnect_backoff_is_exponential_capped_and_on_the_injected_clock():
     outages = [e for e in events if "unreachable" in e.get("log_format", "")]
     assert len(outages) == 1, "the outage is logged once, not once per retry"
     assert not [e for e in events if "factory" in formatEvent(e).lower()], "no Twisted factory lines per retry"
+
+
+@pytest.mark.cluster
+@pytest_twisted.ensureDeferred
+async def test_rooms_have_their_own_channels_numbers_and_history(redis):
+    a, inboxA = await startBroker(redis.url, rooms=("one",))
+    b, inboxB = await startBroker(redis.url, rooms=("two",), config=Config(history=3))
+    for i in range(5):
+        a.publish(message(b"one %d" % i, "one"))
+        a.publish(message(b"two %d" % i, "two"))
+    await inboxA.count(5)
+    await inboxB.count(5)
+    assert inboxA.messages == [b"one %d" % i for i in range(5)]  # each process: its rooms only
+    assert inboxB.messages == [b"two %d" % i for i in range(5)]
+    assert [d.seq for d in inboxB.deliveries] == [1, 2, 3, 4, 5]  # each room numbers its own
+    snapshot = await within(b.snapshot("two"))
+    assert snapshot.epoch == inboxB.deliveries[0].epoch and snapshot.seq == 5
+    assert [d.seq for d in snapshot.history] == [1, 2, 3, 4, 5]  # a's config keeps 50
+    b.unwatch("two")
+    probe = await within(RedisConnectionTo(redis))
+    channels = await within(probe.command(b"PUBSUB", b"CHANNELS", b"txchat:*"))
+    assert channels == [b"txchat:one"], "subscribed only while there are members"
+    probe.transport.loseConnection()
+    await probe.lost
+    await DeferredList([a.stop(), b.stop()])

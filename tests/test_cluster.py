@@ -6,12 +6,15 @@ client; the reactor is not involved.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import random
 import select
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -220,3 +223,164 @@ def running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+# -- rooms, numbering, history, recovery and presence over Redis ---------------------------
+
+
+def v1(node: Twistd, room: str = "general", query: str = "") -> ClientConnection:
+    return wsConnect(f"ws://127.0.0.1:{node.port}/ws/{room}" + (f"?{query}" if query else ""),
+                     subprotocols=["txchat.v1"])
+
+
+def lines(client: ClientConnection, count: int, kinds: tuple[str, ...] = ("welcome", "message"),
+          timeout: float = 10) -> list[dict]:
+    """The next C{count} lines of those kinds (presence lines skipped unless asked for); lines of
+    a frame not asked for yet wait on the client for the next call."""
+    pending: list[dict] = client.__dict__.setdefault("pendingLines", [])
+    got: list[dict] = []
+    while len(got) < count:
+        if not pending:
+            pending += map(json.loads, client.recv(timeout=timeout).split("\n"))
+        line = pending.pop(0)
+        if line["type"] in kinds:
+            got.append(line)
+    return got
+
+
+def test_numbers_history_and_recovery_are_shared_by_both_processes(cluster):
+    _, (one, two) = cluster
+    with v1(one, query="name=Ada") as a, wsConnect(url(two).replace("/ws", "/ws/general")) as plain:
+        (welcome,) = lines(a, 1)
+        assert welcome["seq"] == 0
+        for i in range(3):
+            plain.send(f"m{i}")
+        got = lines(a, 3)
+        assert [(m["seq"], m["text"]) for m in got] == [(1, "m0"), (2, "m1"), (3, "m2")]
+        with v1(two) as c:  # history served by the other process: the same numbers
+            joined = lines(c, 4)
+            assert joined[0]["epoch"] == welcome["epoch"] and joined[0]["seq"] == 3
+            assert [m["seq"] for m in joined[1:]] == [1, 2, 3]
+        a.close()
+        plain.send("while Ada is away")
+        plain.send("and again")
+        receive(plain, 5)
+        with v1(two, query=f"since={welcome['epoch']}:3") as back:  # recovery on the other process
+            got = lines(back, 3)
+            assert got[0]["recovered"] is True and got[0]["seq"] == 5
+            assert [(m["seq"], m["text"]) for m in got[1:]] == [(4, "while Ada is away"), (5, "and again")]
+
+
+def test_joins_during_continuous_traffic_on_the_other_process_miss_nothing(cluster):
+    _, (one, two) = cluster
+    stop = threading.Event()
+    sent: list[int] = []
+
+    def talk() -> None:
+        with wsConnect(url(one).replace("/ws", "/ws/busy")) as talker:
+            for i in range(1, 301):
+                if stop.is_set():
+                    break
+                talker.send(f"{i}")
+                sent.append(i)
+                stop.wait(0.005)  # a steady stream, not a burst
+
+    talker = threading.Thread(target=talk)
+    talker.start()
+    streams = []
+    with contextlib.ExitStack() as opened:
+        clients = []
+        for _ in range(5):  # joining while the other process's client talks
+            clients.append(opened.enter_context(v1(two, "busy")))
+            stop.wait(0.1)
+        talker.join(30)
+        total = len(sent)
+        for client in clients:
+            (welcome,) = lines(client, 1)
+            seen: list[int] = []
+            while total and (not seen or seen[-1] < total):
+                seen += [m["seq"] for m in lines(client, 1)]
+            streams.append((welcome["seq"], seen))
+        stop.set()
+    talker.join()
+    assert total > 100
+    for joinedAt, seen in streams:
+        assert seen == list(range(seen[0], total + 1)), "a gap or a duplicate"
+        assert seen[0] <= joinedAt + 1, "history and the live stream meet without a gap"
+
+
+def test_presence_counts_both_processes_and_forgets_a_killed_one(cluster, tmp_path):
+    redis, (one, two) = cluster
+    third = Twistd("--listen", "tcp:0:interface=127.0.0.1", "--redis", redis.url, cwd=tmp_path)
+    try:
+        third.waitFor("connected to Redis")
+        with v1(one, "here") as watcher, contextlib.ExitStack() as opened:
+            assert lines(watcher, 1)[0]["online"] == 1
+            for _ in range(3):
+                opened.enter_context(v1(third, "here"))
+            online = 0
+            while online != 4:
+                online = lines(watcher, 1, ("presence",))[0]["online"]
+            third.process.kill()  # SIGKILL: no goodbye, its count must go stale
+            third.process.wait()
+            while online != 1:
+                online = lines(watcher, 1, ("presence",), timeout=45)[0]["online"]
+    finally:
+        third.stop()
+
+
+def test_a_room_is_subscribed_only_while_it_has_members_here(cluster):
+    redis, (one, _) = cluster
+    probe = RedisProbe(redis.port)
+    with wsConnect(url(one).replace("/ws", "/ws/lonely")):
+        one.waitFor(r"connect 127\.0\.0\.1")
+        assert b"txchat:lonely" in probe.command("PUBSUB", "CHANNELS", "txchat:*")
+    mark = len(one.lines)
+    one.waitFor(r"disconnect 127\.0\.0\.1", since=mark - 1)
+    for _ in range(50):  # the UNSUBSCRIBE follows the disconnect
+        if b"txchat:lonely" not in probe.command("PUBSUB", "CHANNELS", "txchat:*"):
+            break
+    assert b"txchat:lonely" not in probe.command("PUBSUB", "CHANNELS", "txchat:*")
+    probe.close()
+
+
+def test_redis_lost_and_back_local_unnumbered_then_a_new_stream(cluster):
+    redis, (one, _) = cluster
+    with v1(one, "r") as a, wsConnect(url(one).replace("/ws", "/ws/r")) as plain:
+        (welcome,) = lines(a, 1)
+        plain.send("before")
+        assert lines(a, 1)[0]["seq"] == 1
+        mark = len(one.lines)
+        redis.kill()
+        one.waitFor("unreachable", since=mark)
+        plain.send("during")
+        during = lines(a, 1)[0]
+        assert during["text"] == "during" and "seq" not in during  # delivered, not numbered, not kept
+        mark = len(one.lines)
+        redis.start()  # empty: it kept nothing
+        one.waitFor("reconnected to Redis", since=mark, timeout=20)
+        plain.send("after")
+        again, after = lines(a, 2)
+        assert again["type"] == "welcome" and again["recovered"] is False and again["epoch"] != welcome["epoch"]
+        assert (after["seq"], after["text"]) == (1, "after")
+
+
+class RedisProbe:
+    """A blocking RESP client for looking at Redis from a test (hiredis does the parsing)."""
+
+    def __init__(self, port: int) -> None:
+        import hiredis
+        import socket
+
+        self.socket = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.reader = hiredis.Reader()
+        self.pack = hiredis.pack_command
+
+    def command(self, *args: str):
+        self.socket.sendall(self.pack(args))
+        while (reply := self.reader.gets()) is False:
+            self.reader.feed(self.socket.recv(65536))
+        return reply
+
+    def close(self) -> None:
+        self.socket.close()

@@ -206,3 +206,16 @@ def test_max_rooms_forgets_the_stalest_empty_room_and_refuses_only_when_all_are_
     clock.advance(0)
     assert c.messages() == ["c still chats"]
     hub.closeAll()
+
+
+def test_abandoned_rooms_are_forgotten_once_their_history_expires():
+    hub, clock = makeHub(history=5, historyTtl=30)
+    for i in range(300):
+        peer = Peer(hub, path=f"/ws/r{i}")
+        peer.say(f"hello {i}")
+        clock.advance(0)
+        peer.transport.abortConnection()
+    assert len(hub.rooms) == 300, "kept while their history is"
+    clock.advance(30)
+    assert len(hub.rooms) == 0
+    assert clock.getDelayedCalls() == []

@@ -49,3 +49,7 @@ class Config:
     # Reconnecting to Redis: the first retry after this, doubling up to redisMaxRetry (jittered).
     redisFirstRetry: float = 0.2
     redisMaxRetry: float = 5.0
+    # Each process says its rooms' member counts every presenceRefresh seconds; a count not
+    # said again within presenceStale seconds (its process died) stops counting.
+    presenceRefresh: float = 10.0
+    presenceStale: float = 30.0

@@ -15,9 +15,10 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from txchat.autobahn_internals import protocolWithOptions, useClock
-from txchat.broker import Broker, LocalBroker
+from txchat.broker import Broker, LocalBroker, Snapshot
 from txchat.config import Config
 from txchat import wire
 from txchat.limits import ConnectionLimits, TrustedProxies
@@ -58,6 +59,7 @@ class ChatHub(WebSocketServerFactory):
         self.rooms = Rooms(config.maxRooms, self._newRoom)
         self._dirty: dict[str, Room] = {}
         self._flushCall: IDelayedCall | None = None
+        self._refreshCall: IDelayedCall | None = None
         self.broker: Broker = broker if broker is not None else LocalBroker()
         self._connections: set[ChatProtocol] = set()
         self._closing = False
@@ -93,6 +95,7 @@ class ChatHub(WebSocketServerFactory):
             else:
                 room.reserved += 1
                 client.room = room
+                self._watch(room)
         self.metrics.handshakes.labels("refused-" + reason if reason else "accepted").inc()
         return reason
 
@@ -118,6 +121,29 @@ class ChatHub(WebSocketServerFactory):
         if self._closing:
             client.leave(CLOSE_GOING_AWAY, "server shutting down")
             return
+        if client.v1 and not self.broker.numbersHere and self.broker.up:
+            # With Redis: the room's history and numbers are Redis's; read them once this
+            # process is subscribed, and keep what arrives meanwhile to merge by number.
+            room.joining.append(client)
+            self.broker.snapshot(room.name).addBoth(self._snapshotted, client, room)
+            return
+        self._join(client, room)
+
+    def _snapshotted(self, snapshot: Snapshot | None | Failure, client: ChatProtocol, room: Room) -> None:
+        room.joining.remove(client)
+        if isinstance(snapshot, Snapshot):
+            now = self.clock.seconds()
+            for process, count in snapshot.others.items():
+                room.remote[process] = (count, now)
+            room.adopt(snapshot.epoch, snapshot.seq, snapshot.history, room.buffer)
+        if not room.joining:
+            room.buffer = []
+        if client.room is room and client.member:
+            self._join(client, room)
+        elif not self._closing:
+            self._vacated(room)  # it left while its history was being read
+
+    def _join(self, client: ChatProtocol, room: Room) -> None:
         fanout = room.fanout(client.v1)
         if client.v1 and room.name in self._dirty:
             self._flushRoom(self._dirty.pop(room.name))
@@ -141,12 +167,8 @@ class ChatHub(WebSocketServerFactory):
                 fanout.remove(client)
             else:
                 room.reserved -= 1  # admitted, never opened
-            if self._closing:
-                pass  # every room is going: no more presence lines or timers
-            elif room.occupied or len(room.history):
-                self._presenceChanged(room)
-            else:
-                self._forget(room)
+            if not self._closing:  # else every room is going: no more presence lines or timers
+                self._vacated(room)
         self._connections.discard(client)
         if admittedAs is not None:
             self.limits.release(admittedAs)
@@ -172,9 +194,36 @@ class ChatHub(WebSocketServerFactory):
 
     def _newRoom(self, name: str) -> Room:
         config = self.config
-        return Room(name, newEpoch(), config.history, config.sendQueue, self._frame, self.clock.seconds())
+        return Room(name, newEpoch(), config.history, config.sendQueue, self._frame, self.clock.seconds(),
+                    config.maxMessageSize)
+
+    def _vacated(self, room: Room) -> None:
+        """Someone left: forget the room if nothing is left of it, stop receiving its messages
+        if only its history is, and tell the others."""
+        if not room.occupied and not len(room.history):
+            self._forget(room)
+            return
+        if not room.occupied:
+            self._unwatch(room)
+        self._presenceChanged(room)
+
+    def _watch(self, room: Room) -> None:
+        if not room.watched:
+            room.watched = True
+            self.broker.watch(room.name)
+
+    def _unwatch(self, room: Room) -> None:
+        if room.watched:
+            room.watched = False
+            self.broker.unwatch(room.name)
+            if room.publishedOnline:
+                room.publishedOnline = 0
+                self.broker.setOnline(room.name, 0)
+            room.remote.clear()
 
     def _forget(self, room: Room) -> None:
+        if not self._closing:
+            self._unwatch(room)
         for call in (room.presenceCall, room.expiryCall):
             if call is not None and call.active():
                 call.cancel()
@@ -198,6 +247,9 @@ class ChatHub(WebSocketServerFactory):
 
     def _sendPresence(self, room: Room) -> None:
         room.presenceCall = None
+        if len(room) != room.publishedOnline and room.watched:
+            room.publishedOnline = len(room)
+            self.broker.setOnline(room.name, len(room))
         online = room.online
         if online == room.presenceSent or not room.v1:
             return
@@ -205,6 +257,33 @@ class ChatHub(WebSocketServerFactory):
         room.presenceAt = self.clock.seconds()
         if room.v1.publish(wire.presence(online)):
             self._scheduleFlush(room)
+
+    def _remotePresence(self, roomName: str, process: str, count: int) -> None:
+        """Another process's member count in a room this one has members in."""
+        room = self.rooms.get(roomName)
+        if room is None or not room.watched:
+            return
+        if count:
+            room.remote[process] = (count, self.clock.seconds())
+        else:
+            room.remote.pop(process, None)
+        self._presenceChanged(room)
+
+    def _refreshPresence(self) -> None:
+        """Say this process's counts again (they go stale elsewhere otherwise), and stop
+        counting a process that has not said its own for a while: it died."""
+        config = self.config
+        self._refreshCall = self.clock.callLater(config.presenceRefresh, self._refreshPresence)
+        stale = self.clock.seconds() - config.presenceStale
+        for room in self.rooms:
+            if room.watched and len(room):
+                room.publishedOnline = len(room)
+                self.broker.setOnline(room.name, len(room))
+            dead = [process for process, (_, said) in room.remote.items() if said < stale]
+            for process in dead:
+                del room.remote[process]
+            if dead:
+                self._presenceChanged(room)
 
     def _expire(self, room: Room) -> None:
         """Drop the room's history C{--history-ttl} after its last message; forget the room
@@ -221,7 +300,9 @@ class ChatHub(WebSocketServerFactory):
     # -- messages -------------------------------------------------------------------------
 
     def startBroker(self) -> None:
-        self.broker.start(self.deliver)
+        self.broker.start(self.deliver, self._remotePresence)
+        if not self.broker.numbersHere:
+            self._refreshCall = self.clock.callLater(self.config.presenceRefresh, self._refreshPresence)
 
     def broadcast(self, client: ChatProtocol, text: bytes) -> None:
         """Accept a normalised message from a client."""
@@ -236,6 +317,8 @@ class ChatHub(WebSocketServerFactory):
         room = self.rooms.get(delivery.room)
         if room is None:
             return  # nobody here is in that room any more
+        if room.joining:
+            room.buffer.append(delivery)
         if room.publish(delivery, self.broker.numbersHere, self.clock.seconds()):
             self._scheduleFlush(room)
         if len(room.history) and room.expiryCall is None:
@@ -275,6 +358,9 @@ class ChatHub(WebSocketServerFactory):
     def closeAll(self) -> Deferred[None]:
         """Send what is pending, close every client with 1001, and fire once all are gone."""
         self._closing = True
+        if self._refreshCall is not None and self._refreshCall.active():
+            self._refreshCall.cancel()
+        self._refreshCall = None
         if self._flushCall is not None:
             self._flushCall.cancel()
             self._flush()

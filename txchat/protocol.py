@@ -110,6 +110,11 @@ class ChatProtocol(WebSocketServerProtocol):
 
     # -- opening --------------------------------------------------------------------------
 
+    @property
+    def member(self) -> bool:
+        """Open, and not yet leaving."""
+        return self._member
+
     def onConnect(self, request: ConnectionRequest) -> str | None:
         """Check the handshake; the subprotocol's name when the client speaks txchat.v1."""
         hub = self.factory

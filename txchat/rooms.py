@@ -38,17 +38,24 @@ def newEpoch() -> str:
 
 class Room:
     def __init__(
-        self, name: str, epoch: str, history: int, sendQueue: int, frame: Callable[[bytes], bytes], now: float
+        self, name: str, epoch: str, history: int, sendQueue: int, frame: Callable[[bytes], bytes], now: float,
+        maxMessageSize: int = 512,
     ) -> None:
         self.name = name
         self.epoch = epoch
+        self.maxMessageSize = maxMessageSize
         self.seq = 0
+        self.fromBroker = False  # epoch and numbers are the broker's (Redis), not this process's
         self.seed: Fanout[Any] = Fanout(sendQueue, frame)
         self.v1: Fanout[Any] = Fanout(sendQueue, frame)
         self.history = History(history)
         self.lastMessage = now  # when the newest kept message came, or the room was made
         self.reserved = 0  # handshakes admitted here and not yet open
-        self.remoteOnline = 0  # members on other processes (with Redis)
+        self.remote: dict[str, tuple[int, float]] = {}  # other processes' members: (count, when said)
+        self.publishedOnline = 0  # the count of members here last told to the other processes
+        self.watched = False  # the broker delivers this room's messages here
+        self.joining: list[Any] = []  # v1 members waiting for the broker's snapshot
+        self.buffer: list[Delivery] = []  # what was delivered meanwhile
         self.presenceSent = -1  # the online count last sent to v1 members
         self.presenceAt = float("-inf")
         self.presenceCall: IDelayedCall | None = None
@@ -60,11 +67,11 @@ class Room:
 
     @property
     def online(self) -> int:
-        return len(self) + self.remoteOnline
+        return len(self) + sum(count for count, _ in self.remote.values())
 
     @property
     def occupied(self) -> bool:
-        return len(self) + self.reserved > 0
+        return len(self) + self.reserved + len(self.joining) > 0
 
     def fanout(self, v1: bool) -> Fanout[Any]:
         return self.v1 if v1 else self.seed
@@ -73,12 +80,13 @@ class Room:
         """Queue a message for the next flush, numbered here when C{numberHere} (one process),
         as the broker numbered it otherwise; True when the flush needs scheduling."""
         seq = delivery.seq
+        started = False
         if numberHere:
             self.seq += 1
             seq = self.seq
         elif seq is not None:
-            if delivery.epoch is not None:
-                self.epoch = delivery.epoch
+            if delivery.epoch is not None and delivery.epoch != self.epoch:
+                started = self._startedOver(delivery.epoch, seq)
             self.seq = seq
         line = None
         if self.v1 or (seq is not None and self.history.limit):
@@ -86,10 +94,42 @@ class Room:
         if seq is not None and line is not None and self.history.limit:
             self.history.append(seq, line)
             self.lastMessage = now
-        started = self.seed.publish(delivery.text) if self.seed else False
+        started = (self.seed.publish(delivery.text) if self.seed else False) or started
         if line is not None and self.v1:
             started = self.v1.publish(line) or started
         return started
+
+    def _startedOver(self, epoch: str, seq: int) -> bool:
+        """The broker's stream for this room has a new epoch (Redis lost its data): the old
+        history goes, and v1 members are told with a new welcome before its first message."""
+        told = False
+        if self.fromBroker:
+            self.history.clear()
+            if self.v1:
+                told = self.v1.publish(wire.welcome(self.name, epoch, seq - 1, self.online, self.maxMessageSize, False))
+        self.epoch = epoch
+        self.fromBroker = True
+        return told
+
+    def adopt(self, epoch: str | None, seq: int, kept: list[Delivery], since: list[Delivery]) -> None:
+        """Take the broker's view of the room: its epoch, numbers and history (C{kept}), then
+        what was delivered since the subscription began (C{since}) and is newer."""
+        if epoch is None:
+            return  # no stream in the broker yet: the first message will start one
+        if epoch != self.epoch or not self.fromBroker:
+            self.history.clear()
+        self.epoch, self.seq, self.fromBroker = epoch, seq, True
+        if self.history.limit:
+            self.history.clear()
+            for message in kept:
+                self.history.append(message.seq or 0, wire.message(message.seq, message.time, message.name,
+                                                                  message.text.decode("utf-8")))
+        for message in since:
+            if message.epoch == epoch and message.seq is not None and message.seq > self.seq:
+                self.seq = message.seq
+                if self.history.limit:
+                    self.history.append(message.seq, wire.message(message.seq, message.time, message.name,
+                                                                  message.text.decode("utf-8")))
 
     def flush(self) -> list[Any]:
         """Send both batches; return the members dropped for a full backlog."""

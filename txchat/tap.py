@@ -14,13 +14,13 @@ from twisted.python import usage
 from twisted.web.resource import Resource
 
 import txchat
-from txchat.broker import RedisAddress, RedisBroker
 from txchat.config import DEFAULT_PORT, Config
 from txchat.hub import ChatHub, HubService
 from txchat.limits import TrustedProxies
 from txchat.listener import Listener
 from txchat.metrics import MetricsPage
 from txchat.origin import OriginPolicy
+from txchat.redisbroker import RedisAddress, RedisBroker
 from txchat.site import ChatSite
 from txchat.webapp import makeRoot
 

@@ -1,0 +1,489 @@
+"""Rooms over several processes, kept in Redis: numbering, history, presence, delivery.
+
+Each room's messages are numbered, kept and published in one step, by a script that runs
+inside Redis (the way Centrifugo's Redis engine does it), so the order of the numbers is the
+order every process delivers in. A process subscribes to a room's channel only while it has
+members there, all rooms on one subscriber connection. A joining txchat.v1 client's history
+is read after the subscription is confirmed, so no message falls between the two: the hub
+merges them by number (L{txchat.hub}).
+
+Keys, for a room R: ``txchat:R:meta`` (epoch and newest number), ``txchat:R:history`` (the kept
+messages), ``txchat:R:online`` (members per process, with when each process last said so);
+its channel is ``txchat:R`` (``txchat:N:R`` for database N: pub/sub ignores databases).
+
+While Redis cannot be reached, each process delivers its own clients' messages to its own
+clients, unnumbered, and keeps trying to reconnect with capped exponential backoff; when
+Redis is back, numbering goes on where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any, Callable
+from urllib.parse import unquote, urlsplit
+
+from twisted.application.internet import backoffPolicy
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from txchat.broker import Deliver, Presence, Snapshot
+from txchat.config import Config
+from txchat.redisclient import RedisConnection, RedisError, connectRedis
+from txchat.rooms import Delivery, newEpoch
+
+_log = Logger()
+
+
+# KEYS: meta, history. ARGV: channel, history limit, ttl seconds, a new epoch, the message's
+# [time,name,text] tail as JSON. Returns the message's number.
+PUBLISH = b"""
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[4]
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
+end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local payload = '["m","' .. epoch .. '",' .. seq .. ',' .. ARGV[5] .. ']'
+local limit = tonumber(ARGV[2])
+if limit > 0 then
+  redis.call('RPUSH', KEYS[2], payload)
+  redis.call('LTRIM', KEYS[2], -limit, -1)
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('PUBLISH', ARGV[1], payload)
+return seq
+"""
+
+# KEYS: meta, history, online. ARGV: stale after (ms), this process, a new epoch, ttl seconds.
+# Starts the room's stream if it has none (a joiner's welcome names the epoch its messages
+# will have). Returns [epoch, newest number, [process, members, ...] elsewhere, kept messages].
+SNAPSHOT = b"""
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[3]) == 1 then
+  redis.call('HSET', KEYS[1], 'seq', 0)
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+end
+local meta = redis.call('HMGET', KEYS[1], 'epoch', 'seq')
+local history = redis.call('LRANGE', KEYS[2], 0, -1)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local online = {}
+local all = redis.call('HGETALL', KEYS[3])
+for i = 1, #all, 2 do
+  if all[i] ~= ARGV[2] then
+    local count, at = string.match(all[i + 1], '(%d+):(%d+)')
+    if now - tonumber(at) < tonumber(ARGV[1]) then
+      table.insert(online, all[i])
+      table.insert(online, tonumber(count))
+    else
+      redis.call('HDEL', KEYS[3], all[i])
+    end
+  end
+end
+return {meta[1] or '', tonumber(meta[2] or '0'), online, history}
+"""
+
+# KEYS: meta, online. ARGV: this process, its members, channel, ttl seconds. Keeps a room's
+# numbering alive while it has members, even when its history has expired.
+PRESENCE = b"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if tonumber(ARGV[2]) > 0 then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ':' .. now)
+  redis.call('EXPIRE', KEYS[2], 60)
+  if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+else
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
+redis.call('PUBLISH', ARGV[3], '["p","' .. ARGV[1] .. '",' .. ARGV[2] .. ']')
+return 1
+"""
+
+@dataclass(frozen=True)
+class RedisAddress:
+    host: str
+    port: int = 6379
+    username: str | None = None
+    password: str | None = None
+    db: int = 0
+    tls: bool = False
+
+    @classmethod
+    def fromURL(cls, url: str) -> RedisAddress:
+        """redis://[[user]:password@]host[:port][/db]; rediss:// for TLS."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss"):
+            raise ValueError(f"must start with redis:// or rediss://, got {url!r}")
+        if not parts.hostname:
+            raise ValueError(f"no host in {url!r}")
+        try:
+            port = parts.port
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise ValueError(f"bad port in {url!r}")
+        database = parts.path.strip("/")
+        if database and not database.isdigit():
+            raise ValueError(f"database must be a number, got {database!r}")
+        return cls(
+            host=parts.hostname,
+            port=port or 6379,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password is not None else None,
+            db=int(database) if database else 0,
+            tls=parts.scheme == "rediss",
+        )
+
+    def __str__(self) -> str:
+        return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.port}/{self.db}"
+
+
+class _Link:
+    """One connection to Redis that comes back by itself after it fails or is lost."""
+
+    def __init__(
+        self,
+        connect: Callable[[], Deferred[RedisConnection]],
+        prepare: Callable[[RedisConnection], Deferred[Any]],
+        clock: IReactorTime,
+        retryDelay: Callable[[int], float],
+        changed: Callable[[], None],
+    ) -> None:
+        self._connect = connect
+        self._prepare = prepare
+        self._clock = clock
+        self._retryDelay = retryDelay
+        self._changed = changed
+        self.connection: RedisConnection | None = None  # connected and prepared
+        self.tried = False
+        self.lastError: str | None = None
+        self._attempt = 0
+        self._retry: IDelayedCall | None = None
+        self._dialing: Deferred[Any] | None = None
+        self._open: set[RedisConnection] = set()
+        self._stopped = True
+
+    def start(self) -> None:
+        self._stopped = False
+        self._dial()
+
+    def _dial(self) -> None:
+        self._retry = None
+        d = self._connect()
+        d.addCallback(self._ready)
+        d.addErrback(self._failed)
+        self._dialing = d
+
+    def _ready(self, connection: RedisConnection) -> Deferred[None]:
+        self._open.add(connection)
+        connection.onLost = lambda reason: self._lost(connection, reason)
+
+        def prepared(_: object) -> None:
+            self._dialing = None
+            self.tried = True
+            self._attempt = 0
+            self.connection = connection
+            self._changed()
+
+        def unprepared(failure: Failure) -> Failure:
+            connection.transport.abortConnection()
+            return failure
+
+        return self._prepare(connection).addCallbacks(prepared, unprepared)
+
+    def _failed(self, failure: Failure) -> None:
+        self._dialing = None
+        if self._stopped:
+            return
+        self.tried = True
+        self.lastError = str(failure.value) or type(failure.value).__name__
+        self._schedule()
+        self._changed()
+
+    def _lost(self, connection: RedisConnection, reason: Failure) -> None:
+        self._open.discard(connection)
+        if connection is not self.connection:
+            return  # lost while being prepared: _failed deals with it
+        self.connection = None
+        self.lastError = str(reason.value) or type(reason.value).__name__
+        if not self._stopped:
+            self._schedule()
+            self._changed()
+
+    def _schedule(self) -> None:
+        self._retry = self._clock.callLater(self._retryDelay(self._attempt), self._dial)
+        self._attempt += 1
+
+    def stop(self) -> Deferred[Any]:
+        """Stop trying; close what is open; fire when every connection is gone."""
+        self._stopped = True
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        if self._dialing is not None:
+            self._dialing.cancel()
+        self.connection = None
+        for connection in self._open:
+            connection.transport.loseConnection()
+        return DeferredList([c.lost for c in self._open])
+
+
+class _Script:
+    """A Lua script run by its SHA1, loaded again when Redis has forgotten it (NOSCRIPT)."""
+
+    def __init__(self, source: bytes) -> None:
+        import hashlib
+
+        self.source = source
+        self.sha = hashlib.sha1(source).hexdigest().encode("ascii")
+
+    def __call__(self, connection: RedisConnection, keys: list[bytes], args: list[Any]) -> Deferred[Any]:
+        d = connection.command(b"EVALSHA", self.sha, len(keys), *keys, *args)
+
+        def reload(failure: Failure) -> Any:
+            if failure.check(RedisError) and str(failure.value).startswith("NOSCRIPT"):
+                return connection.command(b"EVAL", self.source, len(keys), *keys, *args)
+            return failure
+
+        return d.addErrback(reload)
+
+
+_publish, _snapshot, _presence = _Script(PUBLISH), _Script(SNAPSHOT), _Script(PRESENCE)
+
+
+def _tail(message: Delivery) -> bytes:
+    """The message's time, name and text as the end of a JSON array (the script adds the rest)."""
+    return json.dumps([message.time, message.name, message.text.decode("utf-8")],
+                      separators=(",", ":"), ensure_ascii=False)[1:-1].encode("utf-8")
+
+
+def _message(room: str, payload: bytes) -> Delivery | None:
+    try:
+        kind, epoch, seq, time, name, text = json.loads(payload)
+    except (ValueError, TypeError):
+        return None  # not ours: another program on the channel
+    return Delivery(room, text.encode("utf-8"), name, time, seq, epoch) if kind == "m" else None
+
+
+class RedisBroker:
+    """Rooms' messages numbered, kept and published by Redis; members counted across processes."""
+
+    numbersHere = False
+
+    def __init__(
+        self,
+        url: str,
+        reactor: Any,
+        config: Config = Config(),
+        retryDelay: Callable[[int], float] | None = None,
+    ) -> None:
+        """
+        @param reactor: an C{IReactorTCP} (and C{IReactorSSL} for rediss://) and C{IReactorTime}.
+        @param retryDelay: the delay before reconnect attempt N; by default the capped, jittered
+            exponential backoff that C{config} describes.
+        """
+        self.address = RedisAddress.fromURL(url)
+        self._prefix = "txchat:" if not self.address.db else f"txchat:{self.address.db}:"
+        self.process = secrets.token_hex(6)  # this process, in the rooms' member counts
+        self._reactor = reactor
+        self._config = config
+        self._backlog = config.redisBacklog
+        self._retryDelay = retryDelay or backoffPolicy(
+            initialDelay=config.redisFirstRetry, maxDelay=config.redisMaxRetry, factor=2.0
+        )
+        self._connectTimeout = config.redisConnectTimeout
+        self._deliver: Deliver | None = None
+        self._presence: Presence | None = None
+        self._rooms: set[str] = set()  # rooms with members here: their channels are subscribed
+        self.state = "starting"  # then "up" or "down"
+        self.dropped = 0  # messages refused because the publish backlog was full
+        self.lost = 0  # messages whose publish failed when the connection went
+        self._overflowing = False
+        self._watchers: list[tuple[str, Deferred[None]]] = []
+        self._publisher = self._link(self._authenticate)
+        self._subscriber = self._link(self._subscribe)
+
+    def _link(self, prepare: Callable[[RedisConnection], Deferred[Any]]) -> _Link:
+        return _Link(self._open, prepare, self._reactor, self._retryDelay, self._changed)
+
+    def _open(self) -> Deferred[RedisConnection]:
+        address = self.address
+        return connectRedis(self._reactor, address.host, address.port, address.tls, self._connectTimeout)
+
+    def _authenticate(self, connection: RedisConnection) -> Deferred[Any]:
+        address = self.address
+        d: Deferred[Any] = succeed(None)
+        if address.password is not None:
+            auth = (b"AUTH", address.username, address.password) if address.username else (b"AUTH", address.password)
+            d = connection.command(*auth)
+        if address.db:
+            d.addCallback(lambda _: connection.command(b"SELECT", address.db))
+        return d
+
+    def _subscribe(self, connection: RedisConnection) -> Deferred[Any]:
+        """Subscribe a new subscriber connection to every room with members here."""
+        connection.onMessage = self._received
+
+        def subscribeAll(_: object) -> Deferred[Any]:
+            # One channel a command: each SUBSCRIBE is answered once, in order.
+            return DeferredList([connection.command(b"SUBSCRIBE", self.channel(room)) for room in sorted(self._rooms)],
+                                fireOnOneErrback=True, consumeErrors=True)
+
+        return self._authenticate(connection).addCallback(subscribeAll)
+
+    def channel(self, room: str) -> bytes:
+        return (self._prefix + room).encode("ascii")
+
+    def _key(self, room: str, part: str) -> bytes:
+        return f"{self._prefix}{room}:{part}".encode("ascii")
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def up(self) -> bool:
+        return self._publisher.connection is not None and self._subscriber.connection is not None
+
+    @property
+    def backlog(self) -> int:
+        connection = self._publisher.connection
+        return connection.pending if connection is not None else 0
+
+    def when(self, state: str) -> Deferred[None]:
+        """Fires once the broker is in C{state} ("up" or "down")."""
+        if self.state == state:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._watchers.append((state, d))
+        return d
+
+    def _changed(self) -> None:
+        before = self.state
+        self._logChange()
+        if self.state != before:
+            ready = [d for state, d in self._watchers if state == self.state]
+            self._watchers = [(state, d) for state, d in self._watchers if state != self.state]
+            for d in ready:
+                d.callback(None)
+
+    def _logChange(self) -> None:
+        if self.up:
+            if self.state != "up":
+                _log.info(
+                    "{what} Redis at {address}: cross-process delivery is on",
+                    what="reconnected to" if self.state == "down" else "connected to",
+                    address=str(self.address),
+                )
+                self.state = "up"
+        elif self.state == "up" or (self.state == "starting" and self._publisher.tried and self._subscriber.tried):
+            error = self._publisher.lastError or self._subscriber.lastError
+            _log.warn(
+                "Redis at {address} is unreachable ({error}): serving this process's clients only, "
+                "reconnecting in the background",
+                address=str(self.address),
+                error=error,
+            )
+            self.state = "down"
+
+    # -- rooms ------------------------------------------------------------------------------
+
+    def start(self, deliver: Deliver, presence: Presence) -> None:
+        self._deliver = deliver
+        self._presence = presence
+        self._publisher.start()
+        self._subscriber.start()
+
+    def watch(self, room: str) -> None:
+        if room in self._rooms:
+            return
+        self._rooms.add(room)
+        connection = self._subscriber.connection
+        if connection is not None:
+            connection.command(b"SUBSCRIBE", self.channel(room)).addErrback(lambda _: None)
+
+    def unwatch(self, room: str) -> None:
+        if room not in self._rooms:
+            return
+        self._rooms.discard(room)
+        connection = self._subscriber.connection
+        if connection is not None:
+            connection.command(b"UNSUBSCRIBE", self.channel(room)).addErrback(lambda _: None)
+
+    def snapshot(self, room: str) -> Deferred[Snapshot | None]:
+        """Read after the room's subscription is confirmed (the subscriber answers in order:
+        a PING behind the SUBSCRIBE), so that every later message comes by the channel."""
+        subscriber, publisher = self._subscriber.connection, self._publisher.connection
+        if subscriber is None or publisher is None:
+            return succeed(None)
+        d = subscriber.command(b"PING")
+        d.addCallback(lambda _: _snapshot(
+            publisher, [self._key(room, "meta"), self._key(room, "history"), self._key(room, "online")],
+            [int(self._config.presenceStale * 1000), self.process, newEpoch(), int(self._config.historyTtl)],
+        ))
+        return d.addCallback(self._snapshotOf, room)
+
+    def _snapshotOf(self, reply: list[Any], room: str) -> Snapshot:
+        epoch, seq, online, history = reply
+        kept = [m for m in (_message(room, payload) for payload in history) if m is not None]
+        others = {online[i].decode("ascii"): int(online[i + 1]) for i in range(0, len(online), 2)}
+        return Snapshot(epoch.decode("ascii") or None, int(seq), kept, others)
+
+    def setOnline(self, room: str, count: int) -> None:
+        connection = self._publisher.connection
+        if connection is None:
+            return
+        _presence(connection, [self._key(room, "meta"), self._key(room, "online")],
+                  [self.process, count, self.channel(room), int(self._config.historyTtl)]).addErrback(lambda _: None)
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def publish(self, message: Delivery) -> None:
+        connection = self._publisher.connection
+        if connection is None or self._subscriber.connection is None:
+            if self._deliver is not None:
+                self._deliver(message)  # an outage: this process's clients still chat, unnumbered
+            return
+        if connection.pending >= self._backlog:
+            self.dropped += 1
+            if not self._overflowing:
+                self._overflowing = True
+                _log.warn(
+                    "Redis publish backlog full ({limit} unanswered): refusing messages until it drains",
+                    limit=self._backlog,
+                )
+            return
+        if self._overflowing and connection.pending < self._backlog // 2:
+            self._overflowing = False
+            _log.info("Redis publish backlog drained; {dropped} messages refused so far", dropped=self.dropped)
+        room = message.room
+        config = self._config
+        _publish(
+            connection, [self._key(room, "meta"), self._key(room, "history")],
+            [self.channel(room), config.history, int(config.historyTtl), newEpoch(), _tail(message)],
+        ).addErrback(self._publishFailed)
+
+    def _publishFailed(self, failure: Failure) -> None:
+        self.lost += 1
+
+    def _received(self, channel: bytes, payload: bytes) -> None:
+        room = channel.decode("ascii", "replace").removeprefix(self._prefix)
+        if payload.startswith(b'["p",'):
+            try:
+                _, process, count = json.loads(payload)
+            except (ValueError, TypeError):
+                return
+            if process != self.process and self._presence is not None:
+                self._presence(room, process, int(count))
+            return
+        message = _message(room, payload)
+        if message is not None and self._deliver is not None:
+            self._deliver(message)
+
+    def stop(self) -> Deferred[None]:
+        self._deliver = None
+        self._presence = None
+        d = DeferredList([self._publisher.stop(), self._subscriber.stop()])
+        return d.addCallback(lambda _: None)
