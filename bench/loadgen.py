@@ -282,6 +282,7 @@ async def abandon(options: argparse.Namespace, result: dict[str, Any]) -> dict[s
         await run.close()
         await asyncio.sleep(options.after)
 
+    result["server_rss_fresh_mib"] = result["server_rss_before_mib"]
     await churn(0)
     if options.pid:
         result["server_rss_before_mib"] = rssMiB(options.pid)
@@ -289,6 +290,7 @@ async def abandon(options: argparse.Namespace, result: dict[str, Any]) -> dict[s
     if options.pid:
         result["server_rss_end_mib"] = rssMiB(options.pid)
         result["server_rss_growth_mib"] = round(result["server_rss_end_mib"] - result["server_rss_before_mib"], 2)
+        result["server_rss_growth_fresh_mib"] = round(result["server_rss_end_mib"] - result["server_rss_fresh_mib"], 2)
     return result
 
 

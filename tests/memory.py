@@ -141,11 +141,11 @@ class Peer:
         return codes[0] if codes else None
 
 
-def makeHub(**config) -> tuple[MemoryHub, Clock]:
+def makeHub(giveBack=lambda: None, **config) -> tuple[MemoryHub, Clock]:
     """A hub on a Clock; without history unless asked (a room with history outlives its
     members, and its expiry timer would outlive the test)."""
     clock = Clock()
-    hub = MemoryHub(Config(**{"history": 0, **config}), clock)
+    hub = MemoryHub(Config(**{"history": 0, **config}), clock, None, giveBack)
     hub.startBroker()
     return hub, clock
 

@@ -162,6 +162,7 @@ def test_history_expires_and_an_empty_room_then_starts_a_new_epoch():
     assert again[0]["epoch"] != epoch and again[0]["seq"] == 0 and len(again) == 1
     peer.transport.abortConnection()
     assert hub.room("r") is None, "no members, no history: forgotten"
+    clock.advance(10)  # the memory of the expired room goes back to the system
     assert clock.getDelayedCalls() == []
 
 
@@ -208,8 +209,9 @@ def test_max_rooms_forgets_the_stalest_empty_room_and_refuses_only_when_all_are_
     hub.closeAll()
 
 
-def test_abandoned_rooms_are_forgotten_once_their_history_expires():
-    hub, clock = makeHub(history=5, historyTtl=30)
+def test_abandoned_rooms_are_forgotten_once_their_history_expires_and_memory_goes_back():
+    gaveBack = []
+    hub, clock = makeHub(lambda: gaveBack.append(clock.seconds()), history=5, historyTtl=30)
     for i in range(300):
         peer = Peer(hub, path=f"/ws/r{i}")
         peer.say(f"hello {i}")
@@ -218,4 +220,6 @@ def test_abandoned_rooms_are_forgotten_once_their_history_expires():
     assert len(hub.rooms) == 300, "kept while their history is"
     clock.advance(30)
     assert len(hub.rooms) == 0
+    clock.advance(10)
+    assert gaveBack == [40], "once for the whole batch, not once a room"
     assert clock.getDelayedCalls() == []

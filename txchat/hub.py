@@ -8,7 +8,7 @@ reactor is free, framed once for all clients that keep up (see L{txchat.fanout})
 from __future__ import annotations
 
 from time import perf_counter
-from typing import Any
+from typing import Any, Callable
 
 from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.application.service import Service
@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 from txchat.autobahn_internals import protocolWithOptions, useClock
 from txchat.broker import Broker, LocalBroker, Snapshot
 from txchat.config import Config
-from txchat import wire
+from txchat import memory, wire
 from txchat.limits import ConnectionLimits, TrustedProxies
 from txchat.metrics import Metrics
 from txchat.origin import OriginPolicy
@@ -35,7 +35,14 @@ PRESENCE_INTERVAL = 1.0
 class ChatHub(WebSocketServerFactory):
     protocol: type[ChatProtocol] = ChatProtocol  # type: ignore[assignment]
 
-    def __init__(self, config: Config, reactor: IReactorTime, broker: Broker | None = None) -> None:
+    def __init__(
+        self, config: Config, reactor: IReactorTime, broker: Broker | None = None,
+        giveBack: Callable[[], None] = lambda: None,
+    ) -> None:
+        """
+        @param giveBack: called after rooms have expired, to return their memory to the system
+            (L{txchat.memory.giveBack}), at most every C{memory.INTERVAL} seconds.
+        """
         super().__init__(reactor=reactor)
         self.config = config
         self.clock = reactor
@@ -60,6 +67,8 @@ class ChatHub(WebSocketServerFactory):
         self._dirty: dict[str, Room] = {}
         self._flushCall: IDelayedCall | None = None
         self._refreshCall: IDelayedCall | None = None
+        self._giveBack = giveBack
+        self._giveBackCall: IDelayedCall | None = None
         self.broker: Broker = broker if broker is not None else LocalBroker()
         self._connections: set[ChatProtocol] = set()
         self._closing = False
@@ -296,6 +305,12 @@ class ChatHub(WebSocketServerFactory):
         room.history.clear()
         if not room.occupied:
             self._forget(room)
+            if self._giveBackCall is None:
+                self._giveBackCall = self.clock.callLater(memory.INTERVAL, self._gaveBack)
+
+    def _gaveBack(self) -> None:
+        self._giveBackCall = None
+        self._giveBack()
 
     # -- messages -------------------------------------------------------------------------
 
@@ -358,9 +373,10 @@ class ChatHub(WebSocketServerFactory):
     def closeAll(self) -> Deferred[None]:
         """Send what is pending, close every client with 1001, and fire once all are gone."""
         self._closing = True
-        if self._refreshCall is not None and self._refreshCall.active():
-            self._refreshCall.cancel()
-        self._refreshCall = None
+        for call in (self._refreshCall, self._giveBackCall):
+            if call is not None and call.active():
+                call.cancel()
+        self._refreshCall = self._giveBackCall = None
         if self._flushCall is not None:
             self._flushCall.cancel()
             self._flush()

@@ -14,6 +14,7 @@ from twisted.python import usage
 from twisted.web.resource import Resource
 
 import txchat
+from txchat import memory
 from txchat.config import DEFAULT_PORT, Config
 from txchat.hub import ChatHub, HubService
 from txchat.limits import TrustedProxies
@@ -205,7 +206,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     top = MultiService()
     _FreezeStartupObjects().setServiceParent(top)
     broker = RedisBroker(config.redis, reactor, config) if config.redis else None
-    hub = ChatHub(config, reactor, broker)
+    hub = ChatHub(config, reactor, broker, memory.giveBack)
     HubService(hub).setServiceParent(top)
     site = ChatSite(makeRoot(hub, health=hub.health), reactor, config, webSockets=(b"/ws", hub))
     for option, description in options.listeners():

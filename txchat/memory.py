@@ -1,0 +1,31 @@
+"""Giving memory back to the system once a crowd has gone.
+
+When thousands of rooms expire together (or the connections that made them are gone), the
+objects are freed but the memory stays with the process: connections are reference cycles,
+freed only by a full pass of Python's collector, and the C allocator keeps freed pages until
+asked to return them. After a batch of rooms has expired, the hub asks for both, at most once
+every L{INTERVAL} seconds (a full pass over a large heap takes some milliseconds)."""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+from typing import Callable
+
+INTERVAL = 10.0
+
+
+def _mallocTrim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to ask
+        return None
+
+
+_trim = _mallocTrim()
+
+
+def giveBack() -> None:
+    gc.collect()
+    if _trim is not None:
+        _trim(0)
