@@ -140,6 +140,17 @@ def test_the_page_has_its_own_icon_and_the_console_stays_clean(chat, tmp_path):
     assert len(icons) == 1 and icons[0].startswith("data:image/svg+xml,")
 
 
+def test_a_room_page_chats_in_its_room_only(chat, browsers):
+    a, b = browsers
+    inRoom = Page(a, f"http://127.0.0.1:{chat.port}/room/garden")
+    inLobby = Page(b, f"http://127.0.0.1:{chat.port}/")
+    inRoom.type("in the garden")
+    assert inRoom.entries(1) == ["in the garden"]
+    inLobby.type("in the lobby")
+    assert inLobby.entries(1) == ["in the lobby"], "the lobby did not get the garden's message"
+    assert inRoom.entries(1) == ["in the garden"]
+
+
 def test_markup_is_shown_as_text_and_never_run(pages):
     a, b = pages
     markup = '<b>x</b><img src=x onerror="window.pwned=1">'
