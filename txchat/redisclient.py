@@ -14,6 +14,7 @@ from typing import Any, Callable
 import hiredis
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import ClientCreator, Protocol
 from twisted.internet.ssl import optionsForClientTLS
 from twisted.python.failure import Failure
@@ -34,6 +35,12 @@ class RedisConnection(Protocol):
         self._reader = hiredis.Reader(replyError=RedisError)
         self._waiting: deque[Deferred[Any]] = deque()
         self.lost: Deferred[None] = Deferred()
+
+    def connectionMade(self) -> None:
+        # Commands are small and pipelined: without this, Nagle's algorithm holds each one
+        # back until the previous one's reply has been acknowledged.
+        if ITCPTransport.providedBy(self.transport):
+            self.transport.setTcpNoDelay(True)
 
     def command(self, *args: Argument) -> Deferred[Any]:
         d: Deferred[Any] = Deferred()
