@@ -15,8 +15,8 @@ from twisted.python.failure import Failure
 
 from tests.live import within
 from tests.redisserver import RedisServer
-from txchat.redisbroker import RedisAddress, RedisBroker
 from txchat.config import Config
+from txchat.redisbroker import RedisAddress, RedisBroker
 from txchat.redisclient import RedisConnection
 from txchat.rooms import Delivery
 

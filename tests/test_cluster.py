@@ -369,8 +369,9 @@ class RedisProbe:
     """A blocking RESP client for looking at Redis from a test (hiredis does the parsing)."""
 
     def __init__(self, port: int) -> None:
-        import hiredis
         import socket
+
+        import hiredis
 
         self.socket = socket.create_connection(("127.0.0.1", port), timeout=10)
         self.reader = hiredis.Reader()

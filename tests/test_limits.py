@@ -6,15 +6,15 @@ import pytest
 from prometheus_client import generate_latest
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
-from twisted.python.failure import Failure
 from twisted.internet.testing import StringTransport
 from twisted.logger import formatEvent, globalLogPublisher
+from twisted.python.failure import Failure
 
 from tests import frames
 from tests.memory import Peer, Transport, makeHub
 from txchat.config import Config
-from txchat.protocol import ChatProtocol
 from txchat.limits import ConnectionLimits, TokenBucket, TrustedProxies
+from txchat.protocol import ChatProtocol
 from txchat.site import ChatSite
 from txchat.webapp import makeRoot
 

@@ -21,10 +21,9 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
-
-from tests.live import connect, within
 from websockets.sync.client import connect as wsConnect
 
+from tests.live import connect, within
 from tests.processes import LISTENING, TWISTD, cleanEnvironment, twistdArgs
 from tests.processes import Twistd as TwistdProcess
 

@@ -18,7 +18,6 @@ from twisted.internet.defer import Deferred, succeed
 
 from txchat.rooms import Delivery
 
-
 Deliver = Callable[[Delivery], None]
 # (room, process, members there)
 Presence = Callable[[str, str, int], None]

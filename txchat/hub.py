@@ -17,10 +17,10 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from txchat import memory, wire
 from txchat.autobahn_internals import protocolWithOptions, useClock
 from txchat.broker import Broker, LocalBroker, Snapshot
 from txchat.config import Config
-from txchat import memory, wire
 from txchat.limits import ConnectionLimits, TrustedProxies
 from txchat.metrics import Metrics
 from txchat.origin import OriginPolicy
