@@ -160,7 +160,7 @@ class ChatHub(WebSocketServerFactory):
         if client.behind:
             fanout.pause(client)
         if client.v1:
-            client.write(self._frame(b"\n".join(room.joinLines(client.since, self.config.maxMessageSize))))
+            client.write(self._frame(b"\n".join(room.joinLines(client.since))))
         self._presenceChanged(room)
 
     def unregister(self, client: ChatProtocol) -> None:

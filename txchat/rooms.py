@@ -36,6 +36,11 @@ def newEpoch() -> str:
     return secrets.token_hex(6)
 
 
+def _line(message: Delivery, seq: int | None) -> bytes:
+    """The message's v1 line: encoded once, for every v1 member and the history."""
+    return wire.message(seq, message.time, message.name, message.text.decode("utf-8"))
+
+
 class Room:
     def __init__(
         self, name: str, epoch: str, history: int, sendQueue: int, frame: Callable[[bytes], bytes], now: float,
@@ -90,7 +95,7 @@ class Room:
             self.seq = seq
         line = None
         if self.v1 or (seq is not None and self.history.limit):
-            line = wire.message(seq, delivery.time, delivery.name, delivery.text.decode("utf-8"))
+            line = _line(delivery, seq)
         if seq is not None and line is not None and self.history.limit:
             self.history.append(seq, line)
             self.lastMessage = now
@@ -116,36 +121,30 @@ class Room:
         what was delivered since the subscription began (C{since}) and is newer."""
         if epoch is None:
             return  # no stream in the broker yet: the first message will start one
-        if epoch != self.epoch or not self.fromBroker:
-            self.history.clear()
         self.epoch, self.seq, self.fromBroker = epoch, seq, True
-        if self.history.limit:
-            self.history.clear()
-            for message in kept:
-                self.history.append(message.seq or 0, wire.message(message.seq, message.time, message.name,
-                                                                  message.text.decode("utf-8")))
-        for message in since:
-            if message.epoch == epoch and message.seq is not None and message.seq > self.seq:
-                self.seq = message.seq
+        self.history.clear()
+        newer = [m for m in since if m.epoch == epoch and m.seq is not None and m.seq > seq]
+        for message in [*kept, *newer]:
+            if message.seq is not None:
+                self.seq = max(self.seq, message.seq)
                 if self.history.limit:
-                    self.history.append(message.seq, wire.message(message.seq, message.time, message.name,
-                                                                  message.text.decode("utf-8")))
+                    self.history.append(message.seq, _line(message, message.seq))
 
     def flush(self) -> list[Any]:
         """Send both batches; return the members dropped for a full backlog."""
         return self.seed.flush() + self.v1.flush()
 
-    def joinLines(self, since: tuple[str, int] | None, maxMessageSize: int) -> list[bytes]:
+    def joinLines(self, since: tuple[str, int] | None) -> list[bytes]:
         """What a v1 member gets first: the welcome line, then the kept history, or with
         C{since} exactly what it missed, when that is still kept."""
         if since is not None:
             epoch, seq = since
             missed = self.history.after(seq, self.seq) if epoch == self.epoch else None
             if missed is not None:
-                welcome = wire.welcome(self.name, self.epoch, self.seq, self.online, maxMessageSize, True)
+                welcome = wire.welcome(self.name, self.epoch, self.seq, self.online, self.maxMessageSize, True)
                 return [welcome, *missed]
         welcome = wire.welcome(
-            self.name, self.epoch, self.seq, self.online, maxMessageSize, None if since is None else False
+            self.name, self.epoch, self.seq, self.online, self.maxMessageSize, None if since is None else False
         )
         return [welcome, *self.history.lines()]
 
