@@ -66,6 +66,8 @@ CASES = [
     # Two txchat processes (one per core) and Redis; the load spread over both, one sender.
     Case("cluster-max1000", "cluster: max deliveries/s, 1000 clients", 1000, 4000, servers=("txchat-cluster",)),
     Case("cluster-r1000x100", "cluster: 1000 clients x 100 msg/s", 1000, 500, 100, servers=("txchat-cluster",)),
+    Case("redis-r1000x100", "one process through Redis: 1000 clients x 100 msg/s", 1000, 500, 100,
+         servers=("txchat-redis",)),
     Case("idle5000", "5000 idle connections", 5000, idle=10, go="15.9 KiB/conn, connect 1.4 s"),
     Case("connect5000", "5000 clients connect at once", 5000, idle=1, go="connect 0.63 s (issue 9's figure)"),
     # A reconnection storm: 10,000 clients connect at once while 1000 others chat at 100 msg/s;
@@ -118,6 +120,11 @@ class Servers:
                     self.processes.append(node)
                 for node in self.processes:
                     node.waitFor("connected to Redis")
+            elif kind == "txchat-redis":  # one process, through Redis: the Redis path alone
+                self.redis = RedisServer(workdir).start()
+                node = Twistd(*LISTEN, *serverArgs, "--redis", self.redis.url, cwd=workdir, prefix=("taskset", "-c", "0"))
+                self.processes.append(node)
+                node.waitFor("connected to Redis")
             elif kind == "txchat":
                 self.processes.append(Twistd(*LISTEN, *serverArgs, cwd=workdir, prefix=("taskset", "-c", "0")))
             else:
@@ -248,7 +255,8 @@ def describe(case: Case, m: dict[str, Any]) -> str:
 
 
 def table(options: argparse.Namespace, results: dict[str, Any], cases: list[Case]) -> str:
-    servers = [s for s in ("txchat", "txchat-cluster", "naive", "naive-prepared") if s in options.servers]
+    servers = [s for s in ("txchat", "txchat-redis", "txchat-cluster", "naive", "naive-prepared")
+               if s in options.servers]
     header = ["case", *servers] + (["Go (shared table)"] if options.tool == "wsload" else [])
     rows = [header, ["---"] * len(header)]
     for case in cases:
