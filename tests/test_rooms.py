@@ -223,3 +223,17 @@ def test_abandoned_rooms_are_forgotten_once_their_history_expires_and_memory_goe
     clock.advance(10)
     assert gaveBack == [40], "once for the whole batch, not once a room"
     assert clock.getDelayedCalls() == []
+
+
+def test_memory_goes_back_after_a_crowd_has_gone():
+    gaveBack = []
+    hub, clock = makeHub(lambda: gaveBack.append(clock.seconds()), pingInterval=1e6, pongTimeout=1e6)
+    crowd = [Peer(hub) for _ in range(1000)]
+    for peer in crowd[:999]:
+        peer.transport.abortConnection()
+    clock.advance(60)
+    assert gaveBack == [], "999 is not yet a crowd"
+    crowd[999].transport.abortConnection()
+    clock.advance(10)
+    assert gaveBack == [70]
+    assert clock.getDelayedCalls() == []

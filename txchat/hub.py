@@ -69,6 +69,7 @@ class ChatHub(WebSocketServerFactory):
         self._refreshCall: IDelayedCall | None = None
         self._giveBack = giveBack
         self._giveBackCall: IDelayedCall | None = None
+        self._gone = 0  # connections closed since memory was last given back
         self.broker: Broker = broker if broker is not None else LocalBroker()
         self._connections: set[ChatProtocol] = set()
         self._closing = False
@@ -181,6 +182,9 @@ class ChatHub(WebSocketServerFactory):
         self._connections.discard(client)
         if admittedAs is not None:
             self.limits.release(admittedAs)
+        self._gone += 1
+        if self._gone >= memory.CROWD and not self._closing:
+            self._scheduleGiveBack()  # a crowd has gone: its memory may go back too
         if self._closing and not self._connections:
             waiting, self._allGone = self._allGone, []
             for d in waiting:
@@ -305,11 +309,15 @@ class ChatHub(WebSocketServerFactory):
         room.history.clear()
         if not room.occupied:
             self._forget(room)
-            if self._giveBackCall is None:
-                self._giveBackCall = self.clock.callLater(memory.INTERVAL, self._gaveBack)
+            self._scheduleGiveBack()
+
+    def _scheduleGiveBack(self) -> None:
+        if self._giveBackCall is None:
+            self._giveBackCall = self.clock.callLater(memory.INTERVAL, self._gaveBack)
 
     def _gaveBack(self) -> None:
         self._giveBackCall = None
+        self._gone = 0
         self._giveBack()
 
     # -- messages -------------------------------------------------------------------------

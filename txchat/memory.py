@@ -1,10 +1,11 @@
 """Giving memory back to the system once a crowd has gone.
 
-When thousands of rooms expire together (or the connections that made them are gone), the
-objects are freed but the memory stays with the process: connections are reference cycles,
-freed only by a full pass of Python's collector, and the C allocator keeps freed pages until
-asked to return them. After a batch of rooms has expired, the hub asks for both, at most once
-every L{INTERVAL} seconds (a full pass over a large heap takes some milliseconds)."""
+When thousands of rooms expire together, or thousands of connections have gone, the objects
+are freed but the memory stays with the process: connections are reference cycles, freed only
+by a full pass of Python's collector, and the C allocator keeps freed pages until asked to
+return them. After a batch of rooms has expired, or L{CROWD} connections have closed, the hub
+asks for both, L{INTERVAL} seconds later (a full pass over a large heap takes some
+milliseconds, so it runs at most that often)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import gc
 from typing import Callable
 
 INTERVAL = 10.0
+CROWD = 1000
 
 
 def _mallocTrim() -> Callable[[int], int] | None:
