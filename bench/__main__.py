@@ -69,7 +69,7 @@ CASES = [
     Case("redis-r1000x100", "one process through Redis: 1000 clients x 100 msg/s", 1000, 500, 100,
          servers=("txchat-redis",)),
     Case("idle5000", "5000 idle connections", 5000, idle=10, go="15.9 KiB/conn, connect 1.4 s"),
-    Case("connect5000", "5000 clients connect at once", 5000, idle=1, go="connect 0.63 s (issue 9's figure)"),
+    Case("connect5000", "5000 clients connect at once", 5000, idle=1, go="connect 0.63 s"),
     # A reconnection storm: 10,000 clients connect at once while 1000 others chat at 100 msg/s;
     # the figures are the chatting clients' (the storm's connect time after "storm").
     Case("storm", "storm: 10,000 connect while 1000 x 100 msg/s chat", 1000, 1500, 100, storm=10000,
