@@ -20,7 +20,7 @@ actions = st.lists(
         st.tuples(st.just("join"), st.just(0)),
         st.tuples(st.just("leave"), st.integers(0, 7)),
         st.tuples(st.just("back"), st.integers(0, 7)),
-        st.tuples(st.just("say"), st.integers(0, 2)),  # the seed talker says a few messages
+        st.tuples(st.just("say"), st.integers(0, 2)),  # the plain-protocol talker says a few messages
         st.tuples(st.just("flush"), st.just(0)),
         st.tuples(st.just("join"), st.just(0)),
         st.tuples(st.just("leave"), st.integers(0, 7)),

@@ -27,20 +27,20 @@ def test_a_message_reaches_its_room_only_and_ws_is_the_lobby():
 def test_v1_gets_the_subprotocol_a_welcome_first_then_json_lines_beside_seed_clients():
     hub, clock = makeHub(maxMessageSize=300)
     clock.advance(1_700_000_000.25)
-    seed = Peer(hub, path="/ws/general")
+    plain = Peer(hub, path="/ws/general")
     v1 = V1Peer(hub, "general", "name=%20Ada%0A%20")
     assert v1.status == 101 and "Sec-WebSocket-Protocol: txchat.v1" in v1.head
-    assert "Sec-WebSocket-Protocol" not in seed.head
+    assert "Sec-WebSocket-Protocol" not in plain.head
     (welcome,) = v1.lines()
     assert welcome == {"type": "welcome", "room": "general", "epoch": welcome["epoch"], "seq": 0, "online": 2,
                        "maxMessageSize": 300}
     v1.say("line\nbreak")
-    seed.say("from seed")
+    plain.say("from plain")
     clock.advance(0)
-    assert seed.messages() == ["line break", "from seed"]
+    assert plain.messages() == ["line break", "from plain"]
     assert [line for line in v1.lines() if line["type"] != "presence"] == [
         {"type": "message", "seq": 1, "time": 1_700_000_000_250, "name": "Ada", "text": "line break"},
-        {"type": "message", "seq": 2, "time": 1_700_000_000_250, "name": "", "text": "from seed"},
+        {"type": "message", "seq": 2, "time": 1_700_000_000_250, "name": "", "text": "from plain"},
     ]
 
 
@@ -80,8 +80,8 @@ def test_bad_handshake_parameters_get_400_and_disturb_nobody(query):
 def test_names_lose_control_characters_and_seed_clients_have_none():
     hub, clock = makeHub()
     v1 = V1Peer(hub, query="name=%E6%97%A5%07%1Bx" + "y" * 29)  # 32 once the controls are gone
-    seed = Peer(hub, path="/ws?name=ignored")
-    seed.say("hi")
+    plain = Peer(hub, path="/ws?name=ignored")
+    plain.say("hi")
     v1.say("yo")
     clock.advance(0)
     lines = [line for line in v1.lines() if line["type"] == "message"]

@@ -361,8 +361,8 @@ class ChatHub(WebSocketServerFactory):
     def _flushRoom(self, room: Room) -> None:
         started = perf_counter()
         metrics = self.metrics
-        deliveries = room.seed.pending * room.seed.ready + room.v1.pending * room.v1.ready
-        frames = (room.seed.ready if room.seed.pending else 0) + (room.v1.ready if room.v1.pending else 0)
+        deliveries = room.plain.pending * room.plain.ready + room.v1.pending * room.v1.ready
+        frames = (room.plain.ready if room.plain.pending else 0) + (room.v1.ready if room.v1.pending else 0)
         dropped = room.flush()
         metrics.flushSeconds.observe(perf_counter() - started)
         metrics.deliveries.inc(deliveries)

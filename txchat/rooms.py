@@ -2,7 +2,7 @@
 
 Plain code with no network: the hub passes the time in and acts on what these return.
 
-A room has one order. Its messages go out through two fanouts, one per protocol: the seed
+A room has one order. Its messages go out through two fanouts, one per protocol: the plain
 protocol's members get the bare text, txchat.v1 members a JSON line; each is encoded once per
 message and framed once per flush, whatever the number of members.
 """
@@ -51,7 +51,7 @@ class Room:
         self.maxMessageSize = maxMessageSize
         self.seq = 0
         self.fromBroker = False  # epoch and numbers are the broker's (Redis), not this process's
-        self.seed: Fanout[Any] = Fanout(sendQueue, frame)
+        self.plain: Fanout[Any] = Fanout(sendQueue, frame)
         self.v1: Fanout[Any] = Fanout(sendQueue, frame)
         self.history = History(history)
         self.lastMessage = now  # when the newest kept message came, or the room was made
@@ -68,7 +68,7 @@ class Room:
 
     def __len__(self) -> int:
         """Members connected to this process."""
-        return len(self.seed) + len(self.v1)
+        return len(self.plain) + len(self.v1)
 
     @property
     def online(self) -> int:
@@ -79,7 +79,7 @@ class Room:
         return len(self) + self.reserved + len(self.joining) > 0
 
     def fanout(self, v1: bool) -> Fanout[Any]:
-        return self.v1 if v1 else self.seed
+        return self.v1 if v1 else self.plain
 
     def publish(self, delivery: Delivery, numberHere: bool, now: float) -> bool:
         """Queue a message for the next flush, numbered here when C{numberHere} (one process),
@@ -99,7 +99,7 @@ class Room:
         if seq is not None and line is not None and self.history.limit:
             self.history.append(seq, line)
             self.lastMessage = now
-        started = (self.seed.publish(delivery.text) if self.seed else False) or started
+        started = (self.plain.publish(delivery.text) if self.plain else False) or started
         if line is not None and self.v1:
             started = self.v1.publish(line) or started
         return started
@@ -132,7 +132,7 @@ class Room:
 
     def flush(self) -> list[Any]:
         """Send both batches; return the members dropped for a full backlog."""
-        return self.seed.flush() + self.v1.flush()
+        return self.plain.flush() + self.v1.flush()
 
     def joinLines(self, since: tuple[str, int] | None) -> list[bytes]:
         """What a v1 member gets first: the welcome line, then the kept history, or with
