@@ -24,7 +24,7 @@ def test_a_message_reaches_its_room_only_and_ws_is_the_lobby():
     assert general.messages() == ["in general"]
 
 
-def test_v1_gets_the_subprotocol_a_welcome_first_then_json_lines_beside_seed_clients():
+def test_v1_gets_the_subprotocol_a_welcome_first_then_json_lines_beside_plain_clients():
     hub, clock = makeHub(maxMessageSize=300)
     clock.advance(1_700_000_000.25)
     plain = Peer(hub, path="/ws/general")
@@ -44,7 +44,7 @@ def test_v1_gets_the_subprotocol_a_welcome_first_then_json_lines_beside_seed_cli
     ]
 
 
-def test_only_unknown_subprotocols_get_the_seed_protocol():
+def test_only_unknown_subprotocols_get_the_plain_protocol():
     hub, clock = makeHub()
     peer = Peer(hub, headers={"Sec-WebSocket-Protocol": "chat.v9, other"})
     assert peer.status == 101 and "Sec-WebSocket-Protocol" not in peer.head
@@ -77,7 +77,7 @@ def test_bad_handshake_parameters_get_400_and_disturb_nobody(query):
     assert texts(other.lines()) == ["still here"]
 
 
-def test_names_lose_control_characters_and_seed_clients_have_none():
+def test_names_lose_control_characters_and_plain_clients_have_none():
     hub, clock = makeHub()
     v1 = V1Peer(hub, query="name=%E6%97%A5%07%1Bx" + "y" * 29)  # 32 once the controls are gone
     plain = Peer(hub, path="/ws?name=ignored")
