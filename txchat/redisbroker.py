@@ -299,6 +299,7 @@ class RedisBroker:
         self._deliver: Deliver | None = None
         self._presence: Presence | None = None
         self._rooms: set[str] = set()  # rooms with members here: their channels are subscribed
+        self._subscribed: set[str] = set()  # the channels asked of the current subscriber connection
         self.state = "starting"  # then "up" or "down"
         self.dropped = 0  # messages refused because the publish backlog was full
         self.lost = 0  # messages whose publish failed when the connection went
@@ -330,6 +331,7 @@ class RedisBroker:
 
         def subscribeAll(_: object) -> Deferred[Any]:
             # One channel a command: each SUBSCRIBE is answered once, in order.
+            self._subscribed = set(self._rooms)
             return DeferredList([connection.command(b"SUBSCRIBE", self.channel(room)) for room in sorted(self._rooms)],
                                 fireOnOneErrback=True, consumeErrors=True)
 
@@ -362,6 +364,7 @@ class RedisBroker:
 
     def _changed(self) -> None:
         before = self.state
+        self._sync()
         self._logChange()
         if self.state != before:
             ready = [d for state, d in self._watchers if state == self.state]
@@ -397,20 +400,25 @@ class RedisBroker:
         self._subscriber.start()
 
     def watch(self, room: str) -> None:
-        if room in self._rooms:
-            return
         self._rooms.add(room)
-        connection = self._subscriber.connection
-        if connection is not None:
-            connection.command(b"SUBSCRIBE", self.channel(room)).addErrback(lambda _: None)
+        self._sync()
 
     def unwatch(self, room: str) -> None:
-        if room not in self._rooms:
-            return
         self._rooms.discard(room)
+        self._sync()
+
+    def _sync(self) -> None:
+        """Bring the subscriber connection's channels in line with the rooms that have members
+        here (also once a new connection is ready: rooms may have come or gone while it was
+        subscribing to the ones it was given)."""
         connection = self._subscriber.connection
-        if connection is not None:
+        if connection is None:
+            return
+        for room in sorted(self._rooms - self._subscribed):
+            connection.command(b"SUBSCRIBE", self.channel(room)).addErrback(lambda _: None)
+        for room in sorted(self._subscribed - self._rooms):
             connection.command(b"UNSUBSCRIBE", self.channel(room)).addErrback(lambda _: None)
+        self._subscribed = set(self._rooms)
 
     def snapshot(self, room: str) -> Deferred[Snapshot | None]:
         """Read after the room's subscription is confirmed (the subscriber answers in order:
