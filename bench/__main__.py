@@ -65,7 +65,8 @@ CASES = [
     Case("senders100", "100 clients, each sending 10 msg/s", 100, 5000, 1000, senders=100),
     # Two txchat processes (one per core) and Redis; the load spread over both, one sender.
     Case("cluster-max1000", "cluster: max deliveries/s, 1000 clients", 1000, 4000, servers=("txchat-cluster",)),
-    Case("cluster-r1000x100", "cluster: 1000 clients x 100 msg/s", 1000, 500, 100, servers=("txchat-cluster",)),
+    Case("cluster-r1000x100", "cluster: 1000 clients x 100 msg/s", 1000, 500, 100,
+         servers=("txchat-cluster", "txchat-cluster-core0")),
     Case("redis-r1000x100", "one process through Redis: 1000 clients x 100 msg/s", 1000, 500, 100,
          servers=("txchat-redis",)),
     Case("idle5000", "5000 idle connections", 5000, idle=10, go="15.9 KiB/conn, connect 1.4 s"),
@@ -117,6 +118,13 @@ class Servers:
                 self.redis = RedisServer(workdir).start()
                 for cpu in ("0", "1"):
                     node = Twistd(*LISTEN, "--redis", self.redis.url, cwd=workdir, prefix=("taskset", "-c", cpu))
+                    self.processes.append(node)
+                for node in self.processes:
+                    node.waitFor("connected to Redis")
+            elif kind == "txchat-cluster-core0":  # both processes share CPU 0, as one process has it
+                self.redis = RedisServer(workdir).start()
+                for _ in range(2):
+                    node = Twistd(*LISTEN, "--redis", self.redis.url, cwd=workdir, prefix=("taskset", "-c", "0"))
                     self.processes.append(node)
                 for node in self.processes:
                     node.waitFor("connected to Redis")
@@ -255,7 +263,8 @@ def describe(case: Case, m: dict[str, Any]) -> str:
 
 
 def table(options: argparse.Namespace, results: dict[str, Any], cases: list[Case]) -> str:
-    servers = [s for s in ("txchat", "txchat-redis", "txchat-cluster", "naive", "naive-prepared")
+    servers = [s for s in ("txchat", "txchat-redis", "txchat-cluster", "txchat-cluster-core0", "naive",
+                           "naive-prepared")
                if s in options.servers]
     header = ["case", *servers] + (["Go (shared table)"] if options.tool == "wsload" else [])
     rows = [header, ["---"] * len(header)]
