@@ -172,9 +172,8 @@ class ChatHub(WebSocketServerFactory):
     def disconnected(self, client: ChatProtocol, admittedAs: str | None) -> None:
         room, client.room = client.room, None
         if room is not None:
-            fanout = room.fanout(client.v1)
-            if client in fanout or client in self._connections:
-                fanout.remove(client)
+            if client in self._connections:
+                room.fanout(client.v1).remove(client)
             else:
                 room.reserved -= 1  # admitted, never opened
             if not self._closing:  # else every room is going: no more presence lines or timers
@@ -248,10 +247,11 @@ class ChatHub(WebSocketServerFactory):
         self.rooms.forget(room)
 
     def _presenceChanged(self, room: Room) -> None:
-        """Tell v1 members the new count: at once if the last line is a second old, else when
-        it is; the line then carries the count as it is by then."""
-        if room.presenceCall is not None:
-            return
+        """Tell v1 members, and the other processes, the new count: at once if the last time
+        was a second ago, else when it is, with the count as it is by then. A storm of joins
+        costs one presence line and one Redis call a second, not one each."""
+        if room.presenceCall is not None or (not room.v1 and self.broker.numbersHere):
+            return  # (in one process, a room of plain-protocol clients has nobody to tell)
         wait = room.presenceAt + PRESENCE_INTERVAL - self.clock.seconds()
         if wait <= 0:
             self._sendPresence(room)
@@ -260,6 +260,7 @@ class ChatHub(WebSocketServerFactory):
 
     def _sendPresence(self, room: Room) -> None:
         room.presenceCall = None
+        room.presenceAt = self.clock.seconds()
         if len(room) != room.publishedOnline and room.watched:
             room.publishedOnline = len(room)
             self.broker.setOnline(room.name, len(room))
@@ -267,7 +268,6 @@ class ChatHub(WebSocketServerFactory):
         if online == room.presenceSent or not room.v1:
             return
         room.presenceSent = online
-        room.presenceAt = self.clock.seconds()
         if room.v1.publish(wire.presence(online)):
             self._scheduleFlush(room)
 

@@ -32,6 +32,9 @@ class CannotListen(SystemExit, Exception):
         return self.reason
 
 
+_EVERYWHERE = ("0.0.0.0", "::")
+
+
 def describe(description: str, port: IListeningPort, path: str) -> str:
     """The URL of C{path} on a listening port, as a person would type it."""
     address: Any = port.getHost()
@@ -39,7 +42,7 @@ def describe(description: str, port: IListeningPort, path: str) -> str:
     if host is None:
         return f"unix:{address.name} (UNIX socket; path {path})"
     scheme = "https" if description.split(":", 1)[0] in ("ssl", "tls") else "http"
-    shown = "localhost" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
+    shown = "localhost" if host in _EVERYWHERE else f"[{host}]" if ":" in host else host
     return f"{scheme}://{shown}:{address.port}{path}"
 
 
@@ -95,7 +98,7 @@ class Listener(Service):
         _log.info(
             "txchat: {what}{everywhere}",
             what=self.what.format(url=describe(self.description, port, self.path)),
-            everywhere=", on all interfaces" if where in ("0.0.0.0", "::") else "",
+            everywhere=", on all interfaces" if where in _EVERYWHERE else "",
         )
 
     def stopService(self) -> Deferred[None]:

@@ -18,6 +18,8 @@ Redis is back, numbering goes on where it stopped.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import secrets
 from dataclasses import dataclass
@@ -33,7 +35,7 @@ from twisted.python.failure import Failure
 from txchat.broker import Deliver, Presence, Snapshot
 from txchat.config import Config
 from txchat.redisclient import RedisConnection, RedisError, connectRedis
-from txchat.rooms import Delivery, newEpoch
+from txchat.rooms import Delivery
 
 _log = Logger()
 
@@ -236,8 +238,6 @@ class _Script:
     """A Lua script run by its SHA1, loaded again when Redis has forgotten it (NOSCRIPT)."""
 
     def __init__(self, source: bytes) -> None:
-        import hashlib
-
         self.source = source
         self.sha = hashlib.sha1(source).hexdigest().encode("ascii")
 
@@ -289,6 +289,7 @@ class RedisBroker:
         self.address = RedisAddress.fromURL(url)
         self._prefix = "txchat:" if not self.address.db else f"txchat:{self.address.db}:"
         self.process = secrets.token_hex(6)  # this process, in the rooms' member counts
+        self._epochs = itertools.count(1)
         self._reactor = reactor
         self._config = config
         self._backlog = config.redisBacklog
@@ -429,7 +430,7 @@ class RedisBroker:
         d = subscriber.command(b"PING")
         d.addCallback(lambda _: _snapshot(
             publisher, [self._key(room, "meta"), self._key(room, "history"), self._key(room, "online")],
-            [int(self._config.presenceStale * 1000), self.process, newEpoch(), int(self._config.historyTtl)],
+            [int(self._config.presenceStale * 1000), self.process, self._newEpoch(), int(self._config.historyTtl)],
         ))
         return d.addCallback(self._snapshotOf, room)
 
@@ -438,6 +439,11 @@ class RedisBroker:
         kept = [m for m in (_message(room, payload) for payload in history) if m is not None]
         others = {online[i].decode("ascii"): int(online[i + 1]) for i in range(0, len(online), 2)}
         return Snapshot(epoch.decode("ascii") or None, int(seq), kept, others)
+
+    def _newEpoch(self) -> str:
+        """An epoch for a room whose stream the script finds missing: unique to this process and
+        call (the script uses it only then), without a random draw per message."""
+        return f"{self.process}{next(self._epochs):x}"
 
     def setOnline(self, room: str, count: int) -> None:
         connection = self._publisher.connection
@@ -470,7 +476,7 @@ class RedisBroker:
         config = self._config
         _publish(
             connection, [self._key(room, "meta"), self._key(room, "history")],
-            [self.channel(room), config.history, int(config.historyTtl), newEpoch(), _tail(message)],
+            [self.channel(room), config.history, int(config.historyTtl), self._newEpoch(), _tail(message)],
         ).addErrback(self._publishFailed)
 
     def _publishFailed(self, failure: Failure) -> None:

@@ -96,7 +96,8 @@ class Room:
         line = None
         if self.v1 or (seq is not None and self.history.limit):
             line = _line(delivery, seq)
-        if seq is not None and line is not None and self.history.limit:
+        if seq is not None and self.history.limit:
+            assert line is not None
             self.history.append(seq, line)
             self.lastMessage = now
         started = (self.plain.publish(delivery.text) if self.plain else False) or started

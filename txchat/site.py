@@ -27,6 +27,7 @@ from twisted.web.server import Request, Site
 
 from txchat.config import Config
 from txchat.protocol import describePeer
+from txchat.webapp import asksForWebSocket
 
 _log = Logger()
 
@@ -71,9 +72,7 @@ class _Channel(HTTPChannel):
 
     def _tooSlow(self) -> None:
         self._deadline = None
-        _log.info("cut {peer}: no complete request within {seconds}s", peer=describePeer(self.transport.getPeer()),
-                  seconds=self.headerTimeout)
-        self.transport.abortConnection()
+        _cut(self.transport, self.headerTimeout)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._stopDeadline()
@@ -92,16 +91,19 @@ def _handOver(transport: ITransport, protocol: IProtocol) -> None:
     protocol.makeConnection(transport)
 
 
-def isUpgrade(head: bytes, method: bytes = b"GET") -> bool:
-    """Whether a request head is a C{method} request with an C{Upgrade: websocket} header."""
-    lines = head.split(b"\r\n")
-    if not lines[0].startswith(method + b" "):
-        return False
-    for line in lines[1:]:
+def _upgradeHeader(head: bytes) -> bytes | None:
+    """The value of a request head's C{Upgrade} header, if it has one."""
+    for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"upgrade":
-            return b"websocket" in [token.strip().lower() for token in value.split(b",")]
-    return False
+            return value
+    return None
+
+
+def _cut(transport: Any, seconds: float) -> None:
+    _log.info("cut {peer}: no complete request within {seconds}s", peer=describePeer(transport.getPeer()),
+              seconds=seconds)
+    transport.abortConnection()
 
 
 class _FirstRequest(Protocol):
@@ -153,9 +155,7 @@ class _FirstRequest(Protocol):
 
     def _tooSlow(self) -> None:
         self._deadline = None
-        _log.info("cut {peer}: no complete request within {seconds}s",
-                  peer=describePeer(self.transport.getPeer()), seconds=self.site.headerTimeout)
-        self.transport.abortConnection()
+        _cut(self.transport, self.site.headerTimeout)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._stopDeadline()
@@ -199,10 +199,10 @@ class ChatSite(Site):
         return _FirstRequest(self, addr)
 
     def fastLaneFactory(self, path: bytes, head: bytes) -> IProtocolFactory | None:
-        """The factory for a request head that may take the fast lane, or None."""
+        """The factory for a GET of C{path} that may take the fast lane, or None."""
         assert self._webSockets is not None
         where, factory = self._webSockets
-        if (path == where or path.startswith(where + b"/")) and isUpgrade(head):
+        if (path == where or path.startswith(where + b"/")) and asksForWebSocket(_upgradeHeader(head)):
             return factory
         return None
 

@@ -29,6 +29,11 @@ def pagePath() -> str:
         return str(Path(__file__).resolve().parent.parent / "web" / "home.html")
 
 
+def asksForWebSocket(upgrade: bytes | None) -> bool:
+    """Whether an C{Upgrade} header's value names the WebSocket protocol."""
+    return b"websocket" in [token.strip().lower() for token in (upgrade or b"").split(b",")]
+
+
 def _refuse(request: Request, code: int, message: bytes, **headers: bytes) -> bytes:
     request.setResponseCode(code, message.split(b":")[0])
     request.setHeader(b"content-type", b"text/plain; charset=utf-8")
@@ -63,8 +68,7 @@ class ChatSocket(WebSocketResource):
             return _refuse(request, 404, b"Not Found")
         if request.method != b"GET":
             return _refuse(request, 405, b"Method Not Allowed", Allow=b"GET")
-        upgrade = request.getHeader(b"upgrade") or b""
-        if b"websocket" not in [token.strip().lower() for token in upgrade.split(b",")]:
+        if not asksForWebSocket(request.getHeader(b"upgrade")):
             return _refuse(
                 request, 426, b"Upgrade Required: this is the chat's WebSocket endpoint", Upgrade=b"websocket"
             )
@@ -75,7 +79,7 @@ def _text(segment: bytes) -> str:
     return segment.decode("ascii", "replace")
 
 
-class Rooms(Resource):
+class RoomPages(Resource):
     """``/room/NAME``: the page, in room NAME."""
 
     def __init__(self, page: Resource) -> None:
@@ -116,7 +120,7 @@ def makeRoot(
     root = Root()
     thePage = Page(page or pagePath())
     root.putChild(b"", thePage)
-    root.putChild(b"room", Rooms(thePage))
+    root.putChild(b"room", RoomPages(thePage))
     root.putChild(b"ws", ChatSocket(factory))
     if health is not None:
         root.putChild(b"healthz", Health(health))
