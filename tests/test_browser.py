@@ -38,7 +38,7 @@ def browsers(tmp_path_factory) -> Iterator[tuple[webdriver.Chrome, webdriver.Chr
 
 @pytest.fixture
 def room(request) -> str:
-    return request.node.name.removeprefix("test_")[:64]
+    return request.node.name.removeprefix("test_")[:48]
 
 
 @pytest.fixture
