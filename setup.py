@@ -27,6 +27,7 @@ setup(
             "pytest>=8",
             "pytest-twisted>=1.14",
             "selenium>=4.20",
+            "selenium-axe-python>=2.2,<3",
             "websockets>=13",
             "picows>=1.0",
             "hypothesis>=6",
