@@ -21,6 +21,7 @@ setup(
         "autobahn>=24.4,<26.11",
         "hiredis>=2.1,<4",
         "prometheus_client>=0.17,<1",
+        "PyJWT[crypto]>=2.8,<3",
     ],
     extras_require={
         "test": [

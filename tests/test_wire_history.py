@@ -29,7 +29,11 @@ def test_malformed_since(raw):
 
 def test_since_keeps_an_epoch_with_colons_whole():
     assert wire.since(b"a:b:12") == ("a:b", 12)
-    assert wire.handshakeParams("/ws?since=e1%3A7&name=%20Bo%09b%20") == ("Bob", ("e1", 7))
+    uri = "/ws?since=e1%3A7&name=%20Bo%09b%20&token=a.b.c"
+    assert wire.handshakeParams(uri, v1=True, signed=False) == wire.Handshake("Bob", ("e1", 7), None)
+    # Signed: the name is the token's, and name= is not even read; a plain client has no since.
+    assert wire.handshakeParams(uri, v1=True, signed=True) == wire.Handshake("", ("e1", 7), "a.b.c")
+    assert wire.handshakeParams(uri + "&name=%ff", v1=False, signed=True) == wire.Handshake("", None, "a.b.c")
 
 
 def test_lines_are_compact_json_with_escaped_newlines():

@@ -23,6 +23,10 @@ Deliver = Callable[[Delivery], None]
 Presence = Callable[[str, str, int], None]
 
 
+class NotPublished(Exception):
+    """The broker refused a message (its backlog to Redis is full)."""
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """A room as Redis keeps it: its epoch (None: no stream yet), newest number, kept messages,
@@ -64,6 +68,11 @@ class Broker(Protocol):
     def publish(self, message: Delivery) -> None:
         """Send an accepted message to every process of the chat, this one included."""
 
+    def post(self, message: Delivery) -> Deferred[tuple[str, int] | None]:
+        """Publish, and fire with the (epoch, number) the broker gave the message; None where
+        it does not number (one process: the hub does), or delivered it here unnumbered (Redis
+        away); L{NotPublished} where it refused the message."""
+
     def stop(self) -> Deferred[None]:
         """Let go of any connection; fires when done."""
 
@@ -99,6 +108,10 @@ class LocalBroker:
     def publish(self, message: Delivery) -> None:
         if self._deliver is not None:
             self._deliver(message)
+
+    def post(self, message: Delivery) -> Deferred[tuple[str, int] | None]:
+        self.publish(message)
+        return succeed(None)
 
     def stop(self) -> Deferred[None]:
         self._deliver = None

@@ -42,6 +42,14 @@ class Config:
     maxRooms: int = 10000
     history: int = 50
     historyTtl: float = 86400.0
+    # Signed identities (the README's "Use txchat in your application"): an HS256 secret, or
+    # an RSA or EC P-256 public key in PEM. Neither: anyone may connect, with the name they give.
+    tokenSecret: str | None = None
+    tokenPublicKey: bytes | None = None
+    # Keys for the server API under /api/ (none: the API is off, and /api/ is 404).
+    apiKeys: tuple[str, ...] = ()
+    # Bytes of an HTTP request's body (the API's JSON); a larger one gets HTTP 413.
+    maxBodySize: int = 65536
     # Several processes through Redis (None: one process is the whole chat).
     redis: str | None = None
     redisBacklog: int = 1000

@@ -32,3 +32,6 @@ class History:
         if not self._kept or self._kept[0][0] > seq + 1:
             return None
         return [line for number, line in self._kept if number > seq]
+
+    def newerThan(self, seq: int) -> list[bytes]:
+        return [line for number, line in self._kept if number > seq]

@@ -7,12 +7,13 @@ reactor is free, framed once for all clients that keep up (see L{txchat.fanout})
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, Callable
 
 from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -26,11 +27,33 @@ from txchat.metrics import Metrics
 from txchat.origin import OriginPolicy
 from txchat.protocol import CLOSE_GOING_AWAY, CLOSE_POLICY, ChatProtocol
 from txchat.rooms import Delivery, Room, Rooms, newEpoch
+from txchat.tokens import tokenChecker
 
 _log = Logger()
 
 # At most one presence line a room a second.
 PRESENCE_INTERVAL = 1.0
+
+
+@dataclass(frozen=True)
+class RoomView:
+    """A room for the server API: its stream's epoch (None: none yet), newest number, members
+    on every process, and kept messages as txchat.v1 lines."""
+
+    room: str
+    epoch: str | None
+    seq: int
+    online: int
+    lines: list[bytes]
+
+
+class RoomsFull(Exception):
+    """Every room has members and --max-rooms allows no more."""
+
+
+class BrokerDown(Exception):
+    """Redis, which keeps the rooms, cannot be reached."""
+
 
 class ChatHub(WebSocketServerFactory):
     protocol: type[ChatProtocol] = ChatProtocol  # type: ignore[assignment]
@@ -49,6 +72,7 @@ class ChatHub(WebSocketServerFactory):
         self.origins = OriginPolicy(config.allowedOrigins)
         self.proxies = TrustedProxies(config.trustedProxies)
         self.limits = ConnectionLimits(config.maxConnections, config.maxConnectionsPerIp)
+        self.tokens = tokenChecker(config.tokenSecret, config.tokenPublicKey)
         self.metrics = Metrics()
         self.setProtocolOptions(
             versions=[13],
@@ -375,6 +399,49 @@ class ChatHub(WebSocketServerFactory):
                 limit=self.config.sendQueue,
             )
             client.leave(CLOSE_POLICY, "too slow: send queue full")
+
+    # -- the server API -------------------------------------------------------------------
+
+    def post(self, roomName: str, text: bytes, name: str) -> Deferred[tuple[str, int] | None]:
+        """Accept a normalised message from the application's backend, as from a member of the
+        room; fires with its (epoch, number), or None when it went out unnumbered (Redis away)."""
+        self.metrics.messagesIn.inc()
+        delivery = Delivery(roomName, text, name, int(self.clock.seconds() * 1000))
+        if not self.broker.numbersHere:
+            return self.broker.post(delivery)
+        room, evicted = self.rooms.open(roomName)
+        if evicted is not None:
+            self._forget(evicted)
+        if room is None:
+            return fail(RoomsFull())
+        self.broker.post(delivery)  # this process numbers it, now
+        numbered = (room.epoch, room.seq)
+        if not room.occupied and not len(room.history):
+            self._forget(room)  # nobody to keep it for: the next message starts a new stream
+        return succeed(numbered)
+
+    def describe(self, roomName: str, since: int = 0) -> Deferred[RoomView]:
+        """The room as its members see it, with its kept messages numbered after C{since};
+        L{BrokerDown} while Redis, which keeps the rooms, is away."""
+        room = self.rooms.get(roomName)
+        here = len(room) if room is not None else 0
+        if self.broker.numbersHere:
+            if room is None:
+                return succeed(RoomView(roomName, None, 0, 0, []))
+            return succeed(RoomView(roomName, room.epoch, room.seq, room.online, room.history.newerThan(since)))
+
+        def view(snapshot: Snapshot | None) -> RoomView:
+            if snapshot is None:
+                raise BrokerDown()
+            lines = [wire.message(m.seq, m.time, m.name, m.text.decode("utf-8"))
+                     for m in snapshot.history if m.seq is not None and m.seq > since]
+            return RoomView(roomName, snapshot.epoch, snapshot.seq, here + sum(snapshot.others.values()), lines)
+
+        return self.broker.snapshot(roomName).addCallback(view)
+
+    def known(self) -> list[tuple[str, int]]:
+        """(room, online) for every room this process knows."""
+        return sorted((room.name, room.online) for room in self.rooms)
 
     # -- shutdown -------------------------------------------------------------------------
 

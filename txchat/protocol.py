@@ -16,6 +16,7 @@ producer there would be polled without end by TLS's pull-to-push adapter.)
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Callable
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
@@ -35,6 +36,7 @@ from zope.interface import implementer
 from txchat import wire
 from txchat.autobahn_internals import cancelCloseTimer, failConnection, feed
 from txchat.limits import TokenBucket
+from txchat.tokens import TokenChecker, TokenRefused
 
 if TYPE_CHECKING:
     from txchat.hub import ChatHub
@@ -45,6 +47,7 @@ _log = Logger()
 CLOSE_GOING_AWAY = 1001
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_POLICY = 1008
+CLOSE_TOKEN_EXPIRED = 4001
 
 
 def normalise(payload: bytes) -> bytes:
@@ -93,6 +96,8 @@ class ChatProtocol(WebSocketServerProtocol):
     _admittedAs: str | None = None
     _bucket: TokenBucket | None = None
     _lastHeard = 0.0
+    # When the client's signed identity expires (seconds since the Unix epoch, as the clock says).
+    _expires = math.inf
     _nextPing = 0.0
     _keepalive: IDelayedCall | None = None
     _writeTimer: IDelayedCall | None = None
@@ -123,12 +128,16 @@ class ChatProtocol(WebSocketServerProtocol):
             hub.refused("not-found")
             raise ConnectionDeny(ConnectionDeny.NOT_FOUND, "no such room")
         self.v1 = wire.SUBPROTOCOL in request.protocols
-        if self.v1:
+        tokens = hub.tokens
+        if self.v1 or tokens is not None:
             try:
-                self.displayName, self.since = wire.handshakeParams(self.http_request_uri)
+                asked = wire.handshakeParams(self.http_request_uri, self.v1, tokens is not None)
             except wire.BadRequest as e:
                 hub.refused("bad-request")
                 raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, str(e)) from None
+            self.displayName, self.since = asked.name, asked.since
+            if tokens is not None:
+                self._signIn(tokens, asked.token, roomName)
         try:
             origin = request.headers.get("origin")
             allowed = hub.origins.allows(origin, request.headers.get("host"))
@@ -150,6 +159,16 @@ class ChatProtocol(WebSocketServerProtocol):
         if address != peerHost:
             self.peerName = f"{address} via {self.peerName}"
         return wire.SUBPROTOCOL if self.v1 else None
+
+    def _signIn(self, tokens: TokenChecker, token: str | None, roomName: str) -> None:
+        try:
+            identity = tokens.check(token, roomName)
+        except TokenRefused as e:
+            self.factory.refused("token")
+            _log.info("refused {peer}: {reason}", peer=self.peerName, reason=str(e))
+            raise ConnectionDeny(e.status, str(e)) from None
+        self.displayName = identity.name
+        self._expires = identity.expires
 
     def onOpen(self) -> None:
         try:
@@ -173,7 +192,7 @@ class ChatProtocol(WebSocketServerProtocol):
             now = self.factory.clock.seconds()
             self._nextPing = now + config.pingInterval
             self._keepalive = self.factory.clock.callLater(
-                min(config.pingInterval, config.pongTimeout), self._tick
+                max(0.0, min(config.pingInterval, config.pongTimeout, self._expires - now)), self._tick
             )
             _log.info("connect {peer}", peer=self.peerName)
             self.factory.register(self)
@@ -258,10 +277,14 @@ class ChatProtocol(WebSocketServerProtocol):
             _log.info("closing {peer}: silent for {seconds}s", peer=self.peerName, seconds=config.pongTimeout)
             self.leave(CLOSE_POLICY, "no pong")
             return
+        if now >= self._expires:
+            _log.info("closing {peer}: token expired", peer=self.peerName)
+            self.leave(CLOSE_TOKEN_EXPIRED, "token expired")
+            return
         if now >= self._nextPing:
             self.sendPing()
             self._nextPing = now + config.pingInterval
-        due = min(self._nextPing, self._lastHeard + config.pongTimeout)
+        due = min(self._nextPing, self._lastHeard + config.pongTimeout, self._expires)
         self._keepalive = clock.callLater(due - now, self._tick)
 
     def _writeTimedOut(self) -> None:

@@ -27,12 +27,12 @@ from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
 from twisted.application.internet import backoffPolicy
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txchat.broker import Deliver, Presence, Snapshot
+from txchat.broker import Deliver, NotPublished, Presence, Snapshot
 from txchat.config import Config
 from txchat.redisclient import RedisConnection, RedisError, connectRedis
 from txchat.rooms import Delivery
@@ -41,7 +41,7 @@ _log = Logger()
 
 
 # KEYS: meta, history. ARGV: channel, history limit, ttl seconds, a new epoch, the message's
-# [time,name,text] tail as JSON. Returns the message's number.
+# [time,name,text] tail as JSON. Returns the room's epoch and the message's number.
 PUBLISH = b"""
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
@@ -58,7 +58,7 @@ if limit > 0 then
 end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('PUBLISH', ARGV[1], payload)
-return seq
+return {epoch, seq}
 """
 
 # KEYS: meta, history, online. ARGV: stale after (ms), this process, a new epoch, ttl seconds.
@@ -261,6 +261,11 @@ def _tail(message: Delivery) -> bytes:
                       separators=(",", ":"), ensure_ascii=False)[1:-1].encode("utf-8")
 
 
+def _numbered(reply: list[Any]) -> tuple[str, int]:
+    epoch, seq = reply
+    return epoch.decode("ascii"), int(seq)
+
+
 def _message(room: str, payload: bytes) -> Delivery | None:
     try:
         kind, epoch, seq, time, name, text = json.loads(payload)
@@ -455,11 +460,14 @@ class RedisBroker:
     # -- messages ---------------------------------------------------------------------------
 
     def publish(self, message: Delivery) -> None:
+        self.post(message).addErrback(self._publishFailed)
+
+    def post(self, message: Delivery) -> Deferred[tuple[str, int] | None]:
         connection = self._publisher.connection
         if connection is None or self._subscriber.connection is None:
             if self._deliver is not None:
                 self._deliver(message)  # an outage: this process's clients still chat, unnumbered
-            return
+            return succeed(None)
         if connection.pending >= self._backlog:
             self.dropped += 1
             if not self._overflowing:
@@ -468,19 +476,20 @@ class RedisBroker:
                     "Redis publish backlog full ({limit} unanswered): refusing messages until it drains",
                     limit=self._backlog,
                 )
-            return
+            return fail(NotPublished("the Redis publish backlog is full"))
         if self._overflowing and connection.pending < self._backlog // 2:
             self._overflowing = False
             _log.info("Redis publish backlog drained; {dropped} messages refused so far", dropped=self.dropped)
         room = message.room
         config = self._config
-        _publish(
+        return _publish(
             connection, [self._key(room, "meta"), self._key(room, "history")],
             [self.channel(room), config.history, int(config.historyTtl), self._newEpoch(), _tail(message)],
-        ).addErrback(self._publishFailed)
+        ).addCallback(_numbered)
 
     def _publishFailed(self, failure: Failure) -> None:
-        self.lost += 1
+        if not failure.check(NotPublished):
+            self.lost += 1
 
     def _received(self, channel: bytes, payload: bytes) -> None:
         room = channel.decode("ascii", "replace").removeprefix(self._prefix)

@@ -1,5 +1,5 @@
 """The HTTP side of a connection, before any WebSocket: deadlines and size limits on requests,
-and the fast lane that hands a WebSocket handshake straight to its factory.
+an access log without query strings, and the fast lane that hands a WebSocket handshake straight to its factory.
 
 A connection's first request is usually a WebSocket handshake (a page load is one request, its
 chat a new connection). Through twisted.web, that handshake is parsed by HTTPChannel, becomes a
@@ -161,6 +161,62 @@ class _FirstRequest(Protocol):
         self._stopDeadline()
 
 
+class _Request(Request):
+    """A request whose body may be at most C{maxBodySize} bytes: a larger one is answered 413
+    and its connection closed, before the body is read, or as soon as it passes the bound
+    (chunked)."""
+
+    maxBodySize = Config.maxBodySize
+    _received = 0
+    _refused = False
+
+    def gotLength(self, length: int | None) -> None:
+        if length is not None and length > self.maxBodySize:
+            self._refuse()
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._refused:
+            return
+        self._received += len(data)
+        if self._received > self.maxBodySize:
+            self._refuse()
+            return
+        super().handleContentChunk(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if not self._refused:
+            super().requestReceived(command, path, version)
+
+    def _refuse(self) -> None:
+        self._refused = True
+        transport: Any = self.channel.transport
+        transport.write(
+            b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+        self.channel.loseConnection()
+
+
+class _WithoutQuery:
+    """A request as the access log sees it: its URI and referrer without their query strings,
+    which may carry a token (nothing txchat logs ever shows one)."""
+
+    def __init__(self, request: http.Request) -> None:
+        self._request = request
+        self.uri = request.uri.partition(b"?")[0]
+
+    def getHeader(self, name: bytes) -> bytes | None:
+        value = self._request.getHeader(name)
+        return value.partition(b"?")[0] if value is not None and name.lower() == b"referer" else value
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._request, name)
+
+
+def accessLine(timestamp: str, request: http.Request) -> str:
+    return http.combinedLogFormatter(timestamp, _WithoutQuery(request))
+
+
 class ChatSite(Site):
     """The site, with a deadline for request headers, a bound on their size, and a fast lane
     for WebSocket handshakes."""
@@ -180,7 +236,8 @@ class ChatSite(Site):
             take the fast lane to C{factory}; the same path must lead to the factory in
             C{root} too, for handshakes that come later on a kept-alive connection.
         """
-        super().__init__(root, reactor=reactor)
+        requests = type("Request", (_Request,), {"maxBodySize": config.maxBodySize})
+        super().__init__(root, requestFactory=requests, reactor=reactor, logFormatter=accessLine)
         self.displayTracebacks = False
         self.headerTimeout = config.handshakeTimeout
         self.maxHeaderSize = config.maxHeaderSize

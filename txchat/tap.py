@@ -16,6 +16,7 @@ from twisted.web.resource import Resource
 import txchat
 from txchat import memory
 from txchat.config import DEFAULT_PORT, Config
+from txchat.api import Api
 from txchat.hub import ChatHub, HubService
 from txchat.limits import TrustedProxies
 from txchat.listener import Listener
@@ -23,6 +24,7 @@ from txchat.metrics import MetricsPage
 from txchat.origin import OriginPolicy
 from txchat.redisbroker import RedisAddress, RedisBroker
 from txchat.site import ChatSite
+from txchat.tokens import tokenChecker
 from txchat.webapp import makeRoot
 
 _COERCION_PREFIX = "Parameter type enforcement failed: "
@@ -57,6 +59,14 @@ def checkRedisURL(url: str) -> str:
     except ValueError as e:
         raise ValueError(f"--redis: {e}") from None
     return url
+
+
+def _readFile(option: str, path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise usage.UsageError(f"--{option}: cannot read {path}: {e.strerror}") from None
 
 
 # Options that set one Config field: (option, field, kind, lowest value, help). The default
@@ -113,6 +123,9 @@ class Options(usage.Options):
         self["allowed-origin"] = []
         self["trusted-proxy"] = []
         self["metrics-listen"] = []
+        self["token-secret"] = None
+        self["token-public-key"] = None
+        self["api-key"] = []
 
     def opt_version(self) -> None:
         """Print txchat's version (and Twisted's and Autobahn's) and exit."""
@@ -152,9 +165,41 @@ class Options(usage.Options):
             raise usage.UsageError(f"--allowed-origin: {e}") from None
         self["allowed-origin"].append(origin)
 
+    def opt_token_secret(self, secret: str) -> None:
+        """Require a JWT signed with this HS256 secret (token= in the handshake) for every WebSocket; the name comes from it. Prefer --token-secret-file: a command line is visible to every user of the machine."""  # noqa: E501
+        self["token-secret"] = secret
+
+    def opt_token_secret_file(self, path: str) -> None:
+        """As --token-secret, the secret read from this file (surrounding white space ignored)."""
+        self["token-secret"] = _readFile("token-secret-file", path).decode("utf-8", "replace").strip()
+
+    def opt_token_public_key(self, path: str) -> None:
+        """Require a JWT signed with the private half of this PEM public key: RSA (RS256) or EC P-256 (ES256)."""  # noqa: E501
+        self["token-public-key"] = _readFile("token-public-key", path)
+
+    def opt_api_key(self, key: str) -> None:
+        """Turn the server API under /api/ on, for callers with this bearer key; repeatable (for rotation). Prefer --api-key-file."""  # noqa: E501
+        self["api-key"].append(key)
+
+    def opt_api_key_file(self, path: str) -> None:
+        """As --api-key, with the keys read from this file, one a line (blank lines and # comments ignored)."""
+        text = _readFile("api-key-file", path).decode("utf-8", "replace")
+        keys = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+        if not keys:
+            raise usage.UsageError(f"--api-key-file: no key in {path}")
+        self["api-key"].extend(keys)
+
     def postOptions(self) -> None:
         if self["interface"] and self["listen"]:
             raise usage.UsageError("--interface: goes with --port, not with --listen")
+        try:
+            tokenChecker(self["token-secret"], self["token-public-key"])
+        except ValueError as e:
+            option = "token-public-key" if self["token-public-key"] is not None else "token-secret"
+            raise usage.UsageError(f"--{option}: {e}") from None
+        for key in self["api-key"]:
+            if len(key) < 16 or not key.isprintable() or " " in key:
+                raise usage.UsageError("--api-key: at least 16 characters, printable, no spaces")
 
     def listeners(self) -> list[tuple[str, str]]:
         """(option, endpoint description) for every chat listener; the option is for errors."""
@@ -179,6 +224,9 @@ class Options(usage.Options):
             allowedOrigins=tuple(self["allowed-origin"]),
             trustedProxies=tuple(self["trusted-proxy"]),
             redis=self["redis"],
+            tokenSecret=self["token-secret"],
+            tokenPublicKey=self["token-public-key"],
+            apiKeys=tuple(self["api-key"]),
             **{field: self[option] for option, field, *_ in _SETTINGS},
         )
 
@@ -208,7 +256,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     broker = RedisBroker(config.redis, reactor, config) if config.redis else None
     hub = ChatHub(config, reactor, broker, memory.giveBack)
     HubService(hub).setServiceParent(top)
-    site = ChatSite(makeRoot(hub, health=hub.health), reactor, config, webSockets=(b"/ws", hub))
+    api = Api(hub, config.apiKeys, config.maxMessageSize) if config.apiKeys else None
+    site = ChatSite(makeRoot(hub, health=hub.health, api=api), reactor, config, webSockets=(b"/ws", hub))
     for option, description in options.listeners():
         endpoint = serverFromString(reactor, description)
         Listener(option, description, endpoint, site, "chat page at {url} (WebSocket /ws)").setServiceParent(top)

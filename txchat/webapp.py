@@ -1,5 +1,6 @@
 """The resources: ``/`` and ``/room/NAME`` serve the page, ``/ws`` and ``/ws/NAME`` upgrade to a
-room's chat, ``/healthz`` answers load balancers, anything else is 404.
+room's chat, ``/healthz`` answers load balancers, ``/api/`` is the server API when it is on,
+anything else is 404.
 
 This module knows the hub only as the WebSocket factory that ``/ws`` hands connections to,
 and as a callable that says how it is.
@@ -115,9 +116,12 @@ class Root(Resource):
 
 
 def makeRoot(
-    factory: Any, page: str | None = None, health: Callable[[], tuple[int, str]] | None = None
+    factory: Any, page: str | None = None, health: Callable[[], tuple[int, str]] | None = None,
+    api: Resource | None = None,
 ) -> Resource:
     root = Root()
+    if api is not None:
+        root.putChild(b"api", api)
     thePage = Page(page or pagePath())
     root.putChild(b"", thePage)
     root.putChild(b"room", RoomPages(thePage))

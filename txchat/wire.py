@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -45,12 +46,17 @@ def _query(uri: str) -> dict[str, bytes]:
     return params
 
 
+def cleanName(text: str) -> str:
+    """A display name without control characters or surrounding white space."""
+    return "".join(c for c in text if unicodedata.category(c) != "Cc").strip()
+
+
 def displayName(raw: bytes) -> str:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest("name: not UTF-8") from None
-    name = "".join(c for c in text if unicodedata.category(c) != "Cc").strip()
+    name = cleanName(text)
     if len(name) > MAX_NAME:
         raise BadRequest(f"name: more than {MAX_NAME} characters")
     return name
@@ -65,11 +71,22 @@ def since(raw: bytes) -> tuple[str, int]:
     return epoch, int(seq)
 
 
-def handshakeParams(uri: str) -> tuple[str, tuple[str, int] | None]:
-    """(display name, since or None) from a v1 handshake's URI; BadRequest when malformed."""
+@dataclass(frozen=True)
+class Handshake:
+    name: str
+    since: tuple[str, int] | None
+    token: str | None
+
+
+def handshakeParams(uri: str, v1: bool, signed: bool) -> Handshake:
+    """What a handshake's URI asks for; BadRequest when malformed. Only txchat.v1 clients
+    give C{name} and C{since}; with C{signed} identities the name is the token's, and
+    C{name=} is not even read."""
     params = _query(uri)
-    name = displayName(params["name"]) if "name" in params else ""
-    return name, since(params["since"]) if "since" in params else None
+    name = displayName(params["name"]) if v1 and not signed and "name" in params else ""
+    resume = since(params["since"]) if v1 and "since" in params else None
+    token = params["token"].decode("utf-8", "replace") if signed and "token" in params else None
+    return Handshake(name, resume, token)
 
 
 def encode(line: dict[str, Any]) -> bytes:
