@@ -94,6 +94,10 @@ async def test_twistd_serves_chat_and_closes_clients_with_1001_on_sigterm(tmp_pa
         (["--max-message-size", "-1"], "--max-message-size"),
         (["--listen", "tcp:nope"], "--listen"),
         (["--redis", "localhost:6379"], "--redis"),
+        (["--token-public-key", "/nonexistent/key.pem"], "--token-public-key"),
+        (["--token-secret", ""], "--token-secret"),
+        (["--api-key", "short"], "--api-key"),
+        (["--api-key-file", "/dev/null"], "--api-key-file"),
     ],
 )
 def test_bad_option_exits_with_one_line_and_listens_on_nothing(tmp_path, args, option):
