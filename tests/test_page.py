@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
+import jwt
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
@@ -250,3 +251,27 @@ def test_a_long_session_keeps_1000_entries_and_a_burst_of_1000_renders(chat, bro
               f"long tasks {figures['tasks']}, longest {figures['longest']:.0f} ms\n")
     (ARTIFACTS / "burst-render.txt").write_text(report)
     print(report)
+
+
+def test_a_signed_in_link_names_the_reader_and_an_expired_sign_in_stops_the_page(tmp_path):
+    secret = "the application's secret, thirty-two bytes or more"
+    expires = int(time.time()) + 4
+    token = jwt.encode({"sub": "u1", "name": "Ada Signed", "rooms": ["shop"], "exp": expires}, secret, algorithm="HS256")
+    driver = makeBrowser(tmp_path / "profile")
+    try:
+        with Twistd("--listen", "tcp:0:interface=127.0.0.1", "--token-secret", secret, cwd=tmp_path) as server:
+            page = Page(driver, f"http://127.0.0.1:{server.port}/room/shop#token={token}", name=None)
+            page.waitForState("open")
+            assert page.element("name-dialog").get_attribute("open") is None, "the application named the reader"
+            assert page.element("name-button").text == "Signed in as Ada Signed"
+            assert driver.execute_script("return location.hash") == "", "the token left the address bar"
+            page.say("signed hello")
+            assert (page.entries()[-1]["name"], page.entries()[-1]["mine"]) == ("Ada Signed", True)
+            page.waitForText("Your sign-in has expired: open the chat again from the application.")
+            assert page.texts()[-2:] == ["Connection closed. token expired",
+                                         "Your sign-in has expired: open the chat again from the application."]
+            assert page.element("status").text == "Signed out"
+            assert "code 4001 token expired" in server.log
+            assert token not in server.log
+    finally:
+        driver.quit()
