@@ -61,9 +61,10 @@ class Broker(Protocol):
     def dropped(self) -> int:
         """Messages refused, in all, for a full backlog."""
 
-    def start(self, deliver: Deliver, presence: Presence) -> None:
+    def start(self, deliver: Deliver, presence: Presence, reconnected: Callable[[], None] = lambda: None) -> None:
         """Begin handing published messages, in their one order, to C{deliver}, and other
-        processes' member counts to C{presence}."""
+        processes' member counts to C{presence}; call C{reconnected} each time the broker is
+        back after an outage (what was published meanwhile did not come here)."""
 
     def publish(self, message: Delivery) -> None:
         """Send an accepted message to every process of the chat, this one included."""
@@ -102,7 +103,7 @@ class LocalBroker:
     def __init__(self) -> None:
         self._deliver: Deliver | None = None
 
-    def start(self, deliver: Deliver, presence: Presence) -> None:
+    def start(self, deliver: Deliver, presence: Presence, reconnected: Callable[[], None] = lambda: None) -> None:
         self._deliver = deliver
 
     def publish(self, message: Delivery) -> None:

@@ -347,7 +347,7 @@ class ChatHub(WebSocketServerFactory):
     # -- messages -------------------------------------------------------------------------
 
     def startBroker(self) -> None:
-        self.broker.start(self.deliver, self._remotePresence)
+        self.broker.start(self.deliver, self._remotePresence, self._catchUp)
         if not self.broker.numbersHere:
             self._refreshCall = self.clock.callLater(self.config.presenceRefresh, self._refreshPresence)
 
@@ -364,12 +364,39 @@ class ChatHub(WebSocketServerFactory):
         room = self.rooms.get(delivery.room)
         if room is None:
             return  # nobody here is in that room any more
+        if room.held is not None:
+            room.held.append(delivery)  # after what this process missed, which is on its way
+            return
         if room.joining:
             room.buffer.append(delivery)
         if room.publish(delivery, self.broker.numbersHere, self.clock.seconds()):
             self._scheduleFlush(room)
         if len(room.history) and room.expiryCall is None:
             room.expiryCall = self.clock.callLater(self.config.historyTtl, self._expire, room)
+
+    def _catchUp(self) -> None:
+        """Redis is back after this process lost it: what the other processes published
+        meanwhile never came here. Read each room's kept messages and deliver the missed ones
+        first, holding what arrives live until then, so members see one unbroken stream."""
+        for room in self.rooms:
+            if room.watched and room.fromBroker and room.held is None:
+                room.held = []
+                self.broker.snapshot(room.name).addBoth(self._caughtUp, room)
+
+    def _caughtUp(self, snapshot: Snapshot | None | Failure, room: Room) -> None:
+        held, room.held = room.held or [], None
+        if self.rooms.get(room.name) is not room:
+            return  # forgotten meanwhile
+        if isinstance(snapshot, Snapshot) and snapshot.epoch == room.epoch:
+            missed = [m for m in snapshot.history if m.seq is not None and m.seq > room.seq]
+            resumeAt = missed[0].seq if missed and missed[0].seq is not None else snapshot.seq + 1
+            if resumeAt > room.seq + 1 and room.gap(resumeAt - 1):
+                self._scheduleFlush(room)  # not all of it is kept any more: v1 members are told
+            for message in missed:
+                self.deliver(message)
+        for delivery in held:
+            if delivery.seq is None or delivery.epoch != room.epoch or delivery.seq > room.seq:
+                self.deliver(delivery)
 
     def _scheduleFlush(self, room: Room) -> None:
         self._dirty[room.name] = room

@@ -304,6 +304,7 @@ class RedisBroker:
         self._connectTimeout = config.redisConnectTimeout
         self._deliver: Deliver | None = None
         self._presence: Presence | None = None
+        self._reconnected: Callable[[], None] = lambda: None
         self._rooms: set[str] = set()  # rooms with members here: their channels are subscribed
         self._subscribed: set[str] = set()  # the channels asked of the current subscriber connection
         self.state = "starting"  # then "up" or "down"
@@ -377,6 +378,8 @@ class RedisBroker:
             self._watchers = [(state, d) for state, d in self._watchers if state != self.state]
             for d in ready:
                 d.callback(None)
+            if self.state == "up" and before == "down":
+                self._reconnected()
 
     def _logChange(self) -> None:
         if self.up:
@@ -399,9 +402,10 @@ class RedisBroker:
 
     # -- rooms ------------------------------------------------------------------------------
 
-    def start(self, deliver: Deliver, presence: Presence) -> None:
+    def start(self, deliver: Deliver, presence: Presence, reconnected: Callable[[], None] = lambda: None) -> None:
         self._deliver = deliver
         self._presence = presence
+        self._reconnected = reconnected
         self._publisher.start()
         self._subscriber.start()
 
@@ -428,16 +432,25 @@ class RedisBroker:
 
     def snapshot(self, room: str) -> Deferred[Snapshot | None]:
         """Read after the room's subscription is confirmed (the subscriber answers in order:
-        a PING behind the SUBSCRIBE), so that every later message comes by the channel."""
+        a PING behind the SUBSCRIBE), so that every later message comes by the channel; and
+        answer only once the channel has delivered every message the snapshot holds (a second
+        PING behind them): the ones published between the first PING and the read are in
+        both, and the hub must have had them by the channel before it serves the snapshot,
+        or a joiner would get them twice. (Found by the fault runs: on a congested link the
+        subscriber's pushes arrive well after the publisher's reply.)"""
         subscriber, publisher = self._subscriber.connection, self._publisher.connection
         if subscriber is None or publisher is None:
             return succeed(None)
+
+        def caughtUp(snapshot: Snapshot) -> Deferred[Any]:
+            return subscriber.command(b"PING").addCallback(lambda _: snapshot)
+
         d = subscriber.command(b"PING")
         d.addCallback(lambda _: _snapshot(
             publisher, [self._key(room, "meta"), self._key(room, "history"), self._key(room, "online")],
             [int(self._config.presenceStale * 1000), self.process, self._newEpoch(), int(self._config.historyTtl)],
         ))
-        return d.addCallback(self._snapshotOf, room)
+        return d.addCallback(self._snapshotOf, room).addCallback(caughtUp)
 
     def _snapshotOf(self, reply: list[Any], room: str) -> Snapshot:
         epoch, seq, online, history = reply
@@ -508,5 +521,6 @@ class RedisBroker:
     def stop(self) -> Deferred[None]:
         self._deliver = None
         self._presence = None
+        self._reconnected = lambda: None
         d = DeferredList([self._publisher.stop(), self._subscriber.stop()])
         return d.addCallback(lambda _: None)

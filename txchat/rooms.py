@@ -61,6 +61,9 @@ class Room:
         self.watched = False  # the broker delivers this room's messages here
         self.joining: list[Any] = []  # v1 members waiting for the broker's snapshot
         self.buffer: list[Delivery] = []  # what was delivered meanwhile
+        # While this process catches up with what it missed during a Redis outage: what
+        # arrives live, to deliver after that (None: not catching up).
+        self.held: list[Delivery] | None = None
         self.presenceSent = -1  # the online count last sent to v1 members
         self.presenceAt = float("-inf")
         self.presenceCall: IDelayedCall | None = None
@@ -116,6 +119,16 @@ class Room:
         self.epoch = epoch
         self.fromBroker = True
         return told
+
+    def gap(self, seq: int) -> bool:
+        """Messages up to C{seq} were missed and are no longer kept: the room's numbers go on
+        from there, and v1 members are told with a welcome that does not claim recovery;
+        True when the flush needs scheduling."""
+        self.seq = seq
+        self.history.clear()
+        if not self.v1:
+            return False
+        return self.v1.publish(wire.welcome(self.name, self.epoch, seq, self.online, self.maxMessageSize, False))
 
     def adopt(self, epoch: str | None, seq: int, kept: list[Delivery], since: list[Delivery]) -> None:
         """Take the broker's view of the room: its epoch, numbers and history (C{kept}), then
