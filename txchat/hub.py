@@ -25,7 +25,7 @@ from txchat.config import Config
 from txchat.limits import ConnectionLimits, TrustedProxies
 from txchat.metrics import Metrics
 from txchat.origin import OriginPolicy
-from txchat.protocol import CLOSE_GOING_AWAY, CLOSE_POLICY, ChatProtocol
+from txchat.protocol import CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TRY_AGAIN, ChatProtocol
 from txchat.rooms import Delivery, Room, Rooms, newEpoch
 from txchat.tokens import tokenChecker
 
@@ -126,12 +126,27 @@ class ChatHub(WebSocketServerFactory):
             if room is None:
                 self.limits.release(address)
                 reason = "max-rooms"
+            elif self._behind(client, room):
+                self.limits.release(address)
+                reason = "catching-up"
             else:
                 room.reserved += 1
                 client.room = room
                 self._watch(room)
         self.metrics.handshakes.labels("refused-" + reason if reason else "accepted").inc()
         return reason
+
+    def _behind(self, client: ChatProtocol, room: Room) -> bool:
+        """Whether this process, cut off from Redis, is behind a v1 client that resumes here:
+        it has seen numbers this process has not, which this process cannot serve without
+        sending it some twice. It is refused (503, or 1013 once open) and retries; by then
+        Redis is back, or it has found another process."""
+        return not self.broker.numbersHere and not self.broker.up and self._ahead(client, room)
+
+    @staticmethod
+    def _ahead(client: ChatProtocol, room: Room) -> bool:
+        since = client.since
+        return since is not None and client.v1 and since[0] == room.epoch and since[1] > room.seq
 
     def refused(self, reason: str) -> None:
         self.metrics.handshakes.labels("refused-" + reason).inc()
@@ -173,7 +188,12 @@ class ChatHub(WebSocketServerFactory):
         if not room.joining:
             room.buffer = []
         if client.room is room and client.member:
-            self._join(client, room)
+            if not isinstance(snapshot, Snapshot) and self._ahead(client, room):
+                client.leave(CLOSE_TRY_AGAIN, "catching up with Redis: try again")  # (Redis went)
+            elif room.held is not None:
+                room.waiting.append(client)  # after the room has caught up, as all its members
+            else:
+                self._join(client, room)
         elif not self._closing:
             self._vacated(room)  # it left while its history was being read
 
@@ -196,6 +216,8 @@ class ChatHub(WebSocketServerFactory):
     def disconnected(self, client: ChatProtocol, admittedAs: str | None) -> None:
         room, client.room = client.room, None
         if room is not None:
+            if client in room.waiting:
+                room.waiting.remove(client)
             if client in self._connections:
                 room.fanout(client.v1).remove(client)
             else:
@@ -386,6 +408,7 @@ class ChatHub(WebSocketServerFactory):
     def _caughtUp(self, snapshot: Snapshot | None | Failure, room: Room) -> None:
         held, room.held = room.held or [], None
         if self.rooms.get(room.name) is not room:
+            room.waiting = []
             return  # forgotten meanwhile
         if isinstance(snapshot, Snapshot) and snapshot.epoch == room.epoch:
             missed = [m for m in snapshot.history if m.seq is not None and m.seq > room.seq]
@@ -397,6 +420,10 @@ class ChatHub(WebSocketServerFactory):
         for delivery in held:
             if delivery.seq is None or delivery.epoch != room.epoch or delivery.seq > room.seq:
                 self.deliver(delivery)
+        waiting, room.waiting = room.waiting, []
+        for client in waiting:
+            if client.room is room and client.member:
+                self._join(client, room)
 
     def _scheduleFlush(self, room: Room) -> None:
         self._dirty[room.name] = room

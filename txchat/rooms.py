@@ -64,6 +64,7 @@ class Room:
         # While this process catches up with what it missed during a Redis outage: what
         # arrives live, to deliver after that (None: not catching up).
         self.held: list[Delivery] | None = None
+        self.waiting: list[Any] = []  # v1 members whose join waits for that
         self.presenceSent = -1  # the online count last sent to v1 members
         self.presenceAt = float("-inf")
         self.presenceCall: IDelayedCall | None = None
@@ -79,7 +80,7 @@ class Room:
 
     @property
     def occupied(self) -> bool:
-        return len(self) + self.reserved + len(self.joining) > 0
+        return len(self) + self.reserved + len(self.joining) + len(self.waiting) > 0
 
     def fanout(self, v1: bool) -> Fanout[Any]:
         return self.v1 if v1 else self.plain
