@@ -191,7 +191,7 @@ class Run:
 
     async def _slow(self, room: str) -> None:
         """A client that completes its handshake and then never reads a byte."""
-        where = urlsplit(self.nodes[-1])
+        where = urlsplit(self.nodes[0])  # where the flood goes too
         reader, writer = await asyncio.open_connection(where.hostname, where.port)
         writer.write((f"GET /ws/{room} HTTP/1.1\r\nHost: {where.netloc}\r\nUpgrade: websocket\r\n"
                       "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"

@@ -25,6 +25,9 @@ if [ "${1:-}" = test ]; then
     command -v chromedriver >/dev/null || need+=(chromium-driver)
     command -v redis-server >/dev/null || need+=(redis-server)
     command -v nginx >/dev/null || need+=(nginx)
+    command -v redis-cli >/dev/null || need+=(redis-tools)
+    # The fault runs: network namespaces, veth links and traffic control.
+    { [ -x /usr/sbin/ip ] || [ -x /sbin/ip ]; } && { [ -x /usr/sbin/tc ] || [ -x /sbin/tc ]; } || need+=(iproute2)
 fi
 if [ ${#need[@]} -gt 0 ]; then
     aptInstall "${need[@]}"

@@ -305,6 +305,7 @@ class RedisBroker:
         self._deliver: Deliver | None = None
         self._presence: Presence | None = None
         self._reconnected: Callable[[], None] = lambda: None
+        self._early: list[tuple[bytes, bytes]] | None = None  # a new subscriber's first pushes
         self._rooms: set[str] = set()  # rooms with members here: their channels are subscribed
         self._subscribed: set[str] = set()  # the channels asked of the current subscriber connection
         self.state = "starting"  # then "up" or "down"
@@ -333,8 +334,13 @@ class RedisBroker:
         return d
 
     def _subscribe(self, connection: RedisConnection) -> Deferred[Any]:
-        """Subscribe a new subscriber connection to every room with members here."""
-        connection.onMessage = self._received
+        """Subscribe a new subscriber connection to every room with members here. What its
+        channels carry is kept until the broker is up and the hub has heard so (and, after an
+        outage, begun to catch up on what it missed): delivered before, it would overtake
+        the messages the hub has yet to read back."""
+        early: list[tuple[bytes, bytes]] = []
+        self._early = early
+        connection.onMessage = lambda channel, payload: early.append((channel, payload))
 
         def subscribeAll(_: object) -> Deferred[Any]:
             # One channel a command: each SUBSCRIBE is answered once, in order.
@@ -380,6 +386,12 @@ class RedisBroker:
                 d.callback(None)
             if self.state == "up" and before == "down":
                 self._reconnected()
+        subscriber = self._subscriber.connection
+        if self.state == "up" and subscriber is not None and self._early is not None:
+            early, self._early = self._early, None
+            subscriber.onMessage = self._received
+            for channel, payload in early:
+                self._received(channel, payload)
 
     def _logChange(self) -> None:
         if self.up:
