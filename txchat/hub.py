@@ -184,7 +184,8 @@ class ChatHub(WebSocketServerFactory):
             now = self.clock.seconds()
             for process, count in snapshot.others.items():
                 room.remote[process] = (count, now)
-            room.adopt(snapshot.epoch, snapshot.seq, snapshot.history, room.buffer)
+            if room.held is None:  # (else the room's own catch-up brings it up to date)
+                room.adopt(snapshot.epoch, snapshot.seq, snapshot.history, room.buffer)
         if not room.joining:
             room.buffer = []
         if client.room is room and client.member:
