@@ -127,3 +127,4 @@ class Page:
         """Type and wait until the message came back from the server."""
         self.type(text)
         self.waitForText(text)
+

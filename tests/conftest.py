@@ -3,7 +3,11 @@ from __future__ import annotations
 from typing import Iterator
 
 import pytest
+from selenium import webdriver
 from twisted.internet import reactor
+
+from tests.browser import makeBrowser
+from tests.processes import Twistd
 
 
 def _isWaker(selectable: object) -> bool:
@@ -29,3 +33,27 @@ def cleanReactor() -> Iterator[None]:
         reactor.removeWriter(selectable)
     assert not leftCalls, f"test left delayed calls behind: {described}"
     assert not leftReaders and not leftWriters, f"test left connections behind: {leftReaders + leftWriters}"
+
+
+# For the browser tests: one txchat and two browsers per module; each test chats in a room
+# named after it, so the history one test leaves never shows in another.
+
+@pytest.fixture(scope="module")
+def chat(tmp_path_factory) -> Iterator[Twistd]:
+    server = Twistd("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path_factory.mktemp("chat"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browsers(tmp_path_factory) -> Iterator[tuple[webdriver.Chrome, webdriver.Chrome]]:
+    a = makeBrowser(tmp_path_factory.mktemp("profile-a"))
+    b = makeBrowser(tmp_path_factory.mktemp("profile-b"))
+    yield a, b
+    a.quit()
+    b.quit()
+
+
+@pytest.fixture
+def room(request) -> str:
+    return request.node.name.removeprefix("test_")[:48]

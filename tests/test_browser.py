@@ -4,41 +4,16 @@ test leaves never shows in another."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Iterator
-
 import pytest
-from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from websockets.sync.client import connect as wsConnect
 
-from tests.browser import ARTIFACTS, TRY_SOCKET, Page, makeBrowser
+from tests.browser import TRY_SOCKET, Page, makeBrowser
 from tests.certs import makeCertificate
 from tests.processes import Twistd
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def chat(tmp_path_factory) -> Iterator[Twistd]:
-    server = Twistd("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path_factory.mktemp("chat"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def browsers(tmp_path_factory) -> Iterator[tuple[webdriver.Chrome, webdriver.Chrome]]:
-    a = makeBrowser(tmp_path_factory.mktemp("profile-a"))
-    b = makeBrowser(tmp_path_factory.mktemp("profile-b"))
-    yield a, b
-    a.quit()
-    b.quit()
-
-
-@pytest.fixture
-def room(request) -> str:
-    return request.node.name.removeprefix("test_")[:48]
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from selenium import webdriver
 from websockets.sync.client import connect as wsConnect
 
 from tests.browser import ARTIFACTS, Page, makeBrowser
-from tests.processes import Twistd
 
 pytestmark = pytest.mark.browser
 
@@ -27,13 +26,6 @@ axe.run(document, {resultTypes: ["violations"]}).then(
   error => done([{id: "axe failed", impact: "critical", help: String(error), nodes: []}]));
 """
 PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
-
-
-@pytest.fixture(scope="module")
-def chat(tmp_path_factory) -> Iterator[Twistd]:
-    server = Twistd("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path_factory.mktemp("chat"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
