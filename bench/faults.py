@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import select
 import shutil
 import signal
 import subprocess
@@ -22,7 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from bench.faultnet import Link, Network, unavailable
 from bench.historycheck import Report, check
@@ -112,8 +113,11 @@ class FaultCluster:
         self.clients.stdin.flush()
         self._expect("ok" if command != "stop" else "done")
 
-    def _expect(self, word: str) -> None:
+    def _expect(self, word: str, timeout: float = 60) -> None:
         assert self.clients is not None and self.clients.stdout is not None
+        ready, _, _ = select.select([self.clients.stdout], [], [], timeout)
+        if not ready:
+            raise RuntimeError(f"the clients said nothing for {timeout} s (waiting for {word!r})")
         line = self.clients.stdout.readline().strip()
         if line != word:
             raise RuntimeError(f"the clients said {line!r}, not {word!r} (exit {self.clients.poll()})")
