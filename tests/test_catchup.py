@@ -130,3 +130,15 @@ def test_a_client_ahead_of_a_process_cut_off_from_redis_is_told_to_try_again():
     assert same.status == 101
     lines = same.lines()
     assert (lines[0]["type"], lines[0]["recovered"]) == ("welcome", True)
+
+
+def test_a_stream_that_started_over_meanwhile_comes_whole_after_a_new_welcome():
+    hub, clock, broker, member = setUp()
+    broker.reconnected()
+    broker.deliver(message(3, "F"))
+    _, d = broker.snapshots.pop(0)
+    d.callback(Snapshot("F", 3, [message(1, "F"), message(2, "F"), message(3, "F")], {}))
+    clock.advance(0)
+    lines = [line for line in member.lines() if line["type"] != "presence"]
+    assert (lines[0]["type"], lines[0]["epoch"], lines[0]["seq"], lines[0]["recovered"]) == ("welcome", "F", 0, False)
+    assert [line["seq"] for line in lines[1:]] == [1, 2, 3]

@@ -411,11 +411,14 @@ class ChatHub(WebSocketServerFactory):
         if self.rooms.get(room.name) is not room:
             room.waiting = []
             return  # forgotten meanwhile
-        if isinstance(snapshot, Snapshot) and snapshot.epoch == room.epoch:
-            missed = [m for m in snapshot.history if m.seq is not None and m.seq > room.seq]
-            resumeAt = missed[0].seq if missed and missed[0].seq is not None else snapshot.seq + 1
-            if resumeAt > room.seq + 1 and room.gap(resumeAt - 1):
-                self._scheduleFlush(room)  # not all of it is kept any more: v1 members are told
+        if isinstance(snapshot, Snapshot) and snapshot.epoch is not None:
+            if snapshot.epoch == room.epoch:
+                missed = [m for m in snapshot.history if m.seq is not None and m.seq > room.seq]
+                resumeAt = missed[0].seq if missed and missed[0].seq is not None else snapshot.seq + 1
+                if resumeAt > room.seq + 1 and room.gap(resumeAt - 1):
+                    self._scheduleFlush(room)  # not all of it is kept any more: v1 members are told
+            else:
+                missed = snapshot.history  # the stream started over meanwhile: all of the new one
             for message in missed:
                 self.deliver(message)
         for delivery in held:
