@@ -248,5 +248,8 @@ def test_a_signed_in_link_names_the_reader_and_an_expired_sign_in_stops_the_page
             assert page.element("status").text == "Signed out"
             assert "code 4001 token expired" in server.log
             assert token not in server.log
+            elsewhere = Page(driver, f"http://127.0.0.1:{server.port}/room/other#token={token}", name=None)
+            elsewhere.waitForText("Your sign-in does not include this room.")
+            assert elsewhere.element("status").text == "Not allowed"
     finally:
         driver.quit()
