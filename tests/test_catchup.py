@@ -142,3 +142,18 @@ def test_a_stream_that_started_over_meanwhile_comes_whole_after_a_new_welcome():
     lines = [line for line in member.lines() if line["type"] != "presence"]
     assert (lines[0]["type"], lines[0]["epoch"], lines[0]["seq"], lines[0]["recovered"]) == ("welcome", "F", 0, False)
     assert [line["seq"] for line in lines[1:]] == [1, 2, 3]
+
+
+def test_a_room_made_while_redis_was_away_tells_its_members_when_redis_numbers_arrive():
+    clock, broker = Clock(), StubBroker()
+    hub = MemoryHub(Config(history=50), clock, broker)
+    hub.startBroker()
+    broker.up = False
+    member = V1Peer(hub, "r")
+    (welcome,) = [line for line in member.lines() if line["type"] == "welcome"]
+    assert welcome["epoch"] != "E", "this process's own epoch, for now"
+    broker.up = True
+    broker.deliver(message(1))
+    clock.advance(0)
+    lines = [line for line in member.lines() if line["type"] != "presence"]
+    assert [(line["type"], line.get("epoch"), line["seq"]) for line in lines] == [("welcome", "E", 0), ("message", None, 1)]

@@ -110,13 +110,15 @@ class Room:
         return started
 
     def _startedOver(self, epoch: str, seq: int) -> bool:
-        """The broker's stream for this room has a new epoch (Redis lost its data): the old
-        history goes, and v1 members are told with a new welcome before its first message."""
+        """The broker's stream for this room has another epoch than the room here: Redis lost
+        its data, or the room was made here while Redis was away (its epoch was this process's
+        own). The old history goes, and v1 members are told with a new welcome before the
+        stream's first message here. (A room made during an outage whose members were not told
+        was found by the fault runs: they took the new stream's numbers for the old epoch's.)"""
+        self.history.clear()
         told = False
-        if self.fromBroker:
-            self.history.clear()
-            if self.v1:
-                told = self.v1.publish(wire.welcome(self.name, epoch, seq - 1, self.online, self.maxMessageSize, False))
+        if self.v1:
+            told = self.v1.publish(wire.welcome(self.name, epoch, seq - 1, self.online, self.maxMessageSize, False))
         self.epoch = epoch
         self.fromBroker = True
         return told
