@@ -157,3 +157,17 @@ def test_a_room_made_while_redis_was_away_tells_its_members_when_redis_numbers_a
     clock.advance(0)
     lines = [line for line in member.lines() if line["type"] != "presence"]
     assert [(line["type"], line.get("epoch"), line["seq"]) for line in lines] == [("welcome", "E", 0), ("message", None, 1)]
+
+
+def test_a_joiner_who_finds_a_new_stream_does_not_leave_the_members_here_in_the_old_one():
+    hub, clock, broker, member = setUp()
+    joiner = V1Peer(hub, "r")
+    _, d = broker.snapshots.pop(0)
+    d.callback(Snapshot("F", 2, [message(1, "F"), message(2, "F")], {}))
+    clock.advance(0)
+    lines = [line for line in member.lines() if line["type"] != "presence"]
+    assert [(line["type"], line.get("epoch"), line["seq"]) for line in lines] == [
+        ("welcome", "F", 0), ("message", None, 1), ("message", None, 2)]
+    joined = [line for line in joiner.lines() if line["type"] != "presence"]
+    assert [(line["type"], line.get("epoch"), line["seq"]) for line in joined] == [
+        ("welcome", "F", 2), ("message", None, 1), ("message", None, 2)]

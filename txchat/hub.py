@@ -185,6 +185,11 @@ class ChatHub(WebSocketServerFactory):
             for process, count in snapshot.others.items():
                 room.remote[process] = (count, now)
             if room.held is None:  # (else the room's own catch-up brings it up to date)
+                if len(room) and snapshot.epoch is not None and snapshot.epoch != room.epoch:
+                    # The stream started over and the members here were not told: the new
+                    # stream's kept messages go to them first (after its welcome).
+                    for message in snapshot.history:
+                        self.deliver(message)
                 room.adopt(snapshot.epoch, snapshot.seq, snapshot.history, room.buffer)
         if not room.joining:
             room.buffer = []
@@ -402,7 +407,7 @@ class ChatHub(WebSocketServerFactory):
         meanwhile never came here. Read each room's kept messages and deliver the missed ones
         first, holding what arrives live until then, so members see one unbroken stream."""
         for room in self.rooms:
-            if room.watched and room.fromBroker and room.held is None:
+            if room.watched and room.held is None:
                 room.held = []
                 self.broker.snapshot(room.name).addBoth(self._caughtUp, room)
 
