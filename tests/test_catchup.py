@@ -171,3 +171,14 @@ def test_a_joiner_who_finds_a_new_stream_does_not_leave_the_members_here_in_the_
     joined = [line for line in joiner.lines() if line["type"] != "presence"]
     assert [(line["type"], line.get("epoch"), line["seq"]) for line in joined] == [
         ("welcome", "F", 2), ("message", None, 1), ("message", None, 2)]
+
+
+def test_a_joiner_who_finds_a_new_empty_stream_has_the_members_here_told_of_it():
+    hub, clock, broker, member = setUp()
+    V1Peer(hub, "r")
+    _, d = broker.snapshots.pop(0)
+    d.callback(Snapshot("F", 0, [], {}))  # Redis came back empty: the joiner's read began stream F
+    broker.deliver(message(1, "F"))
+    clock.advance(0)
+    lines = [line for line in member.lines() if line["type"] != "presence"]
+    assert [(line["type"], line.get("epoch"), line["seq"]) for line in lines] == [("welcome", "F", 0), ("message", None, 1)]

@@ -190,7 +190,8 @@ class ChatHub(WebSocketServerFactory):
                     # stream's kept messages go to them first (after its welcome).
                     for message in snapshot.history:
                         self.deliver(message)
-                room.adopt(snapshot.epoch, snapshot.seq, snapshot.history, room.buffer)
+                if room.adopt(snapshot.epoch, snapshot.seq, snapshot.history, room.buffer):
+                    self._scheduleFlush(room)
         if not room.joining:
             room.buffer = []
         if client.room is room and client.member:

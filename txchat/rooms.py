@@ -133,11 +133,16 @@ class Room:
             return False
         return self.v1.publish(wire.welcome(self.name, self.epoch, seq, self.online, self.maxMessageSize, False))
 
-    def adopt(self, epoch: str | None, seq: int, kept: list[Delivery], since: list[Delivery]) -> None:
+    def adopt(self, epoch: str | None, seq: int, kept: list[Delivery], since: list[Delivery]) -> bool:
         """Take the broker's view of the room: its epoch, numbers and history (C{kept}), then
-        what was delivered since the subscription began (C{since}) and is newer."""
+        what was delivered since the subscription began (C{since}) and is newer. If that is
+        another stream than the v1 members here know, they are told with a welcome; True
+        when the flush needs scheduling."""
         if epoch is None:
-            return  # no stream in the broker yet: the first message will start one
+            return False  # no stream in the broker yet: the first message will start one
+        told = False
+        if epoch != self.epoch and self.v1:
+            told = self.v1.publish(wire.welcome(self.name, epoch, seq, self.online, self.maxMessageSize, False))
         self.epoch, self.seq, self.fromBroker = epoch, seq, True
         self.history.clear()
         newer = [m for m in since if m.epoch == epoch and m.seq is not None and m.seq > seq]
@@ -146,6 +151,7 @@ class Room:
                 self.seq = max(self.seq, message.seq)
                 if self.history.limit:
                     self.history.append(message.seq, _line(message, message.seq))
+        return told
 
     def flush(self) -> list[Any]:
         """Send both batches; return the members dropped for a full backlog."""
