@@ -89,5 +89,8 @@ def test_a_flood_and_clients_that_never_read_while_a_node_is_cut_off(cluster):
     print(f"RSS KiB before {before}, peak {cluster.peakRss}")
     for i, peak in cluster.peakRss.items():
         assert peak - before[i] < 200 * 1024, "memory stays bounded under the flood"
-    assert any("dropped slow client" in line for line in cluster.nodes[0].lines)
+    # The clients that never read are dropped: for a full send queue, or (they answer no ping
+    # either) as silent, whichever the node sees first.
+    dropped = [line for line in cluster.nodes[0].lines if "dropped slow client" in line or "silent for" in line]
+    assert len(dropped) >= 3, "".join(cluster.nodes[0].lines[-30:])
     assert report.accepted > 1000, "the flood got through"
