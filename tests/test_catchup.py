@@ -10,7 +10,7 @@ import pytest
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
-from tests.memory import MemoryHub, V1Peer
+from tests.memory import MemoryHub, Peer, V1Peer
 from txchat.broker import Snapshot
 from txchat.config import Config
 from txchat.rooms import Delivery
@@ -182,3 +182,18 @@ def test_a_joiner_who_finds_a_new_empty_stream_has_the_members_here_told_of_it()
     clock.advance(0)
     lines = [line for line in member.lines() if line["type"] != "presence"]
     assert [(line["type"], line.get("epoch"), line["seq"]) for line in lines] == [("welcome", "F", 0), ("message", None, 1)]
+
+
+def test_plain_clients_of_a_room_made_while_redis_was_away_get_no_history_when_it_returns():
+    clock, broker = Clock(), StubBroker()
+    hub = MemoryHub(Config(history=50), clock, broker)
+    hub.startBroker()
+    broker.up = False
+    plain = Peer(hub, path="/ws/r")
+    broker.up = True
+    broker.reconnected()
+    _, d = broker.snapshots.pop(0)
+    d.callback(Snapshot("F", 2, [message(1, "F"), message(2, "F")], {}))  # said before they came
+    broker.deliver(message(3, "F"))
+    clock.advance(0)
+    assert plain.messages() == ["m3"], "only what was said after they came, as the gorilla chat does"

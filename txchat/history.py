@@ -31,7 +31,8 @@ class History:
             return []
         if not self._kept or self._kept[0][0] > seq + 1:
             return None
-        return [line for number, line in self._kept if number > seq]
+        return self.newerThan(seq)
 
     def newerThan(self, seq: int) -> list[bytes]:
+        """Every kept line numbered after C{seq}, whatever is gone before them."""
         return [line for number, line in self._kept if number > seq]

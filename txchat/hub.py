@@ -185,11 +185,8 @@ class ChatHub(WebSocketServerFactory):
             for process, count in snapshot.others.items():
                 room.remote[process] = (count, now)
             if room.held is None:  # (else the room's own catch-up brings it up to date)
-                if len(room) and snapshot.epoch is not None and snapshot.epoch != room.epoch:
-                    # The stream started over and the members here were not told: the new
-                    # stream's kept messages go to them first (after its welcome).
-                    for message in snapshot.history:
-                        self.deliver(message)
+                if len(room):
+                    self._catchUpWith(room, snapshot)  # (a stream that started over, say)
                 if room.adopt(snapshot.epoch, snapshot.seq, snapshot.history, room.buffer):
                     self._scheduleFlush(room)
         if not room.joining:
@@ -417,16 +414,8 @@ class ChatHub(WebSocketServerFactory):
         if self.rooms.get(room.name) is not room:
             room.waiting = []
             return  # forgotten meanwhile
-        if isinstance(snapshot, Snapshot) and snapshot.epoch is not None:
-            if snapshot.epoch == room.epoch:
-                missed = [m for m in snapshot.history if m.seq is not None and m.seq > room.seq]
-                resumeAt = missed[0].seq if missed and missed[0].seq is not None else snapshot.seq + 1
-                if resumeAt > room.seq + 1 and room.gap(resumeAt - 1):
-                    self._scheduleFlush(room)  # not all of it is kept any more: v1 members are told
-            else:
-                missed = snapshot.history  # the stream started over meanwhile: all of the new one
-            for message in missed:
-                self.deliver(message)
+        if isinstance(snapshot, Snapshot):
+            self._catchUpWith(room, snapshot)
         for delivery in held:
             if delivery.seq is None or delivery.epoch != room.epoch or delivery.seq > room.seq:
                 self.deliver(delivery)
@@ -434,6 +423,24 @@ class ChatHub(WebSocketServerFactory):
         for client in waiting:
             if client.room is room and client.member:
                 self._join(client, room)
+
+    def _catchUpWith(self, room: Room, snapshot: Snapshot) -> None:
+        """Deliver to the members here what the broker's snapshot holds and they have not had:
+        the rest of their stream (telling v1 members first of what is no longer kept), or all
+        of a stream that started over (its first message brings its welcome). Not the kept
+        messages of a stream they never followed (a room made here while Redis was away): plain
+        clients never get history; v1 members are told of the stream when it reaches them."""
+        if snapshot.epoch is None:
+            return
+        if snapshot.epoch == room.epoch:
+            missed = [m for m in snapshot.history if m.seq is not None and m.seq > room.seq]
+            resumeAt = missed[0].seq if missed and missed[0].seq is not None else snapshot.seq + 1
+            if resumeAt > room.seq + 1 and room.gap(resumeAt - 1):
+                self._scheduleFlush(room)
+        else:
+            missed = snapshot.history if room.fromBroker else []
+        for message in missed:
+            self.deliver(message)
 
     def _scheduleFlush(self, room: Room) -> None:
         self._dirty[room.name] = room

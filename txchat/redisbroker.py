@@ -485,9 +485,13 @@ class RedisBroker:
     # -- messages ---------------------------------------------------------------------------
 
     def publish(self, message: Delivery) -> None:
-        self.post(message).addErrback(self._publishFailed)
+        self._send(message).addErrback(self._publishFailed)
 
     def post(self, message: Delivery) -> Deferred[tuple[str, int] | None]:
+        return self._send(message).addCallback(lambda reply: None if reply is None else _numbered(reply))
+
+    def _send(self, message: Delivery) -> Deferred[Any]:
+        """Publish; fires with the script's reply, or None when delivered here unnumbered."""
         connection = self._publisher.connection
         if connection is None or self._subscriber.connection is None:
             if self._deliver is not None:
@@ -510,7 +514,7 @@ class RedisBroker:
         return _publish(
             connection, [self._key(room, "meta"), self._key(room, "history")],
             [self.channel(room), config.history, int(config.historyTtl), self._newEpoch(), _tail(message)],
-        ).addCallback(_numbered)
+        )
 
     def _publishFailed(self, failure: Failure) -> None:
         if not failure.check(NotPublished):

@@ -50,7 +50,9 @@ class Room:
         self.epoch = epoch
         self.maxMessageSize = maxMessageSize
         self.seq = 0
-        self.fromBroker = False  # epoch and numbers are the broker's (Redis), not this process's
+        # Whether the members here follow the broker's stream (Redis's epoch), not one this
+        # process began on its own (one process, or a room made while Redis was away).
+        self.fromBroker = False
         self.plain: Fanout[Any] = Fanout(sendQueue, frame)
         self.v1: Fanout[Any] = Fanout(sendQueue, frame)
         self.history = History(history)
@@ -116,11 +118,8 @@ class Room:
         stream's first message here. (A room made during an outage whose members were not told
         was found by the fault runs: they took the new stream's numbers for the old epoch's.)"""
         self.history.clear()
-        told = False
-        if self.v1:
-            told = self.v1.publish(wire.welcome(self.name, epoch, seq - 1, self.online, self.maxMessageSize, False))
-        self.epoch = epoch
-        self.fromBroker = True
+        told = self._tell(epoch, seq - 1)
+        self.epoch, self.fromBroker = epoch, True
         return told
 
     def gap(self, seq: int) -> bool:
@@ -129,9 +128,7 @@ class Room:
         True when the flush needs scheduling."""
         self.seq = seq
         self.history.clear()
-        if not self.v1:
-            return False
-        return self.v1.publish(wire.welcome(self.name, self.epoch, seq, self.online, self.maxMessageSize, False))
+        return self._tell(self.epoch, seq)
 
     def adopt(self, epoch: str | None, seq: int, kept: list[Delivery], since: list[Delivery]) -> bool:
         """Take the broker's view of the room: its epoch, numbers and history (C{kept}), then
@@ -140,9 +137,7 @@ class Room:
         when the flush needs scheduling."""
         if epoch is None:
             return False  # no stream in the broker yet: the first message will start one
-        told = False
-        if epoch != self.epoch and self.v1:
-            told = self.v1.publish(wire.welcome(self.name, epoch, seq, self.online, self.maxMessageSize, False))
+        told = self._tell(epoch, seq) if epoch != self.epoch else False
         self.epoch, self.seq, self.fromBroker = epoch, seq, True
         self.history.clear()
         newer = [m for m in since if m.epoch == epoch and m.seq is not None and m.seq > seq]
@@ -152,6 +147,13 @@ class Room:
                 if self.history.limit:
                     self.history.append(message.seq, _line(message, message.seq))
         return told
+
+    def _tell(self, epoch: str, seq: int) -> bool:
+        """Tell the v1 members here, with a welcome that does not claim recovery, that their
+        stream goes on as C{epoch} after C{seq}; True when the flush needs scheduling."""
+        if not self.v1:
+            return False
+        return self.v1.publish(wire.welcome(self.name, epoch, seq, self.online, self.maxMessageSize, False))
 
     def flush(self) -> list[Any]:
         """Send both batches; return the members dropped for a full backlog."""
