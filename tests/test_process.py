@@ -96,6 +96,7 @@ async def test_twistd_serves_chat_and_closes_clients_with_1001_on_sigterm(tmp_pa
         (["--redis", "localhost:6379"], "--redis"),
         (["--token-public-key", "/nonexistent/key.pem"], "--token-public-key"),
         (["--token-secret", ""], "--token-secret"),
+        (["--token-secret", "x"], "--token-secret"),
         (["--api-key", "short"], "--api-key"),
         (["--api-key-file", "/dev/null"], "--api-key-file"),
     ],

@@ -99,6 +99,8 @@ def test_repeatable_allowed_origin_and_redis():
         (["--rate-limit", "-1"], "--rate-limit"),
         (["--max-connections", "-1"], "--max-connections"),
         (["--handshake-timeout", "0"], "--handshake-timeout"),
+        (["--token-secret", "x"], "--token-secret"),
+        (["--token-secret", "é" * 15 + "x"], "--token-secret"),  # 31 bytes, 16 characters
     ],
 )
 def test_bad_values_give_one_line_naming_the_option(args, option):
@@ -108,6 +110,19 @@ def test_bad_values_give_one_line_naming_the_option(args, option):
     assert "\n" not in message
     assert message.startswith("twistd txchat: error: ")
     assert option in message
+
+
+def test_an_hs256_secret_under_32_bytes_is_refused_naming_the_option_it_came_from(tmp_path):
+    short, enough = tmp_path / "short", tmp_path / "enough"
+    short.write_text("y" * 31 + "\n")
+    enough.write_text("y" * 32 + "\n")
+    with pytest.raises(SystemExit) as e:
+        parse("--token-secret-file", str(short))
+    message = str(e.value.code)
+    assert message.startswith("twistd txchat: error: --token-secret-file: ") and "\n" not in message
+    assert "at least 32 bytes" in message and "has 31" in message
+    assert parse("--token-secret-file", str(enough)).config().tokenSecret == "y" * 32
+    assert parse("--token-secret", "z" * 32).config().tokenSecret == "z" * 32
 
 
 def test_make_service_listens_where_asked_and_stops_the_hub_last():

@@ -124,6 +124,7 @@ class Options(usage.Options):
         self["trusted-proxy"] = []
         self["metrics-listen"] = []
         self["token-secret"] = None
+        self.secretOption = "token-secret"  # which option gave the secret, for its error
         self["token-public-key"] = None
         self["api-key"] = []
 
@@ -168,10 +169,12 @@ class Options(usage.Options):
     def opt_token_secret(self, secret: str) -> None:
         """Require a JWT signed with this HS256 secret (token= in the handshake) for every WebSocket; the name comes from it. Prefer --token-secret-file: a command line is visible to every user of the machine."""  # noqa: E501
         self["token-secret"] = secret
+        self.secretOption = "token-secret"
 
     def opt_token_secret_file(self, path: str) -> None:
         """As --token-secret, the secret read from this file (surrounding white space ignored)."""
         self["token-secret"] = _readFile("token-secret-file", path).decode("utf-8", "replace").strip()
+        self.secretOption = "token-secret-file"
 
     def opt_token_public_key(self, path: str) -> None:
         """Require a JWT signed with the private half of this PEM public key: RSA (RS256) or EC P-256 (ES256)."""  # noqa: E501
@@ -195,7 +198,7 @@ class Options(usage.Options):
         try:
             tokenChecker(self["token-secret"], self["token-public-key"])
         except ValueError as e:
-            option = "token-public-key" if self["token-public-key"] is not None else "token-secret"
+            option = "token-public-key" if self["token-public-key"] is not None else self.secretOption
             raise usage.UsageError(f"--{option}: {e}") from None
         for key in self["api-key"]:
             if len(key) < 16 or not key.isprintable() or " " in key:

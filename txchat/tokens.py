@@ -35,6 +35,11 @@ class Identity:
     expires: float  # seconds since the Unix epoch: the token's `exp`, or infinity
 
 
+# RFC 7518 §3.2: an HS256 key must be at least as long as the hash, 256 bits; a shorter one
+# can be guessed offline from any token a client holds.
+MIN_SECRET_BYTES = 32
+
+
 class TokenChecker:
     def __init__(self, key: Any, algorithm: str) -> None:
         self._key = key
@@ -42,9 +47,15 @@ class TokenChecker:
 
     @classmethod
     def fromSecret(cls, secret: str) -> TokenChecker:
-        if not secret:
+        key = secret.encode("utf-8")
+        if not key:
             raise ValueError("the secret is empty")
-        return cls(secret.encode("utf-8"), "HS256")
+        if len(key) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"an HS256 secret needs at least {MIN_SECRET_BYTES} bytes (RFC 7518 section 3.2), this one has "
+                f"{len(key)} (openssl rand -base64 32 makes one)"
+            )
+        return cls(key, "HS256")
 
     @classmethod
     def fromPublicKey(cls, pem: bytes) -> TokenChecker:
