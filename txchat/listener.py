@@ -1,12 +1,11 @@
 """Listening on one endpoint, and saying so: where a person opens the chat, or why it cannot.
 
 twistd would log a failure to listen and run on, serving nothing (and a daemonised twistd
-would even exit 0). L{Listener} fails the start instead, with one line, as a bad option does.
+would even exit 0). L{Listener} stops the start instead, with one line, as a bad option does.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from twisted.application.service import Service
@@ -18,18 +17,18 @@ from twisted.python.failure import Failure
 _log = Logger()
 
 
-class CannotListen(SystemExit, Exception):
-    """Both kinds on purpose. Under ``twistd -n`` a SystemExit ends the process with status 1
-    and no traceback; a daemonising twistd passes an Exception's text (the reason first: it
-    keeps only 100 bytes) to the parent process through its status pipe, and the parent
-    prints it and exits 1."""
+class CannotListen(SystemExit):
+    """The one line, as the exit status's message: Python prints it to stderr and exits 1,
+    without a traceback. Raised from makeService (L{Listener.listen}), so before a daemonising
+    twistd forks: after the fork, a failure reaches the terminal only as the bytes repr that
+    twistd's status pipe carries, under a "Please look at log file" line."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(1)
-        self.reason = reason
+    def __init__(self, line: str) -> None:
+        super().__init__(line)
+        self.line = line
 
     def __str__(self) -> str:
-        return self.reason
+        return self.line
 
 
 _EVERYWHERE = ("0.0.0.0", "::")
@@ -70,36 +69,37 @@ class Listener(Service):
         self.path = path
         self.port: IListeningPort | None = None
 
-    def privilegedStartService(self) -> None:
-        """Listen now, so that a busy or forbidden port stops twistd before it runs."""
-        super().privilegedStartService()
+    def listen(self) -> None:
+        """Listen now, synchronously (as Twisted's own endpoints do), or raise L{CannotListen}.
+        makeService calls this so that a busy or forbidden port stops twistd before it
+        daemonises, while the person who started it still has the terminal."""
+        if self.port is not None:
+            return
         failures: list[Failure] = []
         self.endpoint.listen(self.factory).addCallbacks(self._listening, failures.append)
         if failures:
             reason = failures[0].value
             error = getattr(reason, "socketError", None)
             detail = getattr(error, "strerror", None) or str(reason)
-            _log.critical("cannot listen on {endpoint} ({option}): {detail}", endpoint=self.description,
-                          option=self.option, detail=detail)
-            # twistd has replaced sys.stderr with the log: tell the person at the terminal, as
-            # twistd itself does when a daemon fails to start.
-            if sys.__stderr__ is not None:
-                sys.__stderr__.write(f"twistd txchat: error: {self.option} {self.description}: {detail}\n")
-            raise CannotListen(f"{detail}: {self.option} {self.description}")
+            raise CannotListen(f"twistd txchat: error: {self.option} {self.description}: {detail}")
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self.listen()
 
     def startService(self) -> None:
-        if self.port is None:
-            self.privilegedStartService()
+        self.listen()
         super().startService()
+        if self.port is not None:
+            where = getattr(self.port.getHost(), "host", None)
+            _log.info(
+                "txchat: {what}{everywhere}",
+                what=self.what.format(url=describe(self.description, self.port, self.path)),
+                everywhere=", on all interfaces" if where in _EVERYWHERE else "",
+            )
 
     def _listening(self, port: IListeningPort) -> None:
         self.port = port
-        where = getattr(port.getHost(), "host", None)
-        _log.info(
-            "txchat: {what}{everywhere}",
-            what=self.what.format(url=describe(self.description, port, self.path)),
-            everywhere=", on all interfaces" if where in _EVERYWHERE else "",
-        )
 
     def stopService(self) -> Deferred[None]:
         super().stopService()

@@ -248,7 +248,8 @@ class _FreezeStartupObjects(Service):
 
 def makeService(options: Options, reactor: Any = None) -> IService:
     """One hub, one site, one listener per endpoint; the hub stops last so clients get their
-    going-away close after the ports stop accepting."""
+    going-away close after the ports stop accepting. The ports are opened here, before twistd
+    daemonises, so that one that cannot be had is a one-line error at the terminal."""
     if reactor is None:
         from twisted.internet import reactor as globalReactor
 
@@ -263,13 +264,16 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     site = ChatSite(makeRoot(hub, health=hub.health, api=api), reactor, config, webSockets=(b"/ws", hub))
     for option, description in options.listeners():
         endpoint = serverFromString(reactor, description)
-        Listener(option, description, endpoint, site, "chat page at {url} (WebSocket /ws)").setServiceParent(top)
+        listener = Listener(option, description, endpoint, site, "chat page at {url} (WebSocket /ws)")
+        listener.listen()
+        listener.setServiceParent(top)
     if config.metricsListen:
         metrics = Resource()
         metrics.putChild(b"metrics", MetricsPage(hub.metrics.registry))
         metricsSite = ChatSite(metrics, reactor, config)
         for description in config.metricsListen:
             endpoint = serverFromString(reactor, description)
-            Listener("--metrics-listen", description, endpoint, metricsSite, "metrics at {url}", "/metrics") \
-                .setServiceParent(top)
+            listener = Listener("--metrics-listen", description, endpoint, metricsSite, "metrics at {url}", "/metrics")
+            listener.listen()
+            listener.setServiceParent(top)
     return top
