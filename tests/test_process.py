@@ -218,6 +218,68 @@ def test_a_daemonised_twistd_on_a_busy_port_exits_1_with_one_line_and_leaves_not
     assert _processesWith(str(logfile)) == [], "a daemon was left running"
 
 
+def _underFileLimit(files: int) -> tuple[str, ...]:
+    """A command prefix that runs the rest with soft and hard RLIMIT_NOFILE at C{files}."""
+    code = ("import os, resource, sys; "
+            f"resource.setrlimit(resource.RLIMIT_NOFILE, ({files}, {files})); os.execv(sys.argv[1], sys.argv[1:])")
+    return (sys.executable, "-c", code)
+
+
+def _handshake(port: int) -> tuple[int, socket.socket]:
+    """Open a WebSocket on /ws with a raw socket: the HTTP status, and the socket (left open)."""
+    client = socket.create_connection(("127.0.0.1", port), timeout=10)
+    client.sendall(
+        b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        data = client.recv(4096)  # a reset raises; a close without an answer gives b""
+        if not data:
+            client.close()
+            raise AssertionError(f"closed without an HTTP answer after {answer!r}")
+        answer += data
+    return int(answer.split(b" ", 2)[1]), client
+
+
+def test_under_a_low_open_file_limit_clients_past_what_it_holds_get_503_not_emfile(tmp_path):
+    files = 256
+    with TwistdProcess("--listen", "tcp:0:interface=127.0.0.1", "--max-connections", "1000",
+                       cwd=tmp_path, prefix=_underFileLimit(files)) as node:
+        said = node.waitFor(r"txchat: at most (\d+) WebSocket clients at once, not --max-connections 1000: "
+                            r"the process may open (\d+) files")
+        fits = int(said.group(1))
+        assert (fits, int(said.group(2))) == (files - 64, files)
+        held: list[socket.socket] = []
+        try:
+            for _ in range(fits):
+                status, client = _handshake(node.port)
+                held.append(client)
+                assert status == 101
+            # As many again past the cap: each is answered 503 (and the server closes it), where
+            # without the cap the process would run out of files and drop them unanswered.
+            for _ in range(files):
+                status, client = _handshake(node.port)
+                client.close()
+                assert status == 503
+        finally:
+            for client in held:
+                client.close()
+        log = node.log
+    assert "EMFILE" not in log and "file descriptor" not in log
+
+
+def test_the_soft_open_file_limit_is_raised_to_the_hard_one(tmp_path):
+    code = ("import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (128, 512)); "
+            "os.execv(sys.argv[1], sys.argv[1:])")
+    with TwistdProcess("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path, prefix=(sys.executable, "-c", code)) \
+            as node:
+        node.waitFor(r"txchat: at most 448 WebSocket clients at once, not --max-connections 10000: "
+                     r"the process may open 512 files")
+        limits = Path(f"/proc/{node.pid}/limits").read_text()
+    assert re.search(r"Max open files\s+512\s+512\s", limits), limits
+
+
 def _processesWith(text: str) -> list[int]:
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):

@@ -8,6 +8,7 @@ from twisted.internet.testing import MemoryReactorClock
 import txchat
 from txchat.config import Config
 from txchat.hub import HubService
+from txchat.limits import FILES_HELD_BACK, connectionsWithin
 from txchat.listener import Listener
 from txchat.tap import Options, makeService
 
@@ -123,6 +124,15 @@ def test_an_hs256_secret_under_32_bytes_is_refused_naming_the_option_it_came_fro
     assert "at least 32 bytes" in message and "has 31" in message
     assert parse("--token-secret-file", str(enough)).config().tokenSecret == "y" * 32
     assert parse("--token-secret", "z" * 32).config().tokenSecret == "z" * 32
+
+
+def test_max_connections_is_capped_to_what_the_open_file_limit_holds():
+    assert FILES_HELD_BACK == 64
+    assert connectionsWithin(10000, 1024) == 1024 - 64
+    assert connectionsWithin(0, 1024) == 1024 - 64  # no limit asked: the files still limit
+    assert connectionsWithin(960, 1024) is None and connectionsWithin(100, 1024) is None
+    assert connectionsWithin(10000, 1048576) is None
+    assert connectionsWithin(10, 10) == 1
 
 
 def test_make_service_listens_where_asked_and_stops_the_hub_last():

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import resource
 from collections import Counter
 from ipaddress import ip_address, ip_network
 from typing import Iterable
+
+# Open files kept for what is not a WebSocket client: the listening sockets, the reactor's own,
+# Redis, log files, a page or API request in flight.
+FILES_HELD_BACK = 64
 
 
 def _isAddress(text: str) -> bool:
@@ -66,6 +71,29 @@ class ConnectionLimits:
         self._byAddress[address] -= 1
         if not self._byAddress[address]:
             del self._byAddress[address]
+
+
+def raiseOpenFileLimit() -> int:
+    """Raise the soft limit on open files to the hard one, as far as the system lets us, and
+    return the soft limit in force: every connection is a file, and a process that runs out
+    drops connections at the TCP level (EMFILE) before it can answer them."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass  # an unlimited hard limit the kernel will not give (nr_open): keep the soft one
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def connectionsWithin(maxConnections: int, openFiles: int) -> int | None:
+    """The WebSocket clients that fit in C{openFiles} open files, if fewer than
+    C{maxConnections} (0: no limit) allows; None when the asked limit fits. Refused with 503
+    past it, a client is told; past the file limit, it would be dropped unanswered."""
+    if openFiles == resource.RLIM_INFINITY:
+        return None
+    fits = max(1, openFiles - FILES_HELD_BACK)
+    return fits if maxConnections == 0 or maxConnections > fits else None
 
 
 class TokenBucket:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import math
 import sys
@@ -10,6 +11,7 @@ from typing import Any, Callable
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.resource import Resource
 
@@ -18,7 +20,7 @@ from txchat import memory
 from txchat.config import DEFAULT_PORT, Config
 from txchat.api import Api
 from txchat.hub import ChatHub, HubService
-from txchat.limits import TrustedProxies
+from txchat.limits import TrustedProxies, connectionsWithin, raiseOpenFileLimit
 from txchat.listener import Listener
 from txchat.metrics import MetricsPage
 from txchat.origin import OriginPolicy
@@ -27,6 +29,7 @@ from txchat.site import ChatSite
 from txchat.tokens import tokenChecker
 from txchat.webapp import makeRoot
 
+_log = Logger()
 _COERCION_PREFIX = "Parameter type enforcement failed: "
 _DEFAULTS = Config()
 
@@ -246,6 +249,20 @@ class _FreezeStartupObjects(Service):
         gc.freeze()
 
 
+def _withinOpenFileLimit(config: Config, openFiles: int) -> Config:
+    """C{config} with no more WebSocket clients than the process can hold open, saying so."""
+    fits = connectionsWithin(config.maxConnections, openFiles)
+    if fits is None:
+        return config
+    asked = config.maxConnections or "0 (no limit)"
+    _log.warn(
+        "txchat: at most {fits} WebSocket clients at once, not --max-connections {asked}: the process may "
+        "open {openFiles} files (raise the hard limit, ulimit -Hn or systemd's LimitNOFILE=, to allow more); "
+        "more clients get HTTP 503", fits=fits, asked=asked, openFiles=openFiles,
+    )
+    return dataclasses.replace(config, maxConnections=fits)
+
+
 def makeService(options: Options, reactor: Any = None) -> IService:
     """One hub, one site, one listener per endpoint; the hub stops last so clients get their
     going-away close after the ports stop accepting. The ports are opened here, before twistd
@@ -254,7 +271,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor as globalReactor
 
         reactor = globalReactor
-    config = options.config()
+    config = _withinOpenFileLimit(options.config(), raiseOpenFileLimit())
     top = MultiService()
     _FreezeStartupObjects().setServiceParent(top)
     broker = RedisBroker(config.redis, reactor, config) if config.redis else None
