@@ -21,6 +21,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as wsConnect
 
 from tests.live import connect, within
@@ -81,10 +82,22 @@ async def test_twistd_serves_chat_and_closes_clients_with_1001_on_sigterm(tmp_pa
     finally:
         if process.pid is not None:
             process.signalProcess("KILL")
-    assert status.exitCode == 0 or status.signal == signal.SIGTERM, twistd.output.decode()
+    # As documented: txchat ends by the signal it was sent, as twistd does by convention (a shell
+    # shows 143), not with status 0.
+    assert (status.exitCode, status.signal) == (None, signal.SIGTERM), twistd.output.decode()
     log = twistd.output.decode()
     assert re.search(r"connect 127\.0\.0\.1:\d+", log)
     assert re.search(r"disconnect 127\.0\.0\.1:\d+: code 100\d", log)
+
+
+def test_ctrl_c_ends_twistd_by_sigint_after_closing_its_clients_with_1001(tmp_path):
+    with TwistdProcess("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path) as node:
+        with wsConnect(f"ws://127.0.0.1:{node.port}/ws") as client:
+            node.process.send_signal(signal.SIGINT)
+            with pytest.raises(ConnectionClosed) as closed:
+                client.recv(timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+        assert node.process.wait(30) == -signal.SIGINT, node.log  # a shell shows 130
 
 
 @pytest.mark.parametrize(
