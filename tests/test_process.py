@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as wsConnect
 
 from tests.live import connect, within
-from tests.processes import LISTENING, TWISTD, cleanEnvironment, twistdArgs
+from tests.processes import LISTENING, TWISTD, LoggedProcess, cleanEnvironment, twistdArgs
 from tests.processes import Twistd as TwistdProcess
 
 pytestmark = pytest.mark.process
@@ -124,6 +124,36 @@ def test_bad_option_exits_with_one_line_and_listens_on_nothing(tmp_path, args, o
     assert len(lines) == 1, lines
     assert option in lines[0]
     assert "starting on" not in result.stdout
+
+
+def test_two_txchats_run_side_by_side_from_one_directory_with_the_readmes_empty_pidfile(tmp_path):
+    # The README's run command, with another port: --pidfile= means no twistd.pid, which would
+    # otherwise stop the second with "Another twistd server is running".
+    command = [TWISTD, "--pidfile=", "-n", "txchat", "--port", "0", "--interface", "127.0.0.1"]
+    with LoggedProcess(command, tmp_path) as first, LoggedProcess(command, tmp_path) as second:
+        assert first.port != second.port
+        for node in (first, second):
+            with wsConnect(f"ws://127.0.0.1:{node.port}/ws") as client:
+                client.send(f"to {node.port}")
+                assert client.recv(timeout=10) == f"to {node.port}"
+        assert not (tmp_path / "twistd.pid").exists()
+
+
+@pytest.mark.parametrize("args, option", [
+    (["--port", "70000"], "--port"),
+    (["--token-secret", "x"], "--token-secret"),
+])
+def test_an_option_error_is_reported_even_with_a_running_servers_twistd_pid(tmp_path, args, option):
+    # twistd's default pid file, naming a process that is running (this one).
+    (tmp_path / "twistd.pid").write_text(str(os.getpid()))
+    result = subprocess.run(
+        [TWISTD, "-n", "txchat", *args], cwd=tmp_path, env=cleanEnvironment(), capture_output=True, text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"twistd txchat: error: {option}: "), lines
+    assert "Another twistd server" not in result.stderr
 
 
 def test_help_documents_every_option_with_its_default(tmp_path):
