@@ -236,6 +236,18 @@ def test_a_busy_port_stops_twistd_with_one_line_naming_the_endpoint(tmp_path, op
     ]
 
 
+def test_a_unix_socket_in_a_missing_directory_stops_twistd_with_one_line_naming_the_path(tmp_path):
+    path = tmp_path / "missing" / "txchat.sock"
+    result = subprocess.run(
+        twistdArgs("--listen", f"unix:{path}"), cwd=tmp_path, env=cleanEnvironment(), capture_output=True, text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert (result.stdout + result.stderr).strip().splitlines() == [
+        f"twistd txchat: error: --listen unix:{path}: No such file or directory ({path}.lock)"
+    ]
+
+
 def test_a_daemonised_twistd_on_a_busy_port_exits_1_with_one_line_and_leaves_nothing_running(tmp_path):
     logfile, pidfile = tmp_path / "txchat.log", tmp_path / "txchat.pid"
     with busySocket() as taken:

@@ -6,6 +6,7 @@ would even exit 0). L{Listener} stops the start instead, with one line, as a bad
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.application.service import Service
@@ -32,6 +33,16 @@ class CannotListen(SystemExit):
 
 
 _EVERYWHERE = ("0.0.0.0", "::")
+
+
+def _why(reason: object) -> str:
+    """The system's words for a failure to listen (and the file, for a UNIX socket's path or
+    lock), not an exception's repr."""
+    error = getattr(reason, "socketError", reason)  # CannotListenError wraps the socket's error
+    if not isinstance(error, OSError) or not error.strerror:
+        return str(reason)
+    where = error.filename2 if error.filename2 is not None else error.filename
+    return f"{error.strerror} ({os.fsdecode(where)})" if where is not None else error.strerror
 
 
 def describe(description: str, port: IListeningPort, path: str) -> str:
@@ -78,10 +89,7 @@ class Listener(Service):
         failures: list[Failure] = []
         self.endpoint.listen(self.factory).addCallbacks(self._listening, failures.append)
         if failures:
-            reason = failures[0].value
-            error = getattr(reason, "socketError", None)
-            detail = getattr(error, "strerror", None) or str(reason)
-            raise CannotListen(f"twistd txchat: error: {self.option} {self.description}: {detail}")
+            raise CannotListen(f"twistd txchat: error: {self.option} {self.description}: {_why(failures[0].value)}")
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
