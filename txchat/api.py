@@ -57,6 +57,10 @@ class Api(Resource):
             answer = handler(request)
         except ApiError as e:
             return _error(request, e)
+        except Exception:
+            # Twisted would answer with an HTML page; the API's callers read JSON.
+            _log.failure("API call {method} {path} failed", method=request.method, path=request.path)
+            return _error(request, ApiError(500, "internal error"))
         if not isinstance(answer, Deferred):
             return _respond(request, answer)
         gone: list[Failure] = []
@@ -125,10 +129,13 @@ class Api(Resource):
 
     def _message(self, request: Request) -> tuple[bytes, str]:
         """The text (normalised as a chat message is) and the name of a posted message."""
+        shape = "the body must be JSON: {\"text\": \"...\", \"name\": \"...\"}"
         try:
             body = json.loads(request.content.read() if request.content is not None else b"")
         except ValueError:
-            raise ApiError(400, "the body must be JSON: {\"text\": \"...\", \"name\": \"...\"}") from None
+            raise ApiError(400, shape) from None
+        except RecursionError:  # nesting too deep for the parser: a few KB of brackets do it
+            raise ApiError(400, shape + " (nested too deeply)") from None
         if not isinstance(body, dict):
             raise ApiError(400, "the body must be a JSON object")
         text, name = body.get("text"), body.get("name", "")
