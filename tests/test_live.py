@@ -120,6 +120,24 @@ async def test_cross_origin_handshake_is_refused_with_403(server):
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_null_origin_is_refused_with_403_and_the_chat_goes_on(server):
+    a, b = await connect(server), await connect(server)
+    with pytest.raises(ConnectionError, match="403"):
+        await connect(server, origin="null")
+    response, _ = await request(
+        server, b"GET", b"/ws",
+        {b"Upgrade": b"websocket", b"Connection": b"Upgrade", b"Sec-WebSocket-Version": b"13",
+         b"Sec-WebSocket-Key": b"dGhlIHNhbXBsZSBub25jZQ==", b"Origin": b"null"},
+    )
+    assert (response.code, response.phrase) == (403, b"origin not allowed")
+    assert len(server.hub) == 2
+    a.say("still chatting")
+    assert await b.receive(1) == ["still chatting"]
+    await a.close()
+    await b.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_allowed_origin_may_connect():
     s = await Server(allowedOrigins=("http://friend.example",)).start()
     try:
