@@ -143,6 +143,8 @@ class TestSignedHandshakes:
         ("token=garbage", 401),
         (f"token={hs({'sub': 'u', 'exp': 1})}", 401),
         (f"token={hs({'sub': 'u', 'rooms': ['garden']})}", 403),
+        ("token=%zz", 400),
+        (f"token={hs({'sub': 'm'})}%", 400),
     ])
     def test_refused_handshakes_disturb_nobody(self, query, status):
         hub, clock = self.hub()

@@ -67,7 +67,8 @@ def test_bad_room_names_get_404_and_disturb_nobody(path):
 
 
 @pytest.mark.parametrize("query", ["name=" + "n" * 33, "name=%FF", "name=ok%C3", "since=abc", "since=x:",
-                                  "since=:5", "since=e:-1", "since=e:1.5"])
+                                  "since=:5", "since=e:-1", "since=e:1.5",
+                                  "name=%zz", "name=ok%", "name=%E6%9", "na%6De=%zz", "since=e%zz:1", "since=e:1%"])
 def test_bad_handshake_parameters_get_400_and_disturb_nobody(query):
     hub, clock = makeHub()
     other = V1Peer(hub)

@@ -35,15 +35,27 @@ def roomFromPath(path: str, prefix: str = "/ws") -> str | None:
     return name if validRoom(name) else None
 
 
-def _query(uri: str) -> dict[str, bytes]:
-    """The raw query of a request URI, percent-decoded to bytes (first value of each key)."""
-    params: dict[str, bytes] = {}
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _query(uri: str) -> dict[str, str]:
+    """The raw query of a request URI: each key percent-decoded, each value as sent (first
+    value of each key); L{_param} decodes the values the protocol reads."""
+    params: dict[str, str] = {}
     for pair in uri.partition("?")[2].split("&"):
         key, _, value = pair.partition("=")
         if key:
-            params.setdefault(unquote_to_bytes(key.replace("+", " ")).decode("utf-8", "replace"),
-                              unquote_to_bytes(value.replace("+", " ")))
+            params.setdefault(unquote_to_bytes(key.replace("+", " ")).decode("utf-8", "replace"), value)
     return params
+
+
+def _param(params: dict[str, str], key: str) -> bytes:
+    """A parameter's value, percent-decoded; a C{%} not followed by two hex digits is a bad
+    request, as invalid UTF-8 is (urllib would keep it as it is)."""
+    value = params[key]
+    if _BAD_ESCAPE.search(value):
+        raise BadRequest(f"{key}: bad percent-encoding (a % must be followed by two hex digits)")
+    return unquote_to_bytes(value.replace("+", " "))
 
 
 def cleanName(text: str) -> str:
@@ -83,9 +95,9 @@ def handshakeParams(uri: str, v1: bool, signed: bool) -> Handshake:
     give C{name} and C{since}; with C{signed} identities the name is the token's, and
     C{name=} is not even read."""
     params = _query(uri)
-    name = displayName(params["name"]) if v1 and not signed and "name" in params else ""
-    resume = since(params["since"]) if v1 and "since" in params else None
-    token = params["token"].decode("utf-8", "replace") if signed and "token" in params else None
+    name = displayName(_param(params, "name")) if v1 and not signed and "name" in params else ""
+    resume = since(_param(params, "since")) if v1 and "since" in params else None
+    token = _param(params, "token").decode("utf-8", "replace") if signed and "token" in params else None
     return Handshake(name, resume, token)
 
 

@@ -1,0 +1,40 @@
+"""The handshake's words, as wire.py reads them: room names, query parameters, names, texts."""
+
+from __future__ import annotations
+
+import pytest
+
+from txchat import wire
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize("query, name", [
+    ("name=Ada", "Ada"),
+    ("name=%20Ada%0A%20", "Ada"),
+    ("name=Ada+Lovelace", "Ada Lovelace"),
+    ("name=%E6%97%A5", "\u65e5"),
+    ("na%6De=Ada", "Ada"),           # an escaped key is the same key
+    ("other=%zz&name=Ada", "Ada"),   # what the protocol does not read is not judged
+])
+def test_names_are_percent_decoded(query, name):
+    assert wire.handshakeParams(f"/ws?{query}", v1=True, signed=False).name == name
+
+
+@pytest.mark.parametrize("query, parameter", [
+    ("name=%zz", "name"), ("name=%", "name"), ("name=a%4", "name"), ("name=%g0", "name"),
+    ("since=e%zz:1", "since"), ("since=e:1%", "since"),
+])
+def test_a_bad_percent_escape_is_a_bad_request_naming_the_parameter(query, parameter):
+    with pytest.raises(wire.BadRequest, match=f"^{parameter}: bad percent-encoding"):
+        wire.handshakeParams(f"/ws?{query}", v1=True, signed=False)
+
+
+def test_a_token_with_a_bad_escape_is_a_bad_request_and_a_good_one_is_decoded():
+    with pytest.raises(wire.BadRequest, match="^token: bad percent-encoding"):
+        wire.handshakeParams("/ws?token=abc%2", v1=False, signed=True)
+    assert wire.handshakeParams("/ws?token=a%2Eb", v1=False, signed=True).token == "a.b"
+
+
+def test_a_seed_client_s_query_is_not_read():
+    assert wire.handshakeParams("/ws?name=%zz&since=%zz", v1=False, signed=False) == wire.Handshake("", None, None)
