@@ -107,6 +107,8 @@ def test_a_post_to_a_room_nobody_is_in_is_kept_and_numbered():
     ("POST", "/api/rooms/r/messages", {"text": "é" * 257}, KEY, 413, "text is 514 bytes; at most 512"),
     ("POST", "/api/rooms/r/messages", {"text": "x", "name": "n" * 33}, KEY, 400, "name: more than 32 characters"),
     ("POST", "/api/rooms/bad%20name/messages", {"text": "x"}, KEY, 404, "no such API path"),
+    ("POST", "/api/rooms/../messages", {"text": "x"}, KEY, 404, "no such API path"),
+    ("GET", "/api/rooms/.", None, KEY, 404, "no such API path"),
     ("POST", "/api/rooms/" + "r" * 65 + "/messages", {"text": "x"}, KEY, 404, "no such API path"),
     ("GET", "/api/nothing/here", None, KEY, 404, "no such API path"),
     ("GET", "/api/", None, KEY, 404, "no such API path"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import socket
 
@@ -21,6 +22,7 @@ from twisted.web.server import Site
 
 from tests import frames
 from tests.live import Server, connect, within
+from txchat import wire
 from txchat.metrics import MetricsPage
 
 pytestmark = pytest.mark.live
@@ -175,6 +177,28 @@ async def test_http_contract(server, pool):
                  b"/room/a/b", b"/room/" + b"r" * 65, b"/room/caf%C3%A9", b"/static/x.js"):
         response, _ = await request(server, b"GET", path, pool=pool)
         assert response.code == 404, path
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_bad_room_gets_the_chat_s_own_404_page_with_the_rule_and_the_chat_goes_on(server, pool):
+    a, b = await connect(server, path="/ws/garden"), await connect(server, path="/ws/garden")
+    for path in (b"/room/..", b"/room/.", b"/room/...", b"/room/", b"/room", b"/room/a/b", b"/room/two%20words"):
+        response, body = await request(server, b"GET", path, pool=pool)
+        assert response.code == 404, path
+        assert response.headers.getRawHeaders(b"content-type") == [b"text/html; charset=utf-8"]
+        page = body.decode("utf-8")
+        assert "No such room" in page and html.escape(wire.ROOM_RULE) in page, page
+        assert "No Such Resource" not in page and "<style>" in page and "var(--bg)" in page
+    response, body = await request(server, b"GET", b"/room/%3Cb%3E..", pool=pool)
+    assert response.code == 404 and b"<b>" not in body and b"&lt;b&gt;" in body
+    with pytest.raises(ConnectionError, match="404"):
+        await connect(server, path="/ws/..")
+    response, _ = await request(server, b"GET", b"/room/a..b", pool=pool)
+    assert response.code == 200
+    a.say("still chatting")
+    assert await b.receive(1) == ["still chatting"]
+    await a.close()
+    await b.close()
 
 
 class NeverReads(Protocol):

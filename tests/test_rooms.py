@@ -54,6 +54,7 @@ def test_only_unknown_subprotocols_get_the_plain_protocol():
 
 
 @pytest.mark.parametrize("path", ["/ws/" + "r" * 65, "/ws/two%20words", "/ws/a/b", "/ws/caf%C3%A9", "/ws/",
+                                  "/ws/.", "/ws/..", "/ws/" + "." * 64,
                                   "/ws/caf\u00e9".encode().decode("latin-1")])
 def test_bad_room_names_get_404_and_disturb_nobody(path):
     hub, clock = makeHub()

@@ -38,3 +38,14 @@ def test_a_token_with_a_bad_escape_is_a_bad_request_and_a_good_one_is_decoded():
 
 def test_a_seed_client_s_query_is_not_read():
     assert wire.handshakeParams("/ws?name=%zz&since=%zz", v1=False, signed=False) == wire.Handshake("", None, None)
+
+
+@pytest.mark.parametrize("name, valid", [
+    ("lobby", True), ("a", True), ("r" * 64, True), ("a.b", True), (".a", True), ("a..", True), ("_", True),
+    ("~.-", True), ("-", True),
+    ("", False), (".", False), ("..", False), ("." * 64, False), ("r" * 65, False), ("two words", False),
+    ("caf\u00e9", False), ("a/b", False), ("a%2E", False),
+])
+def test_room_names(name, valid):
+    assert wire.validRoom(name) is valid
+    assert (wire.roomFromPath(f"/ws/{name}") == name) is valid

@@ -15,7 +15,10 @@ SUBPROTOCOL = "txchat.v1"
 LOBBY = "lobby"
 MAX_NAME = 32
 
-_ROOM = re.compile(r"[A-Za-z0-9._~-]{1,64}\Z")
+# Not only dots: "." and ".." are path segments that browsers resolve before asking.
+_ROOM = re.compile(r"(?!\.+\Z)[A-Za-z0-9._~-]{1,64}\Z")
+# The rule in words, as the page's hint and its 404 page say it.
+ROOM_RULE = "Room names are 1–64 letters, digits, or . _ ~ - (not only dots)"
 _SEQ = re.compile(r"[0-9]+\Z")
 
 
