@@ -72,6 +72,17 @@ def test_a_posted_message_reaches_plain_and_v1_members_with_its_number():
         (1, "", "from a member"), (2, "Shop", "Your order shipped")]
 
 
+def test_a_posted_text_loses_its_controls_and_a_name_its_format_characters():
+    http = Http()
+    v1, plain = V1Peer(http.hub, "r"), Peer(http.hub, path="/ws/r")
+    status, _, _ = http.call("POST", "/api/rooms/r/messages", {"text": "nul\u0000 bell\u0007\tok", "name": "Shop\u200b\u202e"})
+    http.clock.advance(0)
+    assert status == 201
+    assert [(m["name"], m["text"]) for m in v1.lines() if m["type"] == "message"] == [("Shop", "nul bell\tok")]
+    assert plain.messages() == ["nul bell\tok"]
+    assert http.call("POST", "/api/rooms/r/messages", {"text": "\u0000\u0007"})[2] == {"error": "text is empty"}
+
+
 def test_a_room_s_state_history_and_the_rooms_this_process_knows():
     http = Http()
     member = V1Peer(http.hub, "porch")

@@ -377,3 +377,22 @@ async def test_v1_rooms_history_and_recovery_over_real_sockets():
             await client.close()
     finally:
         await s.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_v1_sender_s_controls_and_a_name_s_format_characters_go_before_anyone_sees_them(server):
+    plain = await connect(server, path="/ws/tty")
+    v1 = await connect(server, path="/ws/tty?name=Admin%E2%80%8B%E2%80%AE", protocols=["txchat.v1"])
+    assert json.loads((await v1.receive(1))[0])["type"] == "welcome"
+    v1.say("nul\x00 bell\x07 esc\x1b[2J")
+    assert await plain.receive(1) == ["nul bell esc[2J"]
+    plain.say("seed\x07 as sent\x00")
+    assert await plain.receive(1) == ["seed\x07 as sent\x00"]
+    messages = []
+    while len(messages) < 2:
+        line = json.loads((await v1.receive(1))[0])
+        if line["type"] == "message":
+            messages.append((line["name"], line["text"]))
+    assert messages == [("Admin", "nul bell esc[2J"), ("", "seed\x07 as sent\x00")]
+    await plain.close()
+    await v1.close()

@@ -49,3 +49,30 @@ def test_a_seed_client_s_query_is_not_read():
 def test_room_names(name, valid):
     assert wire.validRoom(name) is valid
     assert (wire.roomFromPath(f"/ws/{name}") == name) is valid
+
+
+@pytest.mark.parametrize("raw, cleaned", [
+    (b"plain text", b"plain text"),
+    (b"nul\x00bell\x07esc\x1b[0m", b"nulbellesc[0m"),
+    (b"tab\tand\nline", b"tab\tand\nline"),
+    (b"crlf\r\ncr\rend", b"crlf\ncr\nend"),
+    (bytes(range(32)), b"\t\n\n"),  # the CR is a line break
+    (b"del\x7f and C1 \xc2\x85 stay (not C0)", b"del\x7f and C1 \xc2\x85 stay (not C0)"),
+    ("日本語 \u202e\u200b stay in text".encode(), "日本語 \u202e\u200b stay in text".encode()),
+])
+def test_text_loses_c0_controls_but_line_breaks_and_tabs(raw, cleaned):
+    assert wire.cleanText(raw) == cleaned
+    cleaned.decode("utf-8")  # still UTF-8: C0 bytes are never part of a multi-byte character
+
+
+@pytest.mark.parametrize("raw, cleaned", [
+    (" Ada ", "Ada"),
+    ("Ada\x07\x1b\x7f\u0085", "Ada"),                      # controls (Cc)
+    ("Admin\u200b", "Admin"),                              # zero-width space (Cf)
+    ("\u202eAdmin\u202c", "Admin"),                        # right-to-left override ... pop
+    ("\u2066A\u2069\u200e\u200f\u00ad\ufeff", "A"),        # isolates, marks, soft hyphen, BOM
+    ("日本 \u05e9\u05dc\u05d5\u05dd", "日本 \u05e9\u05dc\u05d5\u05dd"),  # scripts stay, any direction
+    ("\u200b \u200b", ""),
+])
+def test_names_lose_control_and_format_characters(raw, cleaned):
+    assert wire.cleanName(raw) == cleaned

@@ -128,7 +128,8 @@ class Api(Resource):
             lambda numbered: _json(dict(zip(("epoch", "seq"), numbered or (None, None)))))
 
     def _message(self, request: Request) -> tuple[bytes, str]:
-        """The text (normalised as a chat message is) and the name of a posted message."""
+        """The text (cleaned and normalised as a txchat.v1 member's is) and the name of a
+        posted message."""
         shape = "the body must be JSON: {\"text\": \"...\", \"name\": \"...\"}"
         try:
             body = json.loads(request.content.read() if request.content is not None else b"")
@@ -147,7 +148,7 @@ class Api(Resource):
             raise ApiError(400, "text and name must be valid Unicode (no lone surrogates)") from None
         if len(raw) > self.maxMessageSize:
             raise ApiError(413, f"text is {len(raw)} bytes; at most {self.maxMessageSize}")
-        message = normalise(raw)
+        message = normalise(wire.cleanText(raw))
         if not message:
             raise ApiError(400, "text is empty")
         try:

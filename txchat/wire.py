@@ -62,8 +62,25 @@ def _param(params: dict[str, str], key: str) -> bytes:
 
 
 def cleanName(text: str) -> str:
-    """A display name without control characters or surrounding white space."""
-    return "".join(c for c in text if unicodedata.category(c) != "Cc").strip()
+    """A display name without control characters (Cc), format characters (Cf: zero-width,
+    bidi overrides and isolates, which make one name look like another or reverse the text
+    around it) or surrounding white space."""
+    return "".join(c for c in text if unicodedata.category(c) not in ("Cc", "Cf")).strip()
+
+
+# C0 controls but for tab and line feed (carriage returns become line feeds first).
+_C0_UNWANTED = bytes(c for c in range(0x20) if c not in (0x09, 0x0A))
+
+
+def cleanText(payload: bytes) -> bytes:
+    """A txchat.v1 sender's (or the API's) text, UTF-8, without C0 controls other than
+    C{\\n} and C{\\t}: a NUL or a BEL shows as a box on the page, an ESC may drive a terminal.
+    Line breaks become C{\\n}. Works on the bytes: in UTF-8, a byte below 0x20 is always
+    that character, never part of another. Seed-protocol text is not cleaned: the seed
+    forwards what it gets."""
+    if b"\r" in payload:
+        payload = payload.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return payload.translate(None, _C0_UNWANTED)
 
 
 def displayName(raw: bytes) -> str:
