@@ -164,8 +164,10 @@ def test_without_keys_there_is_no_api():
     channel = site.buildProtocol(None)
     channel.makeConnection(transport)
     channel.dataReceived(b"GET /api/rooms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode() + b"\r\n\r\n")
-    assert transport.value().startswith(b"HTTP/1.1 404 ")
+    status, headers, answer = _parse(transport.value())
     channel.connectionLost(None)
+    assert status == 404 and headers["content-type"] == "application/json; charset=utf-8"
+    assert answer == {"error": "the server API is off (txchat was started without --api-key)"}
 
 
 def test_a_chunked_body_is_cut_off_as_soon_as_it_passes_the_limit():

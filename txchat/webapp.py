@@ -175,6 +175,17 @@ class Health(Resource):
         return text.encode("utf-8") + b"\n"
 
 
+class ApiOff(Resource):
+    """``/api/`` while the server API is off: 404, in JSON as every answer of the API is."""
+
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        request.setResponseCode(404)
+        request.setHeader(b"content-type", b"application/json; charset=utf-8")
+        return b'{"error":"the server API is off (txchat was started without --api-key)"}\n'
+
+
 class Root(Resource):
     def getChild(self, path: bytes, request: Request) -> IResource:
         return notFound()
@@ -185,8 +196,7 @@ def makeRoot(
     api: Resource | None = None,
 ) -> Resource:
     root = Root()
-    if api is not None:
-        root.putChild(b"api", api)
+    root.putChild(b"api", api if api is not None else ApiOff())
     thePage = Page(page or pagePath())
     root.putChild(b"", thePage)
     root.putChild(b"room", RoomPages(thePage))
