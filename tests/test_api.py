@@ -72,6 +72,17 @@ def test_a_posted_message_reaches_plain_and_v1_members_with_its_number():
         (1, "", "from a member"), (2, "Shop", "Your order shipped")]
 
 
+def test_a_posted_text_loses_its_controls_and_a_name_its_format_characters():
+    http = Http()
+    v1, plain = V1Peer(http.hub, "r"), Peer(http.hub, path="/ws/r")
+    status, _, _ = http.call("POST", "/api/rooms/r/messages", {"text": "nul\u0000 bell\u0007\tok", "name": "Shop\u200b\u202e"})
+    http.clock.advance(0)
+    assert status == 201
+    assert [(m["name"], m["text"]) for m in v1.lines() if m["type"] == "message"] == [("Shop", "nul bell\tok")]
+    assert plain.messages() == ["nul bell\tok"]
+    assert http.call("POST", "/api/rooms/r/messages", {"text": "\u0000\u0007"})[2] == {"error": "text is empty"}
+
+
 def test_a_room_s_state_history_and_the_rooms_this_process_knows():
     http = Http()
     member = V1Peer(http.hub, "porch")
@@ -107,6 +118,8 @@ def test_a_post_to_a_room_nobody_is_in_is_kept_and_numbered():
     ("POST", "/api/rooms/r/messages", {"text": "é" * 257}, KEY, 413, "text is 514 bytes; at most 512"),
     ("POST", "/api/rooms/r/messages", {"text": "x", "name": "n" * 33}, KEY, 400, "name: more than 32 characters"),
     ("POST", "/api/rooms/bad%20name/messages", {"text": "x"}, KEY, 404, "no such API path"),
+    ("POST", "/api/rooms/../messages", {"text": "x"}, KEY, 404, "no such API path"),
+    ("GET", "/api/rooms/.", None, KEY, 404, "no such API path"),
     ("POST", "/api/rooms/" + "r" * 65 + "/messages", {"text": "x"}, KEY, 404, "no such API path"),
     ("GET", "/api/nothing/here", None, KEY, 404, "no such API path"),
     ("GET", "/api/", None, KEY, 404, "no such API path"),
@@ -151,8 +164,10 @@ def test_without_keys_there_is_no_api():
     channel = site.buildProtocol(None)
     channel.makeConnection(transport)
     channel.dataReceived(b"GET /api/rooms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode() + b"\r\n\r\n")
-    assert transport.value().startswith(b"HTTP/1.1 404 ")
+    status, headers, answer = _parse(transport.value())
     channel.connectionLost(None)
+    assert status == 404 and headers["content-type"] == "application/json; charset=utf-8"
+    assert answer == {"error": "the server API is off (txchat was started without --api-key)"}
 
 
 def test_a_chunked_body_is_cut_off_as_soon_as_it_passes_the_limit():
@@ -168,3 +183,72 @@ def test_a_chunked_body_is_cut_off_as_soon_as_it_passes_the_limit():
     assert transport.value().startswith(b"HTTP/1.1 413 Payload Too Large\r\n")
     assert transport.disconnecting
     channel.connectionLost(None)
+
+
+def _errorsLogged():
+    """Every error-level event (a failure's traceback included) logged while it is open."""
+    from twisted.logger import LogLevel, globalLogPublisher
+
+    events: list[dict] = []
+
+    def observe(event: dict) -> None:
+        if event.get("log_level") in (LogLevel.error, LogLevel.critical) or "log_failure" in event:
+            events.append(event)
+
+    globalLogPublisher.addObserver(observe)
+    return events, lambda: globalLogPublisher.removeObserver(observe)
+
+
+def test_deeply_nested_json_is_a_400_with_a_json_error_and_nothing_in_the_error_log():
+    http = Http()
+    member, other = Peer(http.hub, path="/ws/r"), Peer(http.hub, path="/ws/r")
+    body = b'{"text":"x","name":' + b"[" * 1200 + b"]" * 1200 + b"}"
+    assert len(body) < 2500
+    errors, stop = _errorsLogged()
+    try:
+        status, headers, answer = http.call("POST", "/api/rooms/r/messages", body)
+    finally:
+        stop()
+    assert status == 400 and headers["content-type"] == "application/json; charset=utf-8"
+    assert answer == {"error": "the body must be JSON: {\"text\": \"...\", \"name\": \"...\"} (nested too deeply)"}
+    assert errors == [], "a bad body is the caller's mistake, not the server's"
+    http.clock.advance(0)
+    assert member.messages() == [], "nothing delivered"
+    other.say("still chatting")
+    http.clock.advance(0)
+    assert member.messages() == ["still chatting"]
+    assert http.call("POST", "/api/rooms/r/messages", {"text": "and the API too"})[0] == 201
+
+
+def test_an_unexpected_failure_is_a_json_500_and_logged():
+    http = Http()
+
+    def broken(roomName, text, name):
+        raise RuntimeError("a bug")
+
+    http.hub.post = broken
+    errors, stop = _errorsLogged()
+    try:
+        status, headers, answer = http.call("POST", "/api/rooms/r/messages", {"text": "x"})
+    finally:
+        stop()
+    assert (status, answer) == (500, {"error": "internal error"})
+    assert headers["content-type"] == "application/json; charset=utf-8"
+    assert [e["log_failure"].type for e in errors] == [RuntimeError]
+
+
+def test_a_413_says_why_in_json_whether_announced_or_chunked():
+    http = Http(maxBodySize=1024)
+    status, headers, answer = http.call("POST", "/api/rooms/r/messages", b"x" * 2000)
+    assert status == 413 and headers["connection"] == "close"
+    assert headers["content-type"] == "application/json; charset=utf-8"
+    assert answer == {"error": "the request body is more than 1024 bytes"}
+    transport = StringTransport()
+    channel = http.site.buildProtocol(None)
+    channel.makeConnection(transport)
+    channel.dataReceived(b"POST /api/rooms/r/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
+                         + b"\r\nTransfer-Encoding: chunked\r\n\r\n" + b"800\r\n" + b"x" * 2048 + b"\r\n")
+    status, headers, answer = _parse(transport.value())
+    channel.connectionLost(None)
+    assert (status, headers["content-type"], answer) == (
+        413, "application/json; charset=utf-8", {"error": "the request body is more than 1024 bytes"})

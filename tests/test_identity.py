@@ -52,6 +52,9 @@ class TestTokens:
         assert identity.expires == pytest.approx(time.time() + 60, abs=5)
         assert self.checker.check(hs({"sub": "u2"}), "lobby").name == ""  # no name: anonymous
 
+    def test_a_name_claim_loses_control_and_format_characters(self):
+        assert self.checker.check(hs({"sub": "u", "name": "\u202eAdmin\u200b\x07"}), "lobby").name == "Admin"
+
     def test_a_long_name_is_cut_to_32_characters(self):
         assert self.checker.check(hs({"sub": "u", "name": "x" * 40}), "lobby").name == "x" * 32
 
@@ -143,6 +146,8 @@ class TestSignedHandshakes:
         ("token=garbage", 401),
         (f"token={hs({'sub': 'u', 'exp': 1})}", 401),
         (f"token={hs({'sub': 'u', 'rooms': ['garden']})}", 403),
+        ("token=%zz", 400),
+        (f"token={hs({'sub': 'm'})}%", 400),
     ])
     def test_refused_handshakes_disturb_nobody(self, query, status):
         hub, clock = self.hub()

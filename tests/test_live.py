@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import socket
 
@@ -21,6 +22,7 @@ from twisted.web.server import Site
 
 from tests import frames
 from tests.live import Server, connect, within
+from txchat import wire
 from txchat.metrics import MetricsPage
 
 pytestmark = pytest.mark.live
@@ -120,6 +122,24 @@ async def test_cross_origin_handshake_is_refused_with_403(server):
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_null_origin_is_refused_with_403_and_the_chat_goes_on(server):
+    a, b = await connect(server), await connect(server)
+    with pytest.raises(ConnectionError, match="403"):
+        await connect(server, origin="null")
+    response, _ = await request(
+        server, b"GET", b"/ws",
+        {b"Upgrade": b"websocket", b"Connection": b"Upgrade", b"Sec-WebSocket-Version": b"13",
+         b"Sec-WebSocket-Key": b"dGhlIHNhbXBsZSBub25jZQ==", b"Origin": b"null"},
+    )
+    assert (response.code, response.phrase) == (403, b"origin not allowed")
+    assert len(server.hub) == 2
+    a.say("still chatting")
+    assert await b.receive(1) == ["still chatting"]
+    await a.close()
+    await b.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_allowed_origin_may_connect():
     s = await Server(allowedOrigins=("http://friend.example",)).start()
     try:
@@ -157,6 +177,28 @@ async def test_http_contract(server, pool):
                  b"/room/a/b", b"/room/" + b"r" * 65, b"/room/caf%C3%A9", b"/static/x.js"):
         response, _ = await request(server, b"GET", path, pool=pool)
         assert response.code == 404, path
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_bad_room_gets_the_chat_s_own_404_page_with_the_rule_and_the_chat_goes_on(server, pool):
+    a, b = await connect(server, path="/ws/garden"), await connect(server, path="/ws/garden")
+    for path in (b"/room/..", b"/room/.", b"/room/...", b"/room/", b"/room", b"/room/a/b", b"/room/two%20words"):
+        response, body = await request(server, b"GET", path, pool=pool)
+        assert response.code == 404, path
+        assert response.headers.getRawHeaders(b"content-type") == [b"text/html; charset=utf-8"]
+        page = body.decode("utf-8")
+        assert "No such room" in page and html.escape(wire.ROOM_RULE) in page, page
+        assert "No Such Resource" not in page and "<style>" in page and "var(--bg)" in page
+    response, body = await request(server, b"GET", b"/room/%3Cb%3E..", pool=pool)
+    assert response.code == 404 and b"<b>" not in body and b"&lt;b&gt;" in body
+    with pytest.raises(ConnectionError, match="404"):
+        await connect(server, path="/ws/..")
+    response, _ = await request(server, b"GET", b"/room/a..b", pool=pool)
+    assert response.code == 200
+    a.say("still chatting")
+    assert await b.receive(1) == ["still chatting"]
+    await a.close()
+    await b.close()
 
 
 class NeverReads(Protocol):
@@ -335,3 +377,22 @@ async def test_v1_rooms_history_and_recovery_over_real_sockets():
             await client.close()
     finally:
         await s.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_v1_sender_s_controls_and_a_name_s_format_characters_go_before_anyone_sees_them(server):
+    plain = await connect(server, path="/ws/tty")
+    v1 = await connect(server, path="/ws/tty?name=Admin%E2%80%8B%E2%80%AE", protocols=["txchat.v1"])
+    assert json.loads((await v1.receive(1))[0])["type"] == "welcome"
+    v1.say("nul\x00 bell\x07 esc\x1b[2J")
+    assert await plain.receive(1) == ["nul bell esc[2J"]
+    plain.say("seed\x07 as sent\x00")
+    assert await plain.receive(1) == ["seed\x07 as sent\x00"]
+    messages = []
+    while len(messages) < 2:
+        line = json.loads((await v1.receive(1))[0])
+        if line["type"] == "message":
+            messages.append((line["name"], line["text"]))
+    assert messages == [("Admin", "nul bell esc[2J"), ("", "seed\x07 as sent\x00")]
+    await plain.close()
+    await v1.close()

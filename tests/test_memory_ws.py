@@ -273,4 +273,8 @@ def test_origin_rules():
     assert Peer(hub, origin="https://friend.example", host="chat.example").status == 101
     assert Peer(hub, origin="http://evil.example", host="chat.example").status == 403
     assert Peer(hub, origin="http://chat.example:9999", host="chat.example:8080").status == 403
+    # A sandboxed frame or a file:// page: a foreign origin like any other.
+    assert Peer(hub, origin="null", host="chat.example").status == 403
+    assert Peer(hub, origin="file://", host="chat.example").status == 403
     assert len(hub) == 4
+    assert Peer(makeHub(allowedOrigins=("*",))[0], origin="null").status == 101

@@ -58,6 +58,11 @@ def test_entries_show_name_local_time_and_text_own_distinct_and_grouped(browsers
     names = ann.driver.execute_script(
         "return Array.from(document.querySelectorAll('#log .msg .meta')).map(m => getComputedStyle(m).position)")
     assert names == ["static", "absolute", "static"]
+    # What people send is isolated for bidirectional text: it never reorders its neighbours.
+    isolated = ann.driver.execute_script(
+        "return Array.from(document.querySelectorAll('#log .msg .name, #log .msg .text'))"
+        ".map(e => getComputedStyle(e).unicodeBidi)")
+    assert isolated == ["isolate"] * 6
 
 
 def test_the_name_is_asked_once_kept_and_changeable_without_losing_anything(tmp_path, chat, roomUrl, room):
@@ -148,6 +153,11 @@ def test_rooms_are_apart_and_the_go_to_room_control_refuses_bad_names(chat, brow
     here.waitUntil("document.getElementById('room-hint').textContent !== ''")
     assert "letters, digits" in here.element("room-hint").text
     assert here.element("room-input").get_attribute("aria-invalid") == "true"
+    assert here.driver.current_url.endswith(f"/room/{room}")
+    field = here.element("room-input")
+    field.clear()  # the browser would resolve /room/.. to /: only dots is no room name
+    field.send_keys("..", Keys.ENTER)
+    here.waitUntil("document.getElementById('room-hint').textContent.includes('not only dots')")
     assert here.driver.current_url.endswith(f"/room/{room}")
     field = here.element("room-input")
     field.clear()

@@ -54,6 +54,7 @@ def test_only_unknown_subprotocols_get_the_plain_protocol():
 
 
 @pytest.mark.parametrize("path", ["/ws/" + "r" * 65, "/ws/two%20words", "/ws/a/b", "/ws/caf%C3%A9", "/ws/",
+                                  "/ws/.", "/ws/..", "/ws/" + "." * 64,
                                   "/ws/caf\u00e9".encode().decode("latin-1")])
 def test_bad_room_names_get_404_and_disturb_nobody(path):
     hub, clock = makeHub()
@@ -67,7 +68,8 @@ def test_bad_room_names_get_404_and_disturb_nobody(path):
 
 
 @pytest.mark.parametrize("query", ["name=" + "n" * 33, "name=%FF", "name=ok%C3", "since=abc", "since=x:",
-                                  "since=:5", "since=e:-1", "since=e:1.5"])
+                                  "since=:5", "since=e:-1", "since=e:1.5",
+                                  "name=%zz", "name=ok%", "name=%E6%9", "na%6De=%zz", "since=e%zz:1", "since=e:1%"])
 def test_bad_handshake_parameters_get_400_and_disturb_nobody(query):
     hub, clock = makeHub()
     other = V1Peer(hub)
@@ -86,6 +88,30 @@ def test_names_lose_control_characters_and_plain_clients_have_none():
     clock.advance(0)
     lines = [line for line in v1.lines() if line["type"] == "message"]
     assert [line["name"] for line in lines] == ["", "日x" + "y" * 29]
+
+
+def test_a_v1_sender_s_controls_are_removed_for_everyone_and_a_seed_sender_s_text_is_the_seed_s():
+    hub, clock = makeHub()
+    v1, plain = V1Peer(hub), Peer(hub)
+    v1.say("bell\x07 nul\x00 esc\x1b[2J tab\tend\r\nnext\rlast\x7f")
+    v1.say("\x00\x07\x1b")  # nothing left: dropped, as an empty message is
+    plain.say("seed\x07 nul\x00\tas sent\r")
+    clock.advance(0)
+    cleaned = "bell nul esc[2J tab\tend next last\x7f"  # line breaks are spaces for now (\u00a73)
+    assert texts(v1.lines()) == [cleaned, "seed\x07 nul\x00\tas sent"]
+    assert plain.messages() == [cleaned, "seed\x07 nul\x00\tas sent"]
+    assert v1.open and plain.open
+
+
+def test_names_lose_format_characters_that_hide_or_reverse_text():
+    hub, clock = makeHub()
+    admin = V1Peer(hub, query="name=Admin%E2%80%8B")            # a zero-width space
+    mirror = V1Peer(hub, query="name=%E2%80%AEnimdA%E2%80%AC")  # right-to-left override ... pop
+    isolate = V1Peer(hub, query="name=%E2%81%A6Ann%E2%81%A9%EF%BB%BF")  # isolate ... pop, BOM
+    for peer in (admin, mirror, isolate):
+        peer.say("hi")
+    clock.advance(0)
+    assert [line["name"] for line in admin.lines() if line["type"] == "message"] == ["Admin", "nimdA", "Ann"]
 
 
 def test_history_on_join_then_live_without_gap_or_duplicate_even_mid_batch():

@@ -57,6 +57,10 @@ class Api(Resource):
             answer = handler(request)
         except ApiError as e:
             return _error(request, e)
+        except Exception:
+            # Twisted would answer with an HTML page; the API's callers read JSON.
+            _log.failure("API call {method} {path} failed", method=request.method, path=request.path)
+            return _error(request, ApiError(500, "internal error"))
         if not isinstance(answer, Deferred):
             return _respond(request, answer)
         gone: list[Failure] = []
@@ -124,11 +128,15 @@ class Api(Resource):
             lambda numbered: _json(dict(zip(("epoch", "seq"), numbered or (None, None)))))
 
     def _message(self, request: Request) -> tuple[bytes, str]:
-        """The text (normalised as a chat message is) and the name of a posted message."""
+        """The text (cleaned and normalised as a txchat.v1 member's is) and the name of a
+        posted message."""
+        shape = "the body must be JSON: {\"text\": \"...\", \"name\": \"...\"}"
         try:
             body = json.loads(request.content.read() if request.content is not None else b"")
         except ValueError:
-            raise ApiError(400, "the body must be JSON: {\"text\": \"...\", \"name\": \"...\"}") from None
+            raise ApiError(400, shape) from None
+        except RecursionError:  # nesting too deep for the parser: a few KB of brackets do it
+            raise ApiError(400, shape + " (nested too deeply)") from None
         if not isinstance(body, dict):
             raise ApiError(400, "the body must be a JSON object")
         text, name = body.get("text"), body.get("name", "")
@@ -140,7 +148,7 @@ class Api(Resource):
             raise ApiError(400, "text and name must be valid Unicode (no lone surrogates)") from None
         if len(raw) > self.maxMessageSize:
             raise ApiError(413, f"text is {len(raw)} bytes; at most {self.maxMessageSize}")
-        message = normalise(raw)
+        message = normalise(wire.cleanText(raw))
         if not message:
             raise ApiError(400, "text is empty")
         try:

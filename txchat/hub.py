@@ -84,6 +84,9 @@ class ChatHub(WebSocketServerFactory):
             openHandshakeTimeout=config.handshakeTimeout,
             closeHandshakeTimeout=config.closeTimeout,
             autoPingInterval=0,
+            # Autobahn would refuse "Origin: null" itself, with a 400; txchat's OriginPolicy
+            # (in onConnect) refuses it as any foreign origin, with a 403.
+            allowNullOrigin=True,
         )
         useClock(self, reactor)
         self.protocol = protocolWithOptions(self, type(self).protocol)

@@ -217,7 +217,8 @@ class ChatProtocol(WebSocketServerProtocol):
             _log.info("closing {peer}: more than {rate:g} messages/s", peer=self.peerName, rate=self._bucket.rate)
             self.leave(CLOSE_POLICY, "rate limit exceeded")
             return
-        message = normalise(payload)
+        # txchat.v1 senders lose C0 controls (txchat/wire.py); a seed client's text is the seed's.
+        message = normalise(wire.cleanText(payload) if self.v1 else payload)
         if message:
             self.factory.broadcast(self, message)
 

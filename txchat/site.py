@@ -192,8 +192,11 @@ class _Request(Request):
     def _refuse(self) -> None:
         self._refused = True
         transport: Any = self.channel.transport
+        # JSON, as every answer of the API (the only part that takes a body) is.
+        body = b'{"error":"the request body is more than %d bytes"}\n' % self.maxBodySize
         transport.write(
-            b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            b"HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json; charset=utf-8\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
         self.channel.loseConnection()
 
 

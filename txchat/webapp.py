@@ -8,6 +8,7 @@ and as a callable that says how it is.
 
 from __future__ import annotations
 
+import html
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Callable
@@ -80,6 +81,66 @@ def _text(segment: bytes) -> str:
     return segment.decode("ascii", "replace")
 
 
+# A room page's 404 in the page's own look (its colours, light and dark, and its font), with
+# the rule a reader needs to fix the address; self-contained, as the page is.
+_NO_SUCH_ROOM = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="color-scheme" content="light dark">
+<title>No such room · Chat</title>
+<style>
+:root {{ --bg: #f4f5f7; --panel: #fff; --text: #1d2330; --muted: #5b6475; --line: #e3e6eb; --accent: #2159c4; }}
+@media (prefers-color-scheme: dark) {{
+  :root {{ --bg: #14171c; --panel: #1c2028; --text: #e6e8ec; --muted: #a3acbb; --line: #2b313c; --accent: #8fb1f5; }}
+}}
+body {{
+  margin: 0; min-height: 100vh; display: grid; place-items: center; background: var(--bg); color: var(--text);
+  font: 16px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
+}}
+main {{
+  max-width: 28em; margin: 1em; padding: 1.25em 1.5em; background: var(--panel);
+  border: 1px solid var(--line); border-radius: .75em;
+}}
+h1 {{ font-size: 1.1em; margin: 0 0 .4em; font-weight: 600; }}
+p {{ margin: 0 0 .8em; color: var(--muted); overflow-wrap: anywhere; }}
+a {{ color: var(--accent); font-weight: 600; }}
+</style>
+</head>
+<body>
+<main>
+<h1>No such room</h1>
+<p>{what}</p>
+<p>{rule}.</p>
+<p><a href="/">Go to the lobby</a></p>
+</main>
+</body>
+</html>
+"""
+
+
+class NoSuchRoom(Resource):
+    """404 for a ``/room/`` address that names no room."""
+
+    isLeaf = True
+
+    def __init__(self, asked: bytes | None) -> None:
+        super().__init__()
+        self.asked = asked
+
+    def render(self, request: Request) -> bytes:
+        request.setResponseCode(404)
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        if self.asked:
+            name = self.asked.decode("utf-8", "replace")
+            shown = name if len(name) <= 80 else name[:80] + "…"
+            what = f"“<bdi>{html.escape(shown)}</bdi>” is not a room name."
+        else:
+            what = "This address names no room."
+        return _NO_SUCH_ROOM.format(what=what, rule=html.escape(wire.ROOM_RULE)).encode("utf-8")
+
+
 class RoomPages(Resource):
     """``/room/NAME``: the page, in room NAME."""
 
@@ -89,8 +150,12 @@ class RoomPages(Resource):
 
     def getChild(self, path: bytes, request: Request) -> IResource:
         if request.postpath or not wire.validRoom(_text(path)):
-            return notFound()
+            return NoSuchRoom(b"/".join([path, *(request.postpath or [])]))
         return self.page
+
+    def render(self, request: Request) -> bytes:
+        # /room itself
+        return NoSuchRoom(None).render(request)
 
 
 class Health(Resource):
@@ -110,6 +175,17 @@ class Health(Resource):
         return text.encode("utf-8") + b"\n"
 
 
+class ApiOff(Resource):
+    """``/api/`` while the server API is off: 404, in JSON as every answer of the API is."""
+
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        request.setResponseCode(404)
+        request.setHeader(b"content-type", b"application/json; charset=utf-8")
+        return b'{"error":"the server API is off (txchat was started without --api-key)"}\n'
+
+
 class Root(Resource):
     def getChild(self, path: bytes, request: Request) -> IResource:
         return notFound()
@@ -120,8 +196,7 @@ def makeRoot(
     api: Resource | None = None,
 ) -> Resource:
     root = Root()
-    if api is not None:
-        root.putChild(b"api", api)
+    root.putChild(b"api", api if api is not None else ApiOff())
     thePage = Page(page or pagePath())
     root.putChild(b"", thePage)
     root.putChild(b"room", RoomPages(thePage))

@@ -15,7 +15,10 @@ SUBPROTOCOL = "txchat.v1"
 LOBBY = "lobby"
 MAX_NAME = 32
 
-_ROOM = re.compile(r"[A-Za-z0-9._~-]{1,64}\Z")
+# Not only dots: "." and ".." are path segments that browsers resolve before asking.
+_ROOM = re.compile(r"(?!\.+\Z)[A-Za-z0-9._~-]{1,64}\Z")
+# The rule in words, as the page's hint and its 404 page say it.
+ROOM_RULE = "Room names are 1–64 letters, digits, or . _ ~ - (not only dots)"
 _SEQ = re.compile(r"[0-9]+\Z")
 
 
@@ -35,20 +38,49 @@ def roomFromPath(path: str, prefix: str = "/ws") -> str | None:
     return name if validRoom(name) else None
 
 
-def _query(uri: str) -> dict[str, bytes]:
-    """The raw query of a request URI, percent-decoded to bytes (first value of each key)."""
-    params: dict[str, bytes] = {}
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _query(uri: str) -> dict[str, str]:
+    """The raw query of a request URI: each key percent-decoded, each value as sent (first
+    value of each key); L{_param} decodes the values the protocol reads."""
+    params: dict[str, str] = {}
     for pair in uri.partition("?")[2].split("&"):
         key, _, value = pair.partition("=")
         if key:
-            params.setdefault(unquote_to_bytes(key.replace("+", " ")).decode("utf-8", "replace"),
-                              unquote_to_bytes(value.replace("+", " ")))
+            params.setdefault(unquote_to_bytes(key.replace("+", " ")).decode("utf-8", "replace"), value)
     return params
 
 
+def _param(params: dict[str, str], key: str) -> bytes:
+    """A parameter's value, percent-decoded; a C{%} not followed by two hex digits is a bad
+    request, as invalid UTF-8 is (urllib would keep it as it is)."""
+    value = params[key]
+    if _BAD_ESCAPE.search(value):
+        raise BadRequest(f"{key}: bad percent-encoding (a % must be followed by two hex digits)")
+    return unquote_to_bytes(value.replace("+", " "))
+
+
 def cleanName(text: str) -> str:
-    """A display name without control characters or surrounding white space."""
-    return "".join(c for c in text if unicodedata.category(c) != "Cc").strip()
+    """A display name without control characters (Cc), format characters (Cf: zero-width,
+    bidi overrides and isolates, which make one name look like another or reverse the text
+    around it) or surrounding white space."""
+    return "".join(c for c in text if unicodedata.category(c) not in ("Cc", "Cf")).strip()
+
+
+# C0 controls but for tab and line feed (carriage returns become line feeds first).
+_C0_UNWANTED = bytes(c for c in range(0x20) if c not in (0x09, 0x0A))
+
+
+def cleanText(payload: bytes) -> bytes:
+    """A txchat.v1 sender's (or the API's) text, UTF-8, without C0 controls other than
+    C{\\n} and C{\\t}: a NUL or a BEL shows as a box on the page, an ESC may drive a terminal.
+    Line breaks become C{\\n}. Works on the bytes: in UTF-8, a byte below 0x20 is always
+    that character, never part of another. Seed-protocol text is not cleaned: the seed
+    forwards what it gets."""
+    if b"\r" in payload:
+        payload = payload.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return payload.translate(None, _C0_UNWANTED)
 
 
 def displayName(raw: bytes) -> str:
@@ -83,9 +115,9 @@ def handshakeParams(uri: str, v1: bool, signed: bool) -> Handshake:
     give C{name} and C{since}; with C{signed} identities the name is the token's, and
     C{name=} is not even read."""
     params = _query(uri)
-    name = displayName(params["name"]) if v1 and not signed and "name" in params else ""
-    resume = since(params["since"]) if v1 and "since" in params else None
-    token = params["token"].decode("utf-8", "replace") if signed and "token" in params else None
+    name = displayName(_param(params, "name")) if v1 and not signed and "name" in params else ""
+    resume = since(_param(params, "since")) if v1 and "since" in params else None
+    token = _param(params, "token").decode("utf-8", "replace") if signed and "token" in params else None
     return Handshake(name, resume, token)
 
 
