@@ -120,9 +120,9 @@ def test_a_failing_check_is_logged_and_refused_with_500():
     assert desk.count("refused-error") == 1
 
 
-def ticket(room: str = "lobby", v1: bool = False, name: str = "", since=None, expires: float = math.inf,
-           address: str = "10.0.0.5", peerName: str = PEER) -> Ticket[Claim]:
-    return Ticket(room, v1, "txchat.v1" if v1 else None, name, since, expires, address, peerName,
+def ticket(room: str = "lobby", v1: bool = False, name: str = "", since=None, subject=None,
+           expires: float = math.inf, address: str = "10.0.0.5", peerName: str = PEER) -> Ticket[Claim]:
+    return Ticket(room, v1, "txchat.v1" if v1 else None, name, since, subject, expires, address, peerName,
                   Claim(room, v1, since))
 
 
@@ -138,8 +138,8 @@ ACCEPTED = [
      ticket(address="203.0.113.9", peerName=f"203.0.113.9 via {PEER}")),  # through trusted proxies
     (False, replace(PLAIN, peerHost="192.0.2.1", forwardedFor="203.0.113.9"), ticket(address="192.0.2.1")),
     (True, v1(query="name=Forged&token=" + token({"sub": "u", "name": "Sam", "exp": EXPIRES})),
-     ticket(v1=True, name="Sam", expires=EXPIRES)),
-    (True, replace(PLAIN, uri="/ws?token=" + token({"sub": "u", "name": "Sam"})), ticket(name="Sam")),
+     ticket(v1=True, name="Sam", subject="u", expires=EXPIRES)),
+    (True, replace(PLAIN, uri="/ws?token=" + token({"sub": "u", "name": "Sam"})), ticket(name="Sam", subject="u")),
 ]
 
 

@@ -65,6 +65,7 @@ class Ticket(Generic[Place]):
     subprotocol: str | None  # the one to answer with
     name: str  # the display name (the token's, with signed identities)
     since: tuple[str, int] | None
+    subject: str | None  # who the signed identity is (the token's C{sub}); None without signed identities
     expires: float  # when the signed identity expires (seconds since the Unix epoch), or infinity
     address: str  # the client's address, which the connection counts against
     peerName: str  # the peer as log lines name it from now on ("CLIENT via PROXY" behind a proxy)
@@ -113,7 +114,7 @@ class Gate(Generic[Place]):
             return Refusal(404, "no such room", "not-found")
         v1 = wire.SUBPROTOCOL in handshake.protocols
         tokens = self.tokens
-        name, since, expires = "", None, math.inf
+        name, since, subject, expires = "", None, None, math.inf
         if v1 or tokens is not None:
             try:
                 asked = wire.handshakeParams(handshake.uri, v1, tokens is not None)
@@ -126,7 +127,7 @@ class Gate(Generic[Place]):
                 except TokenRefused as e:
                     _log.info("refused {peer}: {reason}", peer=peer, reason=str(e))
                     return Refusal(e.status, str(e), "token")
-                name, expires = identity.name, identity.expires
+                name, subject, expires = identity.name, identity.subject, identity.expires
         origin = handshake.origin
         try:
             allowed = self.origins.allows(origin, handshake.host)
@@ -144,8 +145,8 @@ class Gate(Generic[Place]):
             if not isinstance(place, str):
                 if address != handshake.peerHost:
                     peer = f"{address} via {peer}"
-                return Ticket(roomName, v1, wire.SUBPROTOCOL if v1 else None, name, since, expires, address,
-                              peer, place)
+                return Ticket(roomName, v1, wire.SUBPROTOCOL if v1 else None, name, since, subject, expires,
+                              address, peer, place)
             self.limits.release(address)
             reason = place
         _log.info("refused {peer} ({address}): {reason}", peer=peer, address=address, reason=reason)
