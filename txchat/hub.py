@@ -1,9 +1,9 @@
 """The hub: the one WebSocketServerFactory that registers every chat client and broadcasts.
 
-It knows nothing of HTTP: the web resource hands it connections, admitted by its L{Gate}, and it
-sees them as L{Member}s (the protocol class it builds is bound in L{txchat.factory}). Broadcasting is batched:
-every message accepted while the reactor is busy goes out in one flush, as soon as the
-reactor is free, framed once for all clients that keep up (see L{txchat.fanout}).
+It knows nothing of HTTP: the web resource hands it connections, admitted by its L{Gate}, and
+it sees them as L{Member}s. Broadcasting is batched: every message accepted while the reactor
+is busy goes out in one flush, as soon as the reactor is free, framed once for all clients that
+keep up (see L{txchat.fanout}).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""One chat connection: check the handshake, normalise what the client sends, keep it alive.
+"""One chat connection: its handshake to the gate, normalise what the client sends, keep it alive.
 
 The protocol holds no chat state; it asks the hub's gate whether to take the handshake, hands
 messages to its factory, the hub, and tells the hub when the client stops or starts taking data.
