@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import Any
 
 import jwt
 import pytest
@@ -24,11 +25,11 @@ PLAIN = Handshake(path="/ws", protocols=[], uri="/ws", origin=None, host="chat.e
                   forwardedFor=None, peerName=PEER)
 
 
-def v1(path: str = "/ws", query: str = "", **changes) -> Handshake:
+def v1(path: str = "/ws", query: str = "", **changes: Any) -> Handshake:
     return replace(PLAIN, path=path, protocols=["txchat.v1"], uri=f"{path}?{query}" if query else path, **changes)
 
 
-def token(claims: dict) -> str:
+def token(claims: dict[str, Any]) -> str:
     return jwt.encode(claims, SECRET, algorithm="HS256")
 
 
@@ -76,9 +77,11 @@ REFUSALS = [
 ]
 
 
-@pytest.mark.parametrize("desk, handshake, status, reason, label, logged", REFUSALS)
-def test_every_refusal_has_its_status_reason_label_and_log_line(desk, handshake, status, reason, label, logged):
-    desk = Desk(**desk)
+@pytest.mark.parametrize("setting, handshake, status, reason, label, logged", REFUSALS)
+def test_every_refusal_has_its_status_reason_label_and_log_line(
+    setting: dict[str, Any], handshake: Handshake, status: int, reason: str, label: str, logged: str | None,
+) -> None:
+    desk = Desk(**setting)
     if desk.limits.total or desk.limits.perAddress:
         assert isinstance(desk.gate.admit(PLAIN), Ticket)  # the one connection allowed
     with capturedLogs() as events:
@@ -90,7 +93,7 @@ def test_every_refusal_has_its_status_reason_label_and_log_line(desk, handshake,
     assert desk.limits.open == (1 if desk.limits.total or desk.limits.perAddress else 0), "a refusal holds nothing"
 
 
-def test_a_room_refusal_releases_the_connection_it_counted():
+def test_a_room_refusal_releases_the_connection_it_counted() -> None:
     desk = Desk(perIp=1, lobby="max-rooms")
     assert isinstance(desk.gate.admit(PLAIN), Refusal)
     assert desk.limits.open == 0
@@ -98,7 +101,7 @@ def test_a_room_refusal_releases_the_connection_it_counted():
     assert isinstance(desk.gate.admit(PLAIN), Ticket), "the address has its place back"
 
 
-def test_a_closed_gate_refuses_even_where_limits_would():
+def test_a_closed_gate_refuses_even_where_limits_would() -> None:
     desk = Desk(maxConnections=1)
     desk.gate.admit(PLAIN)
     desk.gate.closed = True
@@ -106,7 +109,7 @@ def test_a_closed_gate_refuses_even_where_limits_would():
     assert desk.count("refused-shutting-down") == 1 and desk.count("refused-max-connections") == 0
 
 
-def test_a_failing_check_is_logged_and_refused_with_500():
+def test_a_failing_check_is_logged_and_refused_with_500() -> None:
     class Broken(TrustedProxies):
         def clientAddress(self, peer: str, forwardedFor: str | None) -> str:
             raise RuntimeError("broken")
@@ -120,7 +123,8 @@ def test_a_failing_check_is_logged_and_refused_with_500():
     assert desk.count("refused-error") == 1
 
 
-def ticket(room: str = "lobby", v1: bool = False, name: str = "", since=None, subject=None,
+def ticket(room: str = "lobby", v1: bool = False, name: str = "", since: tuple[str, int] | None = None,
+           subject: str | None = None,
            expires: float = math.inf, address: str = "10.0.0.5", peerName: str = PEER) -> Ticket[Claim]:
     return Ticket(room, v1, "txchat.v1" if v1 else None, name, since, subject, expires, address, peerName,
                   Claim(room, v1, since))
@@ -144,7 +148,7 @@ ACCEPTED = [
 
 
 @pytest.mark.parametrize("signed, handshake, expected", ACCEPTED)
-def test_an_admitted_handshake_gets_its_ticket(signed, handshake, expected):
+def test_an_admitted_handshake_gets_its_ticket(signed: bool, handshake: Handshake, expected: Ticket[Claim]) -> None:
     desk = Desk(signed=signed)
     with capturedLogs() as events:
         assert desk.gate.admit(handshake) == expected

@@ -71,7 +71,7 @@ def cycle(edges: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def test_the_graph_is_read():
+def test_the_graph_is_read() -> None:
     edges = graph()
     assert {"txchat.hub", "txchat.protocol", "txchat.gate", "txchat.wire"} <= set(edges)
     assert "txchat.wire" in edges["txchat.gate"], "from txchat import wire counts"
@@ -80,9 +80,9 @@ def test_the_graph_is_read():
     assert cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
 
 
-def test_the_package_has_no_import_circle():
+def test_the_package_has_no_import_circle() -> None:
     assert cycle(graph()) is None
 
 
-def test_the_hub_does_not_know_the_protocol():
+def test_the_hub_does_not_know_the_protocol() -> None:
     assert "txchat.protocol" not in graph()["txchat.hub"]

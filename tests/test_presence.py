@@ -49,7 +49,7 @@ class World:
         self.presence.changed(room)
 
 
-def test_at_most_one_line_a_room_a_second_and_the_last_change_arrives():
+def test_at_most_one_line_a_room_a_second_and_the_last_change_arrives() -> None:
     world = World()
     room, other = world.room("r"), world.room("s")
     world.join(room)
@@ -68,7 +68,7 @@ def test_at_most_one_line_a_room_a_second_and_the_last_change_arrives():
     assert world.clock.getDelayedCalls() == []
 
 
-def test_the_last_change_arrives_even_when_it_returns_to_what_was_said():
+def test_the_last_change_arrives_even_when_it_returns_to_what_was_said() -> None:
     world = World()
     room = world.room()
     world.join(room)
@@ -79,7 +79,7 @@ def test_the_last_change_arrives_even_when_it_returns_to_what_was_said():
     assert world.clock.getDelayedCalls() == []
 
 
-def test_other_processes_count_until_they_fall_silent():
+def test_other_processes_count_until_they_fall_silent() -> None:
     world = World()
     world.presence.start()
     room = world.room()
@@ -103,7 +103,7 @@ def test_other_processes_count_until_they_fall_silent():
     assert world.clock.getDelayedCalls() == []
 
 
-def test_a_process_heard_again_keeps_counting():
+def test_a_process_heard_again_keeps_counting() -> None:
     world = World()
     world.presence.start()
     room = world.room()
@@ -115,7 +115,7 @@ def test_a_process_heard_again_keeps_counting():
     world.presence.stop()
 
 
-def test_a_room_not_shared_from_here_neither_hears_nor_says():
+def test_a_room_not_shared_from_here_neither_hears_nor_says() -> None:
     world = World()
     room = world.room()
     world.join(room)
@@ -131,7 +131,7 @@ def test_a_room_not_shared_from_here_neither_hears_nor_says():
     assert len([p for p in world.published if p[2] == 0]) == 1, "0 is said once"
 
 
-def test_alone_a_room_of_plain_members_has_nobody_to_tell():
+def test_alone_a_room_of_plain_members_has_nobody_to_tell() -> None:
     world = World(shared=False)
     room = world.room(watched=False)
     world.join(room, v1=False)
@@ -141,7 +141,7 @@ def test_alone_a_room_of_plain_members_has_nobody_to_tell():
     assert world.told == [("r", 0, 3)] and world.published == []
 
 
-def test_a_forgotten_room_says_nothing_more():
+def test_a_forgotten_room_says_nothing_more() -> None:
     world = World()
     room = world.room()
     world.join(room)
@@ -152,7 +152,7 @@ def test_a_forgotten_room_says_nothing_more():
     assert world.told == [("r", 0, 1)]
 
 
-def test_the_line_is_the_wire_presence_line():
+def test_the_line_is_the_wire_presence_line() -> None:
     world = World()
     lines: list[bytes] = []
     world.presence = Presence(world.clock, world.rooms, world.setOnline, lambda room, line: lines.append(line),
