@@ -124,8 +124,8 @@ def test_a_failing_check_is_logged_and_refused_with_500() -> None:
 
 
 def ticket(room: str = "lobby", v1: bool = False, name: str = "", since: tuple[str, int] | None = None,
-           subject: str | None = None,
-           expires: float = math.inf, address: str = "10.0.0.5", peerName: str = PEER) -> Ticket[Claim]:
+           subject: str | None = None, expires: float = math.inf, address: str = "10.0.0.5",
+           peerName: str = PEER) -> Ticket[Claim]:
     return Ticket(room, v1, "txchat.v1" if v1 else None, name, since, subject, expires, address, peerName,
                   Claim(room, v1, since))
 
