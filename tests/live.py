@@ -9,7 +9,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.web.http import HTTPChannel
 
 from txchat.config import Config
-from txchat.hub import ChatHub
+from txchat.factory import ChatFactory
 from txchat.site import ChatSite
 from txchat.webapp import makeRoot
 
@@ -60,7 +60,7 @@ class _TrackedChannel(HTTPChannel):
         self.site.tracker.closed(self)
 
 
-class _TrackedHub(ChatHub):
+class _TrackedHub(ChatFactory):
     def __init__(self, tracker: Tracker, *args) -> None:
         super().__init__(*args)
         self.tracker = tracker

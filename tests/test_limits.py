@@ -281,3 +281,21 @@ def test_a_handshake_later_on_a_kept_alive_connection_still_works():
     client.send(frames.handshake())
     assert client.transport.value().startswith(b"HTTP/1.1 101")
     assert len(client.hub) == 1
+
+
+def test_every_handshake_is_counted_once_by_its_outcome():
+    hub, clock = makeHub(maxConnectionsPerIp=1, maxRooms=1)
+    kept = Peer(hub, path="/ws/a")
+    outcomes = [
+        Peer(hub, path="/nope"),  # not-found
+        Peer(hub, origin="http://elsewhere.example"),  # origin
+        Peer(hub, path="/ws/a"),  # max-connections-per-ip
+        Peer(hub, path="/ws/b", address="127.0.0.2"),  # max-rooms
+    ]
+    assert [kept.status] + [p.status for p in outcomes] == [101, 404, 403, 503, 503]
+    text = generate_latest(hub.metrics.registry).decode()
+    counted = {line.split('"')[1]: float(line.split()[-1])
+               for line in text.splitlines() if line.startswith("txchat_handshakes_total{")}
+    assert counted == {"accepted": 1, "refused-not-found": 1, "refused-origin": 1,
+                       "refused-max-connections-per-ip": 1, "refused-max-rooms": 1}
+    hub.closeAll()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock
 
 import txchat
@@ -10,6 +11,7 @@ from txchat.config import Config
 from txchat.hub import HubService
 from txchat.limits import FILES_HELD_BACK, connectionsWithin
 from txchat.listener import Listener
+from txchat.protocol import ChatProtocol
 from txchat.tap import Options, makeService
 
 pytestmark = pytest.mark.unit
@@ -155,3 +157,9 @@ def test_metrics_get_their_own_endpoint_and_only_when_asked():
     reactor = MemoryReactorClock()
     makeService(parse("--listen", "tcp:9001", "--metrics-listen", "tcp:9100:interface=127.0.0.1"), reactor).startService()
     assert [(port, interface) for port, _, _, interface in reactor.tcpServers] == [(9001, ""), (9100, "127.0.0.1")]
+
+
+def test_the_hub_builds_chat_connections():
+    service = makeService(parse("--listen", "tcp:9001"), MemoryReactorClock())
+    (hubService,) = [c for c in service if isinstance(c, HubService)]
+    assert isinstance(hubService.hub.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1)), ChatProtocol)

@@ -20,7 +20,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 from txchat import wire
 from txchat.broker import NotPublished
 from txchat.hub import BrokerDown, RoomsFull, RoomView
-from txchat.protocol import normalise
+from txchat.wire import normalise
 
 _log = Logger()
 

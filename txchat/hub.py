@@ -1,17 +1,18 @@
 """The hub: the one WebSocketServerFactory that registers every chat client and broadcasts.
 
-It knows nothing of HTTP: the web resource hands it connections. Broadcasting is batched:
-every message accepted while the reactor is busy goes out in one flush, as soon as the
-reactor is free, framed once for all clients that keep up (see L{txchat.fanout}).
+It knows nothing of HTTP: the web resource hands it connections, admitted by its L{Gate}, and
+it sees them as L{Member}s. Broadcasting is batched: every message accepted while the reactor
+is busy goes out in one flush, as soon as the reactor is free, framed once for all clients that
+keep up (see L{txchat.fanout}).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
-from autobahn.twisted.websocket import WebSocketServerFactory
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -22,17 +23,53 @@ from txchat import memory, wire
 from txchat.autobahn_internals import protocolWithOptions, useClock
 from txchat.broker import Broker, LocalBroker, Snapshot
 from txchat.config import Config
+from txchat.gate import Claim, Gate
 from txchat.limits import ConnectionLimits, TrustedProxies
 from txchat.metrics import Metrics
 from txchat.origin import OriginPolicy
-from txchat.protocol import CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TRY_AGAIN, ChatProtocol
+from txchat.presence import Presence
 from txchat.rooms import Delivery, Room, Rooms, newEpoch
 from txchat.tokens import tokenChecker
+from txchat.wire import CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TRY_AGAIN
 
 _log = Logger()
 
-# At most one presence line a room a second.
-PRESENCE_INTERVAL = 1.0
+
+class Resuming(Protocol):
+    """A client as far as resuming goes: its protocol, and where it resumes (if it does)."""
+
+    @property
+    def v1(self) -> bool: ...
+
+    @property
+    def since(self) -> tuple[str, int] | None: ...
+
+
+class Member(Resuming, Protocol):
+    """What the hub needs of a chat connection (L{txchat.protocol.ChatProtocol})."""
+
+    room: Room | None  # the room it was admitted to, until it has gone
+
+    @property
+    def displayName(self) -> str: ...
+
+    @property
+    def peerName(self) -> str: ...
+
+    @property
+    def member(self) -> bool:
+        """Open, and not yet leaving."""
+
+    @property
+    def behind(self) -> bool:
+        """Output waits in its transport."""
+
+    @property
+    def transport(self) -> Any: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def leave(self, code: int, reason: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -56,7 +93,10 @@ class BrokerDown(Exception):
 
 
 class ChatHub(WebSocketServerFactory):
-    protocol: type[ChatProtocol] = ChatProtocol  # type: ignore[assignment]
+    """The registering hub: it holds the gate and the rooms. The protocol it builds is bound
+    where both are known (L{txchat.factory.ChatFactory}); it sees its members as L{Member}s."""
+
+    protocol: type[WebSocketServerProtocol]
 
     def __init__(
         self, config: Config, reactor: IReactorTime, broker: Broker | None = None,
@@ -69,11 +109,12 @@ class ChatHub(WebSocketServerFactory):
         super().__init__(reactor=reactor)
         self.config = config
         self.clock = reactor
-        self.origins = OriginPolicy(config.allowedOrigins)
-        self.proxies = TrustedProxies(config.trustedProxies)
-        self.limits = ConnectionLimits(config.maxConnections, config.maxConnectionsPerIp)
-        self.tokens = tokenChecker(config.tokenSecret, config.tokenPublicKey)
         self.metrics = Metrics()
+        self.gate: Gate[Room] = Gate(
+            OriginPolicy(config.allowedOrigins), TrustedProxies(config.trustedProxies),
+            ConnectionLimits(config.maxConnections, config.maxConnectionsPerIp),
+            tokenChecker(config.tokenSecret, config.tokenPublicKey), self.metrics.handshakes, self.hold,
+        )
         self.setProtocolOptions(
             versions=[13],
             webStatus=False,
@@ -93,12 +134,13 @@ class ChatHub(WebSocketServerFactory):
         self.rooms = Rooms(config.maxRooms, self._newRoom)
         self._dirty: dict[str, Room] = {}
         self._flushCall: IDelayedCall | None = None
-        self._refreshCall: IDelayedCall | None = None
         self._giveBack = giveBack
         self._giveBackCall: IDelayedCall | None = None
         self._gone = 0  # connections closed since memory was last given back
         self.broker: Broker = broker if broker is not None else LocalBroker()
-        self._connections: set[ChatProtocol] = set()
+        self.presence = Presence(reactor, self.rooms, self.broker.setOnline, self._tellPresence,
+                                 not self.broker.numbersHere, config.presenceRefresh, config.presenceStale)
+        self._connections: set[Member] = set()
         self._closing = False
         self._allGone: list[Deferred[None]] = []
         self.metrics.watch(
@@ -119,27 +161,20 @@ class ChatHub(WebSocketServerFactory):
     def room(self, name: str) -> Room | None:
         return self.rooms.get(name)
 
-    def admit(self, client: ChatProtocol, address: str, roomName: str) -> str | None:
-        """Count a handshake in against the limits and hold its room's place, or say why not."""
-        reason = "shutting-down" if self._closing else self.limits.admit(address)
-        if reason is None:
-            room, evicted = self.rooms.open(roomName)
-            if evicted is not None:
-                self._forget(evicted)
-            if room is None:
-                self.limits.release(address)
-                reason = "max-rooms"
-            elif self._behind(client, room):
-                self.limits.release(address)
-                reason = "catching-up"
-            else:
-                room.reserved += 1
-                client.room = room
-                self._watch(room)
-        self.metrics.handshakes.labels("refused-" + reason if reason else "accepted").inc()
-        return reason
+    def hold(self, claim: Claim) -> Room | str:
+        """Hold a place in the room a handshake asks for (for the gate), or say why not."""
+        room, evicted = self.rooms.open(claim.room)
+        if evicted is not None:
+            self._forget(evicted)
+        if room is None:
+            return "max-rooms"
+        if self._behind(claim, room):
+            return "catching-up"
+        room.reserved += 1
+        self._watch(room)
+        return room
 
-    def _behind(self, client: ChatProtocol, room: Room) -> bool:
+    def _behind(self, client: Resuming, room: Room) -> bool:
         """Whether this process, cut off from Redis, is behind a v1 client that resumes here:
         it has seen numbers this process has not, which this process cannot serve without
         sending it some twice. It is refused (503, or 1013 once open) and retries; by then
@@ -147,12 +182,9 @@ class ChatHub(WebSocketServerFactory):
         return not self.broker.numbersHere and not self.broker.up and self._ahead(client, room)
 
     @staticmethod
-    def _ahead(client: ChatProtocol, room: Room) -> bool:
+    def _ahead(client: Resuming, room: Room) -> bool:
         since = client.since
         return since is not None and client.v1 and since[0] == room.epoch and since[1] > room.seq
-
-    def refused(self, reason: str) -> None:
-        self.metrics.handshakes.labels("refused-" + reason).inc()
 
     def health(self) -> tuple[int, str]:
         """For load balancers: 200 while serving; what the broker is doing, if there is one."""
@@ -161,7 +193,7 @@ class ChatHub(WebSocketServerFactory):
         state = self.broker.state
         return 200, "ok" if state is None else f"ok\nredis: {state}"
 
-    def register(self, client: ChatProtocol) -> None:
+    def register(self, client: Member) -> None:
         """The client's handshake is done: it becomes a member of the room it was admitted to.
 
         A v1 member first gets its welcome and the room's history (or what it missed) in one
@@ -181,12 +213,12 @@ class ChatHub(WebSocketServerFactory):
             return
         self._join(client, room)
 
-    def _snapshotted(self, snapshot: Snapshot | None | Failure, client: ChatProtocol, room: Room) -> None:
+    def _snapshotted(self, snapshot: Snapshot | None | Failure, client: Member, room: Room) -> None:
         room.joining.remove(client)
         if isinstance(snapshot, Snapshot):
             now = self.clock.seconds()
             for process, count in snapshot.others.items():
-                room.remote[process] = (count, now)
+                room.presence.heard(process, count, now)
             if room.held is None:  # (else the room's own catch-up brings it up to date)
                 if len(room):
                     self._catchUpWith(room, snapshot)  # (a stream that started over, say)
@@ -204,7 +236,7 @@ class ChatHub(WebSocketServerFactory):
         elif not self._closing:
             self._vacated(room)  # it left while its history was being read
 
-    def _join(self, client: ChatProtocol, room: Room) -> None:
+    def _join(self, client: Member, room: Room) -> None:
         fanout = room.fanout(client.v1)
         if client.v1 and room.name in self._dirty:
             self._flushRoom(self._dirty.pop(room.name))
@@ -213,14 +245,14 @@ class ChatHub(WebSocketServerFactory):
             fanout.pause(client)
         if client.v1:
             client.write(self._frame(b"\n".join(room.joinLines(client.since))))
-        self._presenceChanged(room)
+        self.presence.changed(room)
 
-    def unregister(self, client: ChatProtocol) -> None:
+    def unregister(self, client: Member) -> None:
         """Stop all output to the client; it is closing."""
         if client.room is not None:
             client.room.fanout(client.v1).remove(client)
 
-    def disconnected(self, client: ChatProtocol, admittedAs: str | None) -> None:
+    def disconnected(self, client: Member, admittedAs: str | None) -> None:
         room, client.room = client.room, None
         if room is not None:
             if client in room.waiting:
@@ -233,7 +265,7 @@ class ChatHub(WebSocketServerFactory):
                 self._vacated(room)
         self._connections.discard(client)
         if admittedAs is not None:
-            self.limits.release(admittedAs)
+            self.gate.release(admittedAs)
         self._gone += 1
         if self._gone >= memory.CROWD and not self._closing:
             self._scheduleGiveBack()  # a crowd has gone: its memory may go back too
@@ -243,11 +275,11 @@ class ChatHub(WebSocketServerFactory):
                 if not d.called:  # not already fired by the shutdown timeout
                     d.callback(None)
 
-    def paused(self, client: ChatProtocol) -> None:
+    def paused(self, client: Member) -> None:
         if client.room is not None:
             client.room.fanout(client.v1).pause(client)
 
-    def resumed(self, client: ChatProtocol) -> None:
+    def resumed(self, client: Member) -> None:
         if client.room is None:
             return
         sent = client.room.fanout(client.v1).resume(client)
@@ -270,7 +302,7 @@ class ChatHub(WebSocketServerFactory):
             return
         if not room.occupied:
             self._unwatch(room)
-        self._presenceChanged(room)
+        self.presence.changed(room)
 
     def _watch(self, room: Room) -> None:
         if not room.watched:
@@ -281,75 +313,24 @@ class ChatHub(WebSocketServerFactory):
         if room.watched:
             room.watched = False
             self.broker.unwatch(room.name)
-            if room.publishedOnline:
-                room.publishedOnline = 0
-                self.broker.setOnline(room.name, 0)
-            room.remote.clear()
+            self.presence.unwatched(room)
 
     def _forget(self, room: Room) -> None:
         if not self._closing:
             self._unwatch(room)
-        for call in (room.presenceCall, room.expiryCall):
-            if call is not None and call.active():
-                call.cancel()
-        room.presenceCall = room.expiryCall = None
+        self.presence.forget(room)
+        if room.expiryCall is not None and room.expiryCall.active():
+            room.expiryCall.cancel()
+        room.expiryCall = None
         self._dirty.pop(room.name, None)
         if not self._dirty and self._flushCall is not None:
             self._flushCall.cancel()
             self._flushCall = None
         self.rooms.forget(room)
 
-    def _presenceChanged(self, room: Room) -> None:
-        """Tell v1 members, and the other processes, the new count: at once if the last time
-        was a second ago, else when it is, with the count as it is by then. A storm of joins
-        costs one presence line and one Redis call a second, not one each."""
-        if room.presenceCall is not None or (not room.v1 and self.broker.numbersHere):
-            return  # (in one process, a room of plain-protocol clients has nobody to tell)
-        wait = room.presenceAt + PRESENCE_INTERVAL - self.clock.seconds()
-        if wait <= 0:
-            self._sendPresence(room)
-        else:
-            room.presenceCall = self.clock.callLater(wait, self._sendPresence, room)
-
-    def _sendPresence(self, room: Room) -> None:
-        room.presenceCall = None
-        room.presenceAt = self.clock.seconds()
-        if len(room) != room.publishedOnline and room.watched:
-            room.publishedOnline = len(room)
-            self.broker.setOnline(room.name, len(room))
-        online = room.online
-        if online == room.presenceSent or not room.v1:
-            return
-        room.presenceSent = online
-        if room.v1.publish(wire.presence(online)):
+    def _tellPresence(self, room: Room, line: bytes) -> None:
+        if room.v1.publish(line):
             self._scheduleFlush(room)
-
-    def _remotePresence(self, roomName: str, process: str, count: int) -> None:
-        """Another process's member count in a room this one has members in."""
-        room = self.rooms.get(roomName)
-        if room is None or not room.watched:
-            return
-        if count:
-            room.remote[process] = (count, self.clock.seconds())
-        else:
-            room.remote.pop(process, None)
-        self._presenceChanged(room)
-
-    def _refreshPresence(self) -> None:
-        """Say this process's counts again (they go stale elsewhere otherwise), and stop
-        counting a process that has not said its own for a while: it died."""
-        config = self.config
-        self._refreshCall = self.clock.callLater(config.presenceRefresh, self._refreshPresence)
-        stale = self.clock.seconds() - config.presenceStale
-        for room in self.rooms:
-            if room.watched and len(room):
-                room.publishedOnline = len(room)
-                self.broker.setOnline(room.name, len(room))
-            dead = [process for process, (_, said) in room.remote.items() if said < stale]
-            for process in dead:
-                del room.remote[process]
-            if dead:
-                self._presenceChanged(room)
 
     def _expire(self, room: Room) -> None:
         """Drop the room's history C{--history-ttl} after its last message; forget the room
@@ -376,11 +357,11 @@ class ChatHub(WebSocketServerFactory):
     # -- messages -------------------------------------------------------------------------
 
     def startBroker(self) -> None:
-        self.broker.start(self.deliver, self._remotePresence, self._catchUp)
+        self.broker.start(self.deliver, self.presence.heard, self._catchUp)
         if not self.broker.numbersHere:
-            self._refreshCall = self.clock.callLater(self.config.presenceRefresh, self._refreshPresence)
+            self.presence.start()
 
-    def broadcast(self, client: ChatProtocol, text: bytes) -> None:
+    def broadcast(self, client: Member, text: bytes) -> None:
         """Accept a normalised message from a client."""
         self.metrics.messagesIn.inc()
         room = client.room
@@ -521,11 +502,11 @@ class ChatHub(WebSocketServerFactory):
 
     def closeAll(self) -> Deferred[None]:
         """Send what is pending, close every client with 1001, and fire once all are gone."""
-        self._closing = True
-        for call in (self._refreshCall, self._giveBackCall):
-            if call is not None and call.active():
-                call.cancel()
-        self._refreshCall = self._giveBackCall = None
+        self._closing = self.gate.closed = True
+        self.presence.stop()
+        if self._giveBackCall is not None and self._giveBackCall.active():
+            self._giveBackCall.cancel()
+        self._giveBackCall = None
         if self._flushCall is not None:
             self._flushCall.cancel()
             self._flush()

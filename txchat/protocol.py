@@ -1,7 +1,7 @@
-"""One chat connection: check the handshake, normalise what the client sends, keep it alive.
+"""One chat connection: its handshake to the gate, normalise what the client sends, keep it alive.
 
-The protocol holds no chat state; it hands messages to its factory, the hub, and tells the hub
-when the client stops or starts taking data.
+The protocol holds no chat state; it asks the hub's gate whether to take the handshake, hands
+messages to its factory, the hub, and tells the hub when the client stops or starts taking data.
 
 Output goes straight to the socket while nothing is waiting in the transport: one send call,
 and no round through the reactor, per client and flush. Only what the socket does not take is
@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Callable
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.interfaces import (
-    IAddress,
     IDelayedCall,
     IPullProducer,
     IPushProducer,
@@ -33,27 +32,18 @@ from twisted.internet.tcp import Connection
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from txchat import wire
 from txchat.autobahn_internals import cancelCloseTimer, failConnection, feed
+from txchat.gate import Handshake, Refusal, Ticket
 from txchat.limits import TokenBucket
-from txchat.tokens import TokenChecker, TokenRefused
+from txchat.wire import CLOSE_POLICY, CLOSE_TOKEN_EXPIRED, CLOSE_UNSUPPORTED_DATA, cleanText, describePeer, normalise
 
 if TYPE_CHECKING:
     from txchat.hub import ChatHub
     from txchat.rooms import Room
 
+__all__ = ["ChatProtocol", "directSend", "normalise"]  # (normalise, once defined here, is still found here)
+
 _log = Logger()
-
-CLOSE_GOING_AWAY = 1001
-CLOSE_UNSUPPORTED_DATA = 1003
-CLOSE_POLICY = 1008
-CLOSE_TRY_AGAIN = 1013
-CLOSE_TOKEN_EXPIRED = 4001
-
-
-def normalise(payload: bytes) -> bytes:
-    """Newlines become spaces, then surrounding white space goes (the gorilla chat's rule)."""
-    return payload.decode("utf-8").replace("\n", " ").strip().encode("utf-8")
 
 
 def directSend(transport: ITransport) -> Callable[[bytes], int] | None:
@@ -62,14 +52,6 @@ def directSend(transport: ITransport) -> Callable[[bytes], int] | None:
     if isinstance(transport, Connection) and not ISSLTransport.providedBy(transport):
         return transport.getHandle().send
     return None
-
-
-def describePeer(address: IAddress) -> str:
-    host = getattr(address, "host", None)
-    if host is None:
-        return f"unix:{getattr(address, 'name', None) or '-'}"
-    port = getattr(address, "port", "-")
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @implementer(IPullProducer, IPushProducer)
@@ -82,6 +64,8 @@ class ChatProtocol(WebSocketServerProtocol):
     v1 = False
     displayName = ""
     since: tuple[str, int] | None = None
+    # What the gate admitted this connection as (None: not admitted).
+    ticket: Ticket[Room] | None = None
     _opened = False
     _member = False
     # TCP, TLS or UNIX: a transport and a consumer, at times a socket's too.
@@ -122,54 +106,26 @@ class ChatProtocol(WebSocketServerProtocol):
         return self._member
 
     def onConnect(self, request: ConnectionRequest) -> str | None:
-        """Check the handshake; the subprotocol's name when the client speaks txchat.v1."""
-        hub = self.factory
-        roomName = wire.roomFromPath(request.path)
-        if roomName is None:
-            hub.refused("not-found")
-            raise ConnectionDeny(ConnectionDeny.NOT_FOUND, "no such room")
-        self.v1 = wire.SUBPROTOCOL in request.protocols
-        tokens = hub.tokens
-        if self.v1 or tokens is not None:
-            try:
-                asked = wire.handshakeParams(self.http_request_uri, self.v1, tokens is not None)
-            except wire.BadRequest as e:
-                hub.refused("bad-request")
-                raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, str(e)) from None
-            self.displayName, self.since = asked.name, asked.since
-            if tokens is not None:
-                self._signIn(tokens, asked.token, roomName)
-        try:
-            origin = request.headers.get("origin")
-            allowed = hub.origins.allows(origin, request.headers.get("host"))
-            peerHost = getattr(self.transport.getPeer(), "host", "unix")
-            address = hub.proxies.clientAddress(peerHost, request.headers.get("x-forwarded-for"))
-        except Exception:
-            # Autobahn would swallow this; say what happened.
-            _log.failure("handshake check failed for {peer}", peer=self.peerName)
-            raise ConnectionDeny(ConnectionDeny.INTERNAL_SERVER_ERROR) from None
-        if not allowed:
-            hub.refused("origin")
-            _log.info("refused {peer}: origin {origin} is not allowed", peer=self.peerName, origin=origin)
-            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
-        reason = hub.admit(self, address, roomName)
-        if reason is not None:
-            _log.info("refused {peer} ({address}): {reason}", peer=self.peerName, address=address, reason=reason)
-            raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, reason)
-        self._admittedAs = address
-        if address != peerHost:
-            self.peerName = f"{address} via {self.peerName}"
-        return wire.SUBPROTOCOL if self.v1 else None
-
-    def _signIn(self, tokens: TokenChecker, token: str | None, roomName: str) -> None:
-        try:
-            identity = tokens.check(token, roomName)
-        except TokenRefused as e:
-            self.factory.refused("token")
-            _log.info("refused {peer}: {reason}", peer=self.peerName, reason=str(e))
-            raise ConnectionDeny(e.status, str(e)) from None
-        self.displayName = identity.name
-        self._expires = identity.expires
+        """Ask the gate; the subprotocol's name when the client speaks txchat.v1."""
+        headers = request.headers
+        verdict = self.factory.gate.admit(Handshake(
+            path=request.path,
+            protocols=request.protocols,
+            uri=self.http_request_uri,
+            origin=headers.get("origin"),
+            host=headers.get("host"),
+            peerHost=getattr(self.transport.getPeer(), "host", "unix"),
+            forwardedFor=headers.get("x-forwarded-for"),
+            peerName=self.peerName,
+        ))
+        if isinstance(verdict, Refusal):
+            raise ConnectionDeny(verdict.status, verdict.reason)
+        self.ticket = verdict
+        self.room, self.v1, self.displayName, self.since = verdict.place, verdict.v1, verdict.name, verdict.since
+        self._expires = verdict.expires
+        self._admittedAs = verdict.address
+        self.peerName = verdict.peerName
+        return verdict.subprotocol
 
     def onOpen(self) -> None:
         try:
@@ -218,7 +174,7 @@ class ChatProtocol(WebSocketServerProtocol):
             self.leave(CLOSE_POLICY, "rate limit exceeded")
             return
         # txchat.v1 senders lose C0 controls (txchat/wire.py); a seed client's text is the seed's.
-        message = normalise(wire.cleanText(payload) if self.v1 else payload)
+        message = normalise(cleanText(payload) if self.v1 else payload)
         if message:
             self.factory.broadcast(self, message)
 

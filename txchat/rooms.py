@@ -18,6 +18,7 @@ from twisted.internet.interfaces import IDelayedCall
 from txchat import wire
 from txchat.fanout import Fanout
 from txchat.history import History
+from txchat.presence import RoomPresence
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,6 @@ class Room:
         self.history = History(history)
         self.lastMessage = now  # when the newest kept message came, or the room was made
         self.reserved = 0  # handshakes admitted here and not yet open
-        self.remote: dict[str, tuple[int, float]] = {}  # other processes' members: (count, when said)
-        self.publishedOnline = 0  # the count of members here last told to the other processes
         self.watched = False  # the broker delivers this room's messages here
         self.joining: list[Any] = []  # v1 members waiting for the broker's snapshot
         self.buffer: list[Delivery] = []  # what was delivered meanwhile
@@ -67,9 +66,7 @@ class Room:
         # arrives live, to deliver after that (None: not catching up).
         self.held: list[Delivery] | None = None
         self.waiting: list[Any] = []  # v1 members whose join waits for that
-        self.presenceSent = -1  # the online count last sent to v1 members
-        self.presenceAt = float("-inf")
-        self.presenceCall: IDelayedCall | None = None
+        self.presence = RoomPresence()
         self.expiryCall: IDelayedCall | None = None
 
     def __len__(self) -> int:
@@ -78,7 +75,7 @@ class Room:
 
     @property
     def online(self) -> int:
-        return len(self) + sum(count for count, _ in self.remote.values())
+        return len(self) + self.presence.elsewhere
 
     @property
     def occupied(self) -> bool:

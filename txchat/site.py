@@ -26,8 +26,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from txchat.config import Config
-from txchat.protocol import describePeer
 from txchat.webapp import asksForWebSocket
+from txchat.wire import describePeer
 
 _log = Logger()
 

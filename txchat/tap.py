@@ -19,7 +19,8 @@ import txchat
 from txchat import memory
 from txchat.config import DEFAULT_PORT, Config
 from txchat.api import Api
-from txchat.hub import ChatHub, HubService
+from txchat.factory import ChatFactory
+from txchat.hub import HubService
 from txchat.limits import TrustedProxies, connectionsWithin, raiseOpenFileLimit
 from txchat.listener import Listener
 from txchat.metrics import MetricsPage
@@ -275,7 +276,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     top = MultiService()
     _FreezeStartupObjects().setServiceParent(top)
     broker = RedisBroker(config.redis, reactor, config) if config.redis else None
-    hub = ChatHub(config, reactor, broker, memory.giveBack)
+    hub = ChatFactory(config, reactor, broker, memory.giveBack)
     HubService(hub).setServiceParent(top)
     api = Api(hub, config.apiKeys, config.maxMessageSize) if config.apiKeys else None
     site = ChatSite(makeRoot(hub, health=hub.health, api=api), reactor, config, webSockets=(b"/ws", hub))

@@ -1,6 +1,7 @@
-"""The txchat.v1 protocol's side of the wire: the handshake's room and parameters, and the
+"""The txchat.v1 protocol's side of the wire: the handshake's room and parameters, the
 server's lines, each encoded once (compact JSON; JSON escapes newlines inside strings, so a
-frame splits into lines on ``\\n``). The README's "The txchat.v1 protocol" is the reference."""
+frame splits into lines on ``\\n``), the close codes, and how a message is normalised. The
+README's "The txchat.v1 protocol" is the reference."""
 
 from __future__ import annotations
 
@@ -11,9 +12,17 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from twisted.internet.interfaces import IAddress
+
 SUBPROTOCOL = "txchat.v1"
 LOBBY = "lobby"
 MAX_NAME = 32
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN = 1013
+CLOSE_TOKEN_EXPIRED = 4001
 
 # Not only dots: "." and ".." are path segments that browsers resolve before asking.
 _ROOM = re.compile(r"(?!\.+\Z)[A-Za-z0-9._~-]{1,64}\Z")
@@ -24,6 +33,20 @@ _SEQ = re.compile(r"[0-9]+\Z")
 
 class BadRequest(ValueError):
     """A handshake parameter that is not what the protocol allows: HTTP 400."""
+
+
+def normalise(payload: bytes) -> bytes:
+    """Newlines become spaces, then surrounding white space goes (the gorilla chat's rule)."""
+    return payload.decode("utf-8").replace("\n", " ").strip().encode("utf-8")
+
+
+def describePeer(address: IAddress) -> str:
+    """An address as log lines name it: host:port, [v6]:port, or unix:path."""
+    host = getattr(address, "host", None)
+    if host is None:
+        return f"unix:{getattr(address, 'name', None) or '-'}"
+    port = getattr(address, "port", "-")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def validRoom(name: str) -> bool:

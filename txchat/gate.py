@@ -1,0 +1,153 @@
+"""Admission: a WebSocket handshake's facts in, a L{Ticket} or a L{Refusal} out.
+
+Plain code, no Autobahn: the protocol gathers the facts and turns a refusal into its HTTP
+answer; every refusal is counted here, once, by its label. What needs the rooms (a place in
+one, or a resuming client this process cannot serve yet) is the hub's, asked through C{hold}.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Generic, Protocol, Sequence, TypeVar
+
+from twisted.logger import Logger
+
+from txchat import wire
+from txchat.limits import ConnectionLimits, TrustedProxies
+from txchat.origin import OriginPolicy
+from txchat.tokens import TokenChecker, TokenRefused
+
+_log = Logger()
+
+Place = TypeVar("Place")
+
+
+class Outcomes(Protocol):
+    """Where outcomes are counted: a Prometheus counter with an C{outcome} label."""
+
+    def labels(self, outcome: str) -> _Count: ...
+
+
+class _Count(Protocol):
+    def inc(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Handshake:
+    """What the gate is told of a handshake."""
+
+    path: str  # the raw request path
+    protocols: Sequence[str]  # the subprotocols the client offers
+    uri: str  # the request URI, with its query
+    origin: str | None
+    host: str | None  # the Host header
+    peerHost: str  # the TCP peer's address ("unix" on a UNIX socket)
+    forwardedFor: str | None  # the X-Forwarded-For header
+    peerName: str  # the peer as log lines name it
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a handshake asks of the rooms: which, in which protocol, resuming where."""
+
+    room: str
+    v1: bool
+    since: tuple[str, int] | None
+
+
+@dataclass(frozen=True)
+class Ticket(Generic[Place]):
+    """An admitted handshake: what the connection is and may do."""
+
+    room: str
+    v1: bool  # speaks txchat.v1 (else the seed's plain protocol)
+    subprotocol: str | None  # the one to answer with
+    name: str  # the display name (the token's, with signed identities)
+    since: tuple[str, int] | None
+    subject: str | None  # who the signed identity is (the token's C{sub}); None without signed identities
+    expires: float  # when the signed identity expires (seconds since the Unix epoch), or infinity
+    address: str  # the client's address, which the connection counts against
+    peerName: str  # the peer as log lines name it from now on ("CLIENT via PROXY" behind a proxy)
+    place: Place  # what the rooms hold for it
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A refused handshake: its HTTP status, the reason sent, the metrics label."""
+
+    status: int
+    reason: str | None
+    label: str
+
+
+class Gate(Generic[Place]):
+    """The admission desk: the room path, parameters, token, Origin, connection limits, then
+    a place in the room (C{hold}: the place, or why there is none). Admitted connections count
+    against their address until L{release}d."""
+
+    def __init__(
+        self, origins: OriginPolicy, proxies: TrustedProxies, limits: ConnectionLimits,
+        tokens: TokenChecker | None, outcomes: Outcomes, hold: Callable[[Claim], Place | str],
+    ) -> None:
+        self.origins = origins
+        self.proxies = proxies
+        self.limits = limits
+        self.tokens = tokens
+        self._outcomes = outcomes
+        self._hold = hold
+        self.closed = False  # shutting down: nobody comes in any more
+
+    def admit(self, handshake: Handshake) -> Ticket[Place] | Refusal:
+        verdict = self._admit(handshake)
+        self._outcomes.labels("refused-" + verdict.label if isinstance(verdict, Refusal) else "accepted").inc()
+        return verdict
+
+    def release(self, address: str) -> None:
+        """An admitted connection has gone."""
+        self.limits.release(address)
+
+    def _admit(self, handshake: Handshake) -> Ticket[Place] | Refusal:
+        peer = handshake.peerName
+        roomName = wire.roomFromPath(handshake.path)
+        if roomName is None:
+            return Refusal(404, "no such room", "not-found")
+        v1 = wire.SUBPROTOCOL in handshake.protocols
+        tokens = self.tokens
+        name, since, subject, expires = "", None, None, math.inf
+        if v1 or tokens is not None:
+            try:
+                asked = wire.handshakeParams(handshake.uri, v1, tokens is not None)
+            except wire.BadRequest as e:
+                return Refusal(400, str(e), "bad-request")
+            name, since = asked.name, asked.since
+            if tokens is not None:
+                try:
+                    identity = tokens.check(asked.token, roomName)
+                except TokenRefused as e:
+                    _log.info("refused {peer}: {reason}", peer=peer, reason=str(e))
+                    return Refusal(e.status, str(e), "token")
+                name, subject, expires = identity.name, identity.subject, identity.expires
+        origin = handshake.origin
+        try:
+            allowed = self.origins.allows(origin, handshake.host)
+            address = self.proxies.clientAddress(handshake.peerHost, handshake.forwardedFor)
+        except Exception:
+            # Autobahn would swallow this; say what happened.
+            _log.failure("handshake check failed for {peer}", peer=peer)
+            return Refusal(500, None, "error")
+        if not allowed:
+            _log.info("refused {peer}: origin {origin} is not allowed", peer=peer, origin=origin)
+            return Refusal(403, "origin not allowed", "origin")
+        reason = "shutting-down" if self.closed else self.limits.admit(address)
+        if reason is None:
+            place = self._hold(Claim(roomName, v1, since))
+            if not isinstance(place, str):
+                if address != handshake.peerHost:
+                    peer = f"{address} via {peer}"
+                return Ticket(roomName, v1, wire.SUBPROTOCOL if v1 else None, name, since, subject, expires,
+                              address, peer, place)
+            self.limits.release(address)
+            reason = place
+        _log.info("refused {peer} ({address}): {reason}", peer=peer, address=address, reason=reason)
+        return Refusal(503, reason, reason)

@@ -1,0 +1,178 @@
+"""Presence: how many are in each room, on every process, told to v1 members and to the other
+processes at most once a room a second.
+
+Plain code on an injected clock. A storm of joins costs one presence line and one broker call
+a second, not one each; the last change always arrives; a process that stops saying its counts
+(it died) stops counting after C{stale} seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Generic, Iterator, Protocol, Sized, TypeVar
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from txchat import wire
+
+# At most one presence line a room a second.
+PRESENCE_INTERVAL = 1.0
+
+
+class RoomPresence:
+    """One room's presence: the other processes' counts and what was last said of this one's."""
+
+    def __init__(self) -> None:
+        self.remote: dict[str, tuple[int, float]] = {}  # other processes' members: (count, when said)
+        self.published = 0  # the count of members here last told to the other processes
+        self.sent = -1  # the online count last sent to v1 members
+        self.at = float("-inf")  # when that was
+        self.call: IDelayedCall | None = None  # the next presence line, when one waits
+
+    @property
+    def elsewhere(self) -> int:
+        """Members on the other processes."""
+        return sum(count for count, _ in self.remote.values())
+
+    def heard(self, process: str, count: int, now: float) -> None:
+        """Another process said its count."""
+        if count:
+            self.remote[process] = (count, now)
+        else:
+            self.remote.pop(process, None)
+
+    def silent(self, since: float) -> list[str]:
+        """Forget the processes not heard from since C{since}; which they were."""
+        dead = [process for process, (_, said) in self.remote.items() if said < since]
+        for process in dead:
+            del self.remote[process]
+        return dead
+
+
+class Counted(Protocol):
+    """What presence needs of a room."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def watched(self) -> bool:
+        """The broker delivers this room here (so the other processes share it)."""
+
+    @property
+    def v1(self) -> Sized:
+        """The v1 members here, who are told."""
+
+    @property
+    def online(self) -> int: ...
+
+    @property
+    def presence(self) -> RoomPresence: ...
+
+    def __len__(self) -> int:
+        """Members on this process."""
+
+
+R = TypeVar("R", bound=Counted)
+R_co = TypeVar("R_co", bound=Counted, covariant=True)
+
+
+class Directory(Protocol[R_co]):
+    """The rooms this process knows."""
+
+    def get(self, name: str) -> R_co | None: ...
+
+    def __iter__(self) -> Iterator[R_co]: ...
+
+
+class Presence(Generic[R]):
+    """
+    @param setOnline: tell the other processes this one's count in a room.
+    @param tell: send a presence line to a room's v1 members.
+    @param shared: other processes may share the rooms (with Redis): they are told even of
+        rooms without v1 members.
+    @param refresh: how often this process says its counts again (else they go stale elsewhere).
+    @param stale: how long another process's count holds without being said again.
+    """
+
+    def __init__(
+        self, clock: IReactorTime, rooms: Directory[R], setOnline: Callable[[str, int], None],
+        tell: Callable[[R, bytes], None], shared: bool, refresh: float, stale: float,
+        interval: float = PRESENCE_INTERVAL,
+    ) -> None:
+        self._clock = clock
+        self._rooms = rooms
+        self._setOnline = setOnline
+        self._tell = tell
+        self.shared = shared
+        self.refresh = refresh
+        self.stale = stale
+        self.interval = interval
+        self._refreshCall: IDelayedCall | None = None
+
+    def changed(self, room: R) -> None:
+        """The room's count may have changed: say so at once if the last time was C{interval}
+        ago, else when it is, with the count as it is by then."""
+        state = room.presence
+        if state.call is not None or (not room.v1 and not self.shared):
+            return  # (in one process, a room of plain-protocol clients has nobody to tell)
+        wait = state.at + self.interval - self._clock.seconds()
+        if wait <= 0:
+            self._send(room)
+        else:
+            state.call = self._clock.callLater(wait, self._send, room)
+
+    def _send(self, room: R) -> None:
+        state = room.presence
+        state.call = None
+        state.at = self._clock.seconds()
+        if len(room) != state.published and room.watched:
+            state.published = len(room)
+            self._setOnline(room.name, len(room))
+        online = room.online
+        if online == state.sent or not room.v1:
+            return
+        state.sent = online
+        self._tell(room, wire.presence(online))
+
+    def heard(self, roomName: str, process: str, count: int) -> None:
+        """Another process's member count in a room this one has members in."""
+        room = self._rooms.get(roomName)
+        if room is None or not room.watched:
+            return
+        room.presence.heard(process, count, self._clock.seconds())
+        self.changed(room)
+
+    def unwatched(self, room: R) -> None:
+        """The room is no longer shared from here: its count here is 0 for the others, and
+        theirs are no longer heard."""
+        state = room.presence
+        if state.published:
+            state.published = 0
+            self._setOnline(room.name, 0)
+        state.remote.clear()
+
+    def forget(self, room: R) -> None:
+        state = room.presence
+        if state.call is not None and state.call.active():
+            state.call.cancel()
+        state.call = None
+
+    def start(self) -> None:
+        """Say this process's counts every C{refresh} seconds, and stop counting the silent."""
+        if self._refreshCall is None:
+            self._refreshCall = self._clock.callLater(self.refresh, self._refresh)
+
+    def stop(self) -> None:
+        if self._refreshCall is not None and self._refreshCall.active():
+            self._refreshCall.cancel()
+        self._refreshCall = None
+
+    def _refresh(self) -> None:
+        self._refreshCall = self._clock.callLater(self.refresh, self._refresh)
+        stale = self._clock.seconds() - self.stale
+        for room in self._rooms:
+            if room.watched and len(room):
+                room.presence.published = len(room)
+                self._setOnline(room.name, len(room))
+            if room.presence.silent(stale):
+                self.changed(room)
