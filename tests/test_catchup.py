@@ -21,7 +21,6 @@ pytestmark = pytest.mark.memory
 class StubBroker:
     """A broker that numbers nothing itself: the test delivers, and answers each snapshot."""
 
-    numbersHere = False
     state = "up"
     up = True
     backlog = 0
@@ -32,7 +31,7 @@ class StubBroker:
         self.reconnected: Callable[[], None] = lambda: None
         self.snapshots: list[tuple[str, Deferred[Any]]] = []
 
-    def start(self, deliver, presence, reconnected=lambda: None) -> None:
+    def start(self, deliver, presence, reconnected=lambda: None, forgotten=lambda room: None) -> None:
         self.deliver, self.reconnected = deliver, reconnected
 
     def publish(self, message: Delivery) -> None:
@@ -51,6 +50,12 @@ class StubBroker:
         pass
 
     def setOnline(self, room: str, count: int) -> None:
+        pass
+
+    def keeps(self, room: str) -> bool:
+        return False
+
+    def forget(self, room: str) -> None:
         pass
 
     def snapshot(self, room: str) -> Deferred[Snapshot | None]:

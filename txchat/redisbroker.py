@@ -35,7 +35,7 @@ from twisted.python.failure import Failure
 from txchat.broker import Deliver, NotPublished, Presence, Snapshot
 from txchat.config import Config
 from txchat.redisclient import RedisConnection, RedisError, connectRedis
-from txchat.rooms import Delivery
+from txchat.stream import Delivery
 
 _log = Logger()
 
@@ -277,8 +277,6 @@ def _message(room: str, payload: bytes) -> Delivery | None:
 class RedisBroker:
     """Rooms' messages numbered, kept and published by Redis; members counted across processes."""
 
-    numbersHere = False
-
     def __init__(
         self,
         url: str,
@@ -414,7 +412,10 @@ class RedisBroker:
 
     # -- rooms ------------------------------------------------------------------------------
 
-    def start(self, deliver: Deliver, presence: Presence, reconnected: Callable[[], None] = lambda: None) -> None:
+    def start(
+        self, deliver: Deliver, presence: Presence, reconnected: Callable[[], None] = lambda: None,
+        forgotten: Callable[[str], None] = lambda room: None,
+    ) -> None:
         self._deliver = deliver
         self._presence = presence
         self._reconnected = reconnected
@@ -428,6 +429,12 @@ class RedisBroker:
     def unwatch(self, room: str) -> None:
         self._rooms.discard(room)
         self._sync()
+
+    def keeps(self, room: str) -> bool:
+        return False  # Redis does
+
+    def forget(self, room: str) -> None:
+        pass  # Redis expires it
 
     def _sync(self) -> None:
         """Bring the subscriber connection's channels in line with the rooms that have members
