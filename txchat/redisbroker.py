@@ -41,7 +41,7 @@ _log = Logger()
 
 
 # KEYS: meta, history. ARGV: channel, history limit, ttl seconds, a new epoch, the message's
-# [time,name,text] tail as JSON. Returns the room's epoch and the message's number.
+# time, name and text. Returns the room's epoch and the message's number.
 PUBLISH = b"""
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
@@ -49,7 +49,7 @@ if not epoch then
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-local payload = '["m","' .. epoch .. '",' .. seq .. ',' .. ARGV[5] .. ']'
+local payload = cjson.encode({'m', epoch, seq, tonumber(ARGV[5]), ARGV[6], ARGV[7]})
 local limit = tonumber(ARGV[2])
 if limit > 0 then
   redis.call('RPUSH', KEYS[2], payload)
@@ -77,10 +77,10 @@ local online = {}
 local all = redis.call('HGETALL', KEYS[3])
 for i = 1, #all, 2 do
   if all[i] ~= ARGV[2] then
-    local count, at = string.match(all[i + 1], '(%d+):(%d+)')
-    if now - tonumber(at) < tonumber(ARGV[1]) then
+    local ok, said = pcall(cjson.decode, all[i + 1])
+    if ok and type(said) == 'table' and now - said[2] < tonumber(ARGV[1]) then
       table.insert(online, all[i])
-      table.insert(online, tonumber(count))
+      table.insert(online, said[1])
     else
       redis.call('HDEL', KEYS[3], all[i])
     end
@@ -95,13 +95,13 @@ PRESENCE = b"""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if tonumber(ARGV[2]) > 0 then
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ':' .. now)
+  redis.call('HSET', KEYS[2], ARGV[1], cjson.encode({tonumber(ARGV[2]), now}))
   redis.call('EXPIRE', KEYS[2], 60)
   if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
 else
   redis.call('HDEL', KEYS[2], ARGV[1])
 end
-redis.call('PUBLISH', ARGV[3], '["p","' .. ARGV[1] .. '",' .. ARGV[2] .. ']')
+redis.call('PUBLISH', ARGV[3], cjson.encode({'p', ARGV[1], tonumber(ARGV[2])}))
 return 1
 """
 
@@ -253,12 +253,6 @@ class _Script:
 
 
 _publish, _snapshot, _presence = _Script(PUBLISH), _Script(SNAPSHOT), _Script(PRESENCE)
-
-
-def _tail(message: Delivery) -> bytes:
-    """The message's time, name and text as the end of a JSON array (the script adds the rest)."""
-    return json.dumps([message.time, message.name, message.text.decode("utf-8")],
-                      separators=(",", ":"), ensure_ascii=False)[1:-1].encode("utf-8")
 
 
 def _numbered(reply: list[Any]) -> tuple[str, int]:
@@ -520,7 +514,8 @@ class RedisBroker:
         config = self._config
         return _publish(
             connection, [self._key(room, "meta"), self._key(room, "history")],
-            [self.channel(room), config.history, int(config.historyTtl), self._newEpoch(), _tail(message)],
+            [self.channel(room), config.history, int(config.historyTtl), self._newEpoch(),
+             message.time, message.name.encode("utf-8"), message.text],
         )
 
     def _publishFailed(self, failure: Failure) -> None:
