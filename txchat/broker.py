@@ -11,12 +11,12 @@ back, numbered, so one process and many share the same path and the same single 
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Callable, Protocol
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+from txchat.history import History
 from txchat.stream import Delivery, Snapshot, newEpoch
 
 __all__ = ["Broker", "Deliver", "MemoryBroker", "NotPublished", "Presence", "Snapshot"]
@@ -95,7 +95,7 @@ class _Kept:
     def __init__(self, limit: int, now: float) -> None:
         self.epoch = newEpoch()
         self.seq = 0
-        self.messages: deque[Delivery] = deque(maxlen=limit)
+        self.messages: History[Delivery] = History(limit)
         self.last = now  # when the newest message came
         self.expiry: IDelayedCall | None = None
 
@@ -141,7 +141,7 @@ class MemoryBroker:
         kept.seq += 1
         numbered = Delivery(name, message.text, message.name, message.time, kept.seq, kept.epoch)
         if self._limit:
-            kept.messages.append(numbered)
+            kept.messages.append(kept.seq, numbered)
             kept.last = self._clock.seconds()
             if kept.expiry is None:
                 kept.expiry = self._clock.callLater(self._ttl, self._expire, name)
@@ -174,12 +174,12 @@ class MemoryBroker:
             if room not in self._watched:
                 return succeed(Snapshot(None, 0, [], {}))
             kept = self._rooms[room] = _Kept(self._limit, self._clock.seconds())
-        return succeed(Snapshot(kept.epoch, kept.seq, list(kept.messages), {}))
+        return succeed(Snapshot(kept.epoch, kept.seq, kept.messages.lines(), {}))
 
     def kept(self, room: str) -> list[Delivery]:
         """The room's kept messages, oldest first."""
         kept = self._rooms.get(room)
-        return list(kept.messages) if kept is not None else []
+        return kept.messages.lines() if kept is not None else []
 
     def keeps(self, room: str) -> bool:
         kept = self._rooms.get(room)
