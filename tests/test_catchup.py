@@ -202,3 +202,14 @@ def test_plain_clients_of_a_room_made_while_redis_was_away_get_no_history_when_i
     broker.deliver(message(3, "F"))
     clock.advance(0)
     assert plain.messages() == ["m3"], "only what was said after they came, as the gorilla chat does"
+
+
+def test_a_snapshot_read_before_the_channel_brings_its_messages_gives_nobody_anything_twice():
+    hub, clock, broker, member = setUp()
+    joiner = V1Peer(hub, "r")
+    broker.answer("E", 3, range(1, 4))  # Redis holds 2 and 3; the channel has not brought them yet
+    for seq in (2, 3, 4):
+        broker.deliver(message(seq))
+    clock.advance(0)
+    assert seqs(member) == [("message", 2), ("message", 3), ("message", 4)]
+    assert seqs(joiner) == [("welcome", 3), ("message", 1), ("message", 2), ("message", 3), ("message", 4)]

@@ -80,6 +80,8 @@ TRANSITIONS = [
      "local", [("deliver", 1, "E")], [("tell", "E", 0), ("send", "E", 1)], [], "following E:1"),
     ("following: the next number goes out",
      "E:3", [("deliver", 4)], [("send", "E", 4)], [], "following E:4"),
+    ("following: a number already had (from a snapshot) is not sent again",
+     "E:3", [("deliver", 3), ("deliver", 2)], [], [], "following E:3"),
     ("following: an unnumbered message (broker away) keeps the numbers",
      "E:3", [("deliver", None)], [("send", None, None)], [], "following E:3"),
     ("following: a stream that started over is told before its first message",

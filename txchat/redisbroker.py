@@ -444,26 +444,19 @@ class RedisBroker:
         self._subscribed = set(self._rooms)
 
     def snapshot(self, room: str) -> Deferred[Snapshot | None]:
-        """Read after the room's subscription is confirmed (the subscriber answers in order:
-        a PING behind the SUBSCRIBE), so that every later message comes by the channel; and
-        answer only once the channel has delivered every message the snapshot holds (a second
-        PING behind them): the ones published between the first PING and the read are in
-        both, and the hub must have had them by the channel before it serves the snapshot,
-        or a joiner would get them twice. (Found by the fault runs: on a congested link the
-        subscriber's pushes arrive well after the publisher's reply.)"""
+        """Read after the room's subscription is confirmed (the subscriber answers in order: a
+        PING behind the SUBSCRIBE), so that every later message comes by the channel. The
+        channel may still bring some the snapshot holds: the room's stream merges by number
+        (L{txchat.stream})."""
         subscriber, publisher = self._subscriber.connection, self._publisher.connection
         if subscriber is None or publisher is None:
             return succeed(None)
-
-        def caughtUp(snapshot: Snapshot) -> Deferred[Any]:
-            return subscriber.command(b"PING").addCallback(lambda _: snapshot)
-
         d = subscriber.command(b"PING")
         d.addCallback(lambda _: _snapshot(
             publisher, [self._key(room, "meta"), self._key(room, "history"), self._key(room, "online")],
             [int(self._config.presenceStale * 1000), self.process, self._newEpoch(), int(self._config.historyTtl)],
         ))
-        return d.addCallback(self._snapshotOf, room).addCallback(caughtUp)
+        return d.addCallback(self._snapshotOf, room)
 
     def _snapshotOf(self, reply: list[Any], room: str) -> Snapshot:
         epoch, seq, online, history = reply

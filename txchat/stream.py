@@ -98,18 +98,21 @@ class RoomStream:
         if self._held is not None:
             self._buffer.append(message)  # after what was missed, which is on its way
             return
-        if self.reads:
-            self._buffer.append(message)
         seq = message.seq
         if seq is not None:
             epoch = message.epoch
-            if epoch is not None and epoch != self.epoch:
+            if epoch == self.epoch:
+                if seq <= self.seq:
+                    return  # had already, from a snapshot that was read before the channel brought it
+            elif epoch is not None:
                 # The broker's stream has another epoch: it started over (Redis lost its data),
                 # or this room began here while the broker was away. The v1 members hear of it
                 # before its first message here.
                 self._outlet.tell(epoch, seq - 1)
                 self.epoch, self.following = epoch, True
             self.seq = seq
+        if self.reads:
+            self._buffer.append(message)
         self._outlet.send(message)
 
     def reading(self) -> None:
@@ -148,8 +151,7 @@ class RoomStream:
         if snapshot is not None:
             self._catchUpWith(snapshot)
         for message in held:
-            if message.seq is None or message.epoch != self.epoch or message.seq > self.seq:
-                self.delivered(message)
+            self.delivered(message)
         kept: Sequence[Delivery] = ()
         if snapshot is not None and snapshot.epoch == self.epoch:
             kept = [*snapshot.history, *(m for m in held if m.epoch == self.epoch and m.seq is not None
