@@ -250,7 +250,7 @@ class ChatHub(WebSocketServerFactory):
 
     def _newRoom(self, name: str) -> Room:
         config = self.config
-        return Room(name, newEpoch(), config.sendQueue, self._frame, self.clock.seconds(),
+        return Room(name, newEpoch(), config.sendQueue, self._frame, int(self.clock.seconds() * 1000),
                     config.maxMessageSize, self._scheduleFlush)
 
     def _vacated(self, room: Room) -> None:
@@ -381,7 +381,7 @@ class ChatHub(WebSocketServerFactory):
             return  # nobody here is in that room any more
         room.stream.delivered(delivery)
         if delivery.seq is not None:
-            room.lastMessage = self.clock.seconds()
+            room.lastMessage = delivery.time
 
     def _catchUp(self) -> None:
         """The broker is back after this process lost it: what the other processes published

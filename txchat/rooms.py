@@ -25,7 +25,7 @@ class Room:
     stream (L{RoomStream}) and the other processes' member counts."""
 
     def __init__(
-        self, name: str, epoch: str, sendQueue: int, frame: Callable[[bytes], bytes], now: float,
+        self, name: str, epoch: str, sendQueue: int, frame: Callable[[bytes], bytes], now: int,
         maxMessageSize: int = 512, queued: Callable[[Room], None] = lambda room: None,
     ) -> None:
         """
@@ -37,7 +37,7 @@ class Room:
         self.v1Members: Fanout[Any] = Fanout(sendQueue, frame)
         self.stream = RoomStream(epoch, self)
         self._queued = queued
-        self.lastMessage = now  # when the newest numbered message came, or the room was made
+        self.lastMessage = now  # when (ms) the newest numbered message was sent, or the room was made
         self.reserved = 0  # handshakes admitted here and not yet open
         self.remote: dict[str, tuple[int, float]] = {}  # other processes' members: (count, when said)
         self.publishedOnline = 0  # the count of members here last told to the other processes
@@ -73,10 +73,9 @@ class Room:
     # -- the stream's outlet ----------------------------------------------------------------
 
     def send(self, message: Delivery) -> None:
-        started = self.plainMembers.queue(message.text) if self.plainMembers else False
-        if self.v1Members and self.v1Members.queue(message.line):
-            started = True
-        if started:
+        plain, v1 = self.plainMembers, self.v1Members
+        started = plain.queue(message.text) if plain else False
+        if v1 and v1.queue(message.line) or started:
             self._queued(self)
 
     def tell(self, epoch: str, seq: int) -> None:

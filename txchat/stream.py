@@ -20,8 +20,7 @@ index C{_held}, what was delivered while syncing (not yet sent: it comes after w
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
 from txchat import wire
@@ -31,9 +30,11 @@ FOLLOWING = "following"
 SYNCING = "syncing"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Delivery:
-    """A message as the broker hands it back: numbered by the broker, or not (seq None)."""
+    """A message as the broker hands it back: numbered by the broker, or not (seq None).
+    Never changed once made (not frozen: a frozen dataclass costs three times as much to make,
+    and every message makes two)."""
 
     room: str
     text: bytes  # normalised, UTF-8
@@ -41,11 +42,15 @@ class Delivery:
     time: int  # milliseconds since the Unix epoch, when accepted
     seq: int | None = None
     epoch: str | None = None
+    _line: bytes | None = field(default=None, compare=False, repr=False)
 
-    @cached_property
+    @property
     def line(self) -> bytes:
         """The message's txchat.v1 line: encoded once, for every v1 member, the history and joins."""
-        return wire.message(self.seq, self.time, self.name, self.text.decode("utf-8"))
+        line = self._line
+        if line is None:
+            line = self._line = wire.message(self.seq, self.time, self.name, self.text.decode("utf-8"))
+        return line
 
 
 @dataclass(frozen=True)
