@@ -4,8 +4,8 @@ Each room's messages are numbered, kept and published in one step, by a script t
 inside Redis (the way Centrifugo's Redis engine does it), so the order of the numbers is the
 order every process delivers in. A process subscribes to a room's channel only while it has
 members there, all rooms on one subscriber connection. A joining txchat.v1 client's history
-is read after the subscription is confirmed, so no message falls between the two: the hub
-merges them by number (L{txchat.hub}).
+is read after the subscription is confirmed, so no message falls between the two: the room's
+stream merges them by number (L{txchat.stream}).
 
 Keys, for a room R: ``txchat:R:meta`` (epoch and newest number), ``txchat:R:history`` (the kept
 messages), ``txchat:R:online`` (members per process, with when each process last said so);

@@ -1,6 +1,8 @@
-"""Rooms: who is in each, what each has said (numbered and kept), and which rooms to forget.
+"""Rooms: who is in each here, and which rooms to forget.
 
-Plain code with no network: the hub passes the time in and acts on what these return.
+Plain code with no network: the hub passes the time in and acts on what these return. What a
+room's members have been sent of its numbered stream is the room's L{RoomStream}; its kept
+messages are the broker's.
 
 A room has one order. Its messages go out through two fanouts, one per protocol: the plain
 protocol's members get the bare text, txchat.v1 members a JSON line; each is encoded once per
