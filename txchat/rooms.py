@@ -17,9 +17,9 @@ from twisted.internet.interfaces import IDelayedCall
 
 from txchat import wire
 from txchat.fanout import Fanout
-from txchat.stream import Delivery, RoomStream, joinLines, newEpoch
+from txchat.stream import Delivery, RoomStream, joinLines
 
-__all__ = ["Delivery", "Room", "RoomTable", "newEpoch"]
+__all__ = ["Delivery", "Room", "RoomTable"]
 
 
 class Room:
