@@ -29,9 +29,18 @@ class Inbox:
         self.deliveries: list[Delivery] = []
         self.presence: list[tuple[str, str, int]] = []
         self._waiting: list[tuple[int, Deferred]] = []
+        self._said: list[Deferred] = []
 
     def onPresence(self, room: str, process: str, count: int) -> None:
         self.presence.append((room, process, count))
+        said, self._said = self._said, []
+        for d in said:
+            d.callback(self.presence)
+
+    def nextPresence(self) -> Deferred:
+        d = Deferred()
+        self._said.append(d)
+        return within(d)
 
     def __call__(self, message: Delivery) -> None:
         self.deliveries.append(message)
@@ -224,4 +233,23 @@ async def test_rooms_have_their_own_channels_numbers_and_history(redis):
     assert channels == [b"txchat:one"], "subscribed only while there are members"
     probe.transport.loseConnection()
     await probe.lost
+    await DeferredList([a.stop(), b.stop()])
+
+
+@pytest.mark.cluster
+@pytest_twisted.ensureDeferred
+async def test_the_scripts_json_carries_any_text_name_and_count_exactly(redis):
+    a, inboxA = await startBroker(redis.url)
+    b, _ = await startBroker(redis.url)
+    text, name = 'quote " backslash \\ slash / 日本 😀 ]}, "m"', 'Ada "the" \\ /'
+    a.publish(Delivery("lobby", text.encode(), name, 1_764_534_000_123))
+    await inboxA.count(1)
+    (got,) = inboxA.deliveries
+    assert (got.text.decode(), got.name, got.time, got.seq) == (text, name, 1_764_534_000_123, 1)
+    said = inboxA.nextPresence()
+    b.setOnline("lobby", 3)
+    await said
+    assert inboxA.presence == [("lobby", b.process, 3)]
+    snapshot = await within(a.snapshot("lobby"))
+    assert snapshot.history == [got] and snapshot.others == {b.process: 3}
     await DeferredList([a.stop(), b.stop()])

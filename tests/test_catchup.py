@@ -21,7 +21,6 @@ pytestmark = pytest.mark.memory
 class StubBroker:
     """A broker that numbers nothing itself: the test delivers, and answers each snapshot."""
 
-    numbersHere = False
     state = "up"
     up = True
     backlog = 0
@@ -32,7 +31,7 @@ class StubBroker:
         self.reconnected: Callable[[], None] = lambda: None
         self.snapshots: list[tuple[str, Deferred[Any]]] = []
 
-    def start(self, deliver, presence, reconnected=lambda: None) -> None:
+    def start(self, deliver, presence, reconnected=lambda: None, forgotten=lambda room: None) -> None:
         self.deliver, self.reconnected = deliver, reconnected
 
     def publish(self, message: Delivery) -> None:
@@ -51,6 +50,12 @@ class StubBroker:
         pass
 
     def setOnline(self, room: str, count: int) -> None:
+        pass
+
+    def keeps(self, room: str) -> bool:
+        return False
+
+    def forget(self, room: str) -> None:
         pass
 
     def snapshot(self, room: str) -> Deferred[Snapshot | None]:
@@ -197,3 +202,14 @@ def test_plain_clients_of_a_room_made_while_redis_was_away_get_no_history_when_i
     broker.deliver(message(3, "F"))
     clock.advance(0)
     assert plain.messages() == ["m3"], "only what was said after they came, as the gorilla chat does"
+
+
+def test_a_snapshot_read_before_the_channel_brings_its_messages_gives_nobody_anything_twice():
+    hub, clock, broker, member = setUp()
+    joiner = V1Peer(hub, "r")
+    broker.answer("E", 3, range(1, 4))  # Redis holds 2 and 3; the channel has not brought them yet
+    for seq in (2, 3, 4):
+        broker.deliver(message(seq))
+    clock.advance(0)
+    assert seqs(member) == [("message", 2), ("message", 3), ("message", 4)]
+    assert seqs(joiner) == [("welcome", 3), ("message", 1), ("message", 2), ("message", 3), ("message", 4)]

@@ -29,8 +29,8 @@ class Member:
 def test_one_shared_frame_per_flush():
     fanout = Fanout(10, frame)
     a, b = Member(fanout), Member(fanout)
-    assert fanout.publish(b"x") is True
-    assert fanout.publish(b"y") is False
+    assert fanout.queue(b"x") is True
+    assert fanout.queue(b"y") is False
     assert fanout.flush() == []
     assert a.frames == b.frames == [b"F:x\ny"]
     assert a.frames[0] is b.frames[0]
@@ -48,9 +48,9 @@ def test_paused_member_gets_backlog_on_resume_in_order():
     a, b = Member(fanout), Member(fanout)
     fanout.pause(b)
     for m in (b"1", b"2"):
-        fanout.publish(m)
+        fanout.queue(m)
         fanout.flush()
-    fanout.publish(b"3")
+    fanout.queue(b"3")
     fanout.flush()
     assert b.frames == []
     fanout.resume(b)
@@ -71,9 +71,9 @@ def test_pause_during_flush_is_safe_and_takes_effect_next_flush():
     fanout = Fanout(10, frame)
     a = Member(fanout, pauseOnWrite=True)
     b = Member(fanout)
-    fanout.publish(b"1")
+    fanout.queue(b"1")
     fanout.flush()
-    fanout.publish(b"2")
+    fanout.queue(b"2")
     fanout.flush()
     assert a.frames == [b"F:1"] and fanout.backlog(a) == 1
     assert b.frames == [b"F:1", b"F:2"]
@@ -83,13 +83,13 @@ def test_overflowing_member_is_dropped_others_unaffected():
     fanout = Fanout(3, frame)
     a, slow = Member(fanout), Member(fanout)
     fanout.pause(slow)
-    fanout.publish(b"1")
-    fanout.publish(b"2")
+    fanout.queue(b"1")
+    fanout.queue(b"2")
     assert fanout.flush() == []
-    fanout.publish(b"3")
+    fanout.queue(b"3")
     assert fanout.flush() == []
     assert fanout.backlog(slow) == 3
-    fanout.publish(b"4")
+    fanout.queue(b"4")
     assert fanout.flush() == [slow]
     assert slow not in fanout and len(fanout) == 1
     assert a.frames == [b"F:1\n2", b"F:3", b"F:4"]
@@ -100,7 +100,7 @@ def test_a_single_batch_larger_than_the_queue_drops_a_paused_member():
     slow = Member(fanout)
     fanout.pause(slow)
     for m in (b"1", b"2", b"3"):
-        fanout.publish(m)
+        fanout.queue(m)
     assert fanout.flush() == [slow]
 
 
@@ -108,7 +108,7 @@ def test_a_member_that_keeps_up_is_never_dropped_however_big_the_batch():
     fanout = Fanout(2, frame)
     a = Member(fanout)
     for i in range(1000):
-        fanout.publish(b"%d" % i)
+        fanout.queue(b"%d" % i)
     assert fanout.flush() == []
     assert a.frames[0].count(b"\n") == 999
 
@@ -122,6 +122,6 @@ def test_remove_and_membership():
     fanout.remove(b)
     fanout.remove(b)
     assert len(fanout) == 0
-    fanout.publish(b"x")
+    fanout.queue(b"x")
     fanout.flush()
     assert a.frames == [] and b.frames == []

@@ -63,7 +63,7 @@ async def test_two_clients_chat(server):
     a.say("hello from a")
     assert await b.receive(1) == ["hello from a"]
     assert await a.receive(1) == ["hello from a"]
-    assert all(p._socketSend is not None for p in server.hub.room("lobby").plain)  # plain TCP: straight to the socket
+    assert all(p._socketSend is not None for p in server.hub.room("lobby").plainMembers)  # plain TCP: straight to the socket
     b.say("  and\nback  ")
     assert await a.receive(1) == ["and back"]
     assert await b.receive(1) == ["and back"]
@@ -237,7 +237,7 @@ async def test_client_that_never_reads_is_dropped_and_others_receive_everything(
     assert len(server.hub) == 2, "the stuck client was never dropped"
     assert await a.receive(len(sent)) == sent
     # What the hub holds for anyone is bounded by --send-queue.
-    assert all(server.hub.room("lobby").plain.backlog(p) <= 16 for p in server.hub.room("lobby").plain)
+    assert all(server.hub.room("lobby").plainMembers.backlog(p) <= 16 for p in server.hub.room("lobby").plainMembers)
     stuck.transport.abortConnection()
     await a.close()
     await b.close()
@@ -303,7 +303,7 @@ async def test_chat_over_a_unix_socket(tmp_path):
             clients.append(client)
         clients[0].say("over unix")
         assert await clients[1].receive(1) == ["over unix"]
-        assert all(p._socketSend is not None for p in s.hub.room("lobby").plain)  # straight to the socket here too
+        assert all(p._socketSend is not None for p in s.hub.room("lobby").plainMembers)  # straight to the socket here too
         for client in clients:
             await client.close()
     finally:
@@ -338,7 +338,7 @@ async def test_chat_over_tls_without_polling_the_protocol(tmp_path):
         assert await clients[0].receive(1) == ["over TLS"]
         # Through TLS the protocol is a push producer: nothing polls it while all is quiet
         # (a pull producer would be driven by a cooperator without end).
-        assert all(p._socketSend is None for p in s.hub.room("lobby").plain)
+        assert all(p._socketSend is None for p in s.hub.room("lobby").plainMembers)
         assert not [c for c in reactor.getDelayedCalls() if isinstance(getattr(c.func, "__self__", None), Cooperator)]
         for client in clients:
             await client.close()

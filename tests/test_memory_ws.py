@@ -129,7 +129,7 @@ def test_client_that_stops_reading_gets_its_backlog_as_one_frame():
         a.say(word)
         clock.advance(0)
     assert slow.transport.value() == b""
-    assert hub.room("lobby").plain.backlog(slow.protocol) == 3  # "one" waits in the transport itself
+    assert hub.room("lobby").plainMembers.backlog(slow.protocol) == 3  # "one" waits in the transport itself
     slow.startReading()
     assert slow.frameTexts() == ["one", "two\nthree\nfour"]
     a.say("five")
@@ -165,11 +165,11 @@ def test_backlog_never_passes_the_send_queue():
     for i in range(4):
         a.say(f"m{i}")
         clock.advance(0)
-        assert hub.room("lobby").plain.backlog(slow.protocol) == i + 1
+        assert hub.room("lobby").plainMembers.backlog(slow.protocol) == i + 1
     a.say("one too many")
     clock.advance(0)
-    assert hub.room("lobby").plain.backlog(slow.protocol) == 0
-    assert slow.protocol not in hub.room("lobby").plain
+    assert hub.room("lobby").plainMembers.backlog(slow.protocol) == 0
+    assert slow.protocol not in hub.room("lobby").plainMembers
 
 
 def test_output_that_cannot_drain_for_the_write_timeout_is_cut():

@@ -7,7 +7,7 @@ from twisted.internet.task import Clock
 
 from txchat import wire
 from txchat.presence import PRESENCE_INTERVAL, Presence
-from txchat.rooms import Room, Rooms
+from txchat.rooms import Room, RoomTable
 
 pytestmark = pytest.mark.unit
 
@@ -19,7 +19,7 @@ class World:
 
     def __init__(self, shared: bool = True) -> None:
         self.clock = Clock()
-        self.rooms = Rooms(0, lambda name: Room(name, "e", 0, 10, lambda payload: payload, self.clock.seconds()))
+        self.rooms = RoomTable(0, lambda name: Room(name, "e", 10, lambda payload: payload, int(self.clock.seconds() * 1000)))
         self.told: list[tuple[str, float, int]] = []  # (room, when, online) as v1 members heard it
         self.published: list[tuple[str, float, int]] = []  # (room, when, count) as the broker heard it
         self.presence = Presence(self.clock, self.rooms, self.setOnline, self.tell, shared, REFRESH, STALE)
@@ -44,8 +44,8 @@ class World:
         return member
 
     def leave(self, room: Room, member: object) -> None:
-        room.plain.remove(member)
-        room.v1.remove(member)
+        room.plainMembers.remove(member)
+        room.v1Members.remove(member)
         self.presence.changed(room)
 
 

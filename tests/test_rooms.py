@@ -179,7 +179,7 @@ def test_history_expires_and_an_empty_room_then_starts_a_new_epoch():
     assert hub.room("r") is not None, "a room with history outlives its members"
     clock.advance(59)
     assert [line["text"] for line in V1Peer(hub, "r").lines()[1:]] == ["kept for a minute"]
-    for peer in list(hub.room("r").v1):
+    for peer in list(hub.room("r").v1Members):
         peer.transport.abortConnection()
     clock.advance(1)
     assert hub.room("r") is None

@@ -8,7 +8,7 @@ frame (one call per member). When its transport pauses it (the kernel buffer and
 own buffer are full, so the peer is not reading), the member is *behind*: it gets no frame,
 and the batch's messages are kept for it instead, up to ``limit``. When the transport resumes
 it, everything it missed goes out as one frame. A member whose backlog would pass ``limit``
-is dropped. Every member therefore sees the messages in the order they were published.
+is dropped. Every member therefore sees the messages in the order they were queued.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class Fanout(Generic[M]):
         entry = self._behind.get(member)
         return len(entry[1]) if entry is not None else 0
 
-    def publish(self, message: bytes) -> bool:
+    def queue(self, message: bytes) -> bool:
         """Add a message to the next flush; True when it starts a new batch, so that the
         caller knows to schedule that flush."""
         self._batch.append(message)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, Sequence
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.application.service import Service
@@ -21,14 +21,15 @@ from twisted.python.failure import Failure
 
 from txchat import memory, wire
 from txchat.autobahn_internals import protocolWithOptions, useClock
-from txchat.broker import Broker, LocalBroker, Snapshot
+from txchat.broker import Broker, MemoryBroker
 from txchat.config import Config
 from txchat.gate import Claim, Gate
 from txchat.limits import ConnectionLimits, TrustedProxies
 from txchat.metrics import Metrics
 from txchat.origin import OriginPolicy
 from txchat.presence import Presence
-from txchat.rooms import Delivery, Room, Rooms, newEpoch
+from txchat.rooms import Room, RoomTable
+from txchat.stream import SYNCING, Delivery, Snapshot, newEpoch
 from txchat.tokens import tokenChecker
 from txchat.wire import CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TRY_AGAIN
 
@@ -131,15 +132,15 @@ class ChatHub(WebSocketServerFactory):
         )
         useClock(self, reactor)
         self.protocol = protocolWithOptions(self, type(self).protocol)
-        self.rooms = Rooms(config.maxRooms, self._newRoom)
+        self.rooms = RoomTable(config.maxRooms, self._newRoom)
         self._dirty: dict[str, Room] = {}
         self._flushCall: IDelayedCall | None = None
         self._giveBack = giveBack
         self._giveBackCall: IDelayedCall | None = None
         self._gone = 0  # connections closed since memory was last given back
-        self.broker: Broker = broker if broker is not None else LocalBroker()
+        self.broker: Broker = broker if broker is not None else MemoryBroker(reactor, config.history, config.historyTtl)
         self.presence = Presence(reactor, self.rooms, self.broker.setOnline, self._tellPresence,
-                                 not self.broker.numbersHere, config.presenceRefresh, config.presenceStale)
+                                 self.broker.state is not None, config.presenceRefresh, config.presenceStale)
         self._connections: set[Member] = set()
         self._closing = False
         self._allGone: list[Deferred[None]] = []
@@ -179,12 +180,11 @@ class ChatHub(WebSocketServerFactory):
         it has seen numbers this process has not, which this process cannot serve without
         sending it some twice. It is refused (503, or 1013 once open) and retries; by then
         Redis is back, or it has found another process."""
-        return not self.broker.numbersHere and not self.broker.up and self._ahead(client, room)
+        return not self.broker.up and self._ahead(client, room)
 
     @staticmethod
     def _ahead(client: Resuming, room: Room) -> bool:
-        since = client.since
-        return since is not None and client.v1 and since[0] == room.epoch and since[1] > room.seq
+        return client.v1 and room.stream.ahead(client.since)
 
     def health(self) -> tuple[int, str]:
         """For load balancers: 200 while serving; what the broker is doing, if there is one."""
@@ -205,38 +205,32 @@ class ChatHub(WebSocketServerFactory):
         if self._closing:
             client.leave(CLOSE_GOING_AWAY, "server shutting down")
             return
-        if client.v1 and not self.broker.numbersHere and self.broker.up:
-            # With Redis: the room's history and numbers are Redis's; read them once this
-            # process is subscribed, and keep what arrives meanwhile to merge by number.
-            room.joining.append(client)
+        if client.v1 and self.broker.up:
+            # The room's history and numbers are the broker's: read them once this process is
+            # subscribed; the room's stream keeps what arrives meanwhile to merge by number.
+            room.stream.reading()
             self.broker.snapshot(room.name).addBoth(self._snapshotted, client, room)
             return
-        self._join(client, room)
+        self._join(client, room, ())
 
-    def _snapshotted(self, snapshot: Snapshot | None | Failure, client: Member, room: Room) -> None:
-        room.joining.remove(client)
-        if isinstance(snapshot, Snapshot):
+    def _snapshotted(self, result: Snapshot | None | Failure, client: Member, room: Room) -> None:
+        snapshot = result if isinstance(result, Snapshot) else None
+        if snapshot is not None:
             now = self.clock.seconds()
             for process, count in snapshot.others.items():
                 room.presence.heard(process, count, now)
-            if room.held is None:  # (else the room's own catch-up brings it up to date)
-                if len(room):
-                    self._catchUpWith(room, snapshot)  # (a stream that started over, say)
-                if room.adopt(snapshot.epoch, snapshot.seq, snapshot.history, room.buffer):
-                    self._scheduleFlush(room)
-        if not room.joining:
-            room.buffer = []
+        kept = room.stream.read(snapshot, len(room) > 0)
         if client.room is room and client.member:
-            if not isinstance(snapshot, Snapshot) and self._ahead(client, room):
+            if snapshot is None and self._ahead(client, room):
                 client.leave(CLOSE_TRY_AGAIN, "catching up with Redis: try again")  # (Redis went)
-            elif room.held is not None:
-                room.waiting.append(client)  # after the room has caught up, as all its members
+            elif room.stream.state == SYNCING:
+                room.stream.waiting.append(client)  # after the room has caught up, as all its members
             else:
-                self._join(client, room)
+                self._join(client, room, kept)
         elif not self._closing:
             self._vacated(room)  # it left while its history was being read
 
-    def _join(self, client: Member, room: Room) -> None:
+    def _join(self, client: Member, room: Room, kept: Sequence[Delivery]) -> None:
         fanout = room.fanout(client.v1)
         if client.v1 and room.name in self._dirty:
             self._flushRoom(self._dirty.pop(room.name))
@@ -244,7 +238,7 @@ class ChatHub(WebSocketServerFactory):
         if client.behind:
             fanout.pause(client)
         if client.v1:
-            client.write(self._frame(b"\n".join(room.joinLines(client.since))))
+            client.write(self._frame(b"\n".join(room.joinLines(client.since, kept))))
         self.presence.changed(room)
 
     def unregister(self, client: Member) -> None:
@@ -255,8 +249,8 @@ class ChatHub(WebSocketServerFactory):
     def disconnected(self, client: Member, admittedAs: str | None) -> None:
         room, client.room = client.room, None
         if room is not None:
-            if client in room.waiting:
-                room.waiting.remove(client)
+            if client in room.stream.waiting:
+                room.stream.waiting.remove(client)
             if client in self._connections:
                 room.fanout(client.v1).remove(client)
             else:
@@ -291,13 +285,13 @@ class ChatHub(WebSocketServerFactory):
 
     def _newRoom(self, name: str) -> Room:
         config = self.config
-        return Room(name, newEpoch(), config.history, config.sendQueue, self._frame, self.clock.seconds(),
-                    config.maxMessageSize)
+        return Room(name, newEpoch(), config.sendQueue, self._frame, int(self.clock.seconds() * 1000),
+                    config.maxMessageSize, self._scheduleFlush)
 
     def _vacated(self, room: Room) -> None:
         """Someone left: forget the room if nothing is left of it, stop receiving its messages
         if only its history is, and tell the others."""
-        if not room.occupied and not len(room.history):
+        if not room.occupied and not self.broker.keeps(room.name):
             self._forget(room)
             return
         if not room.occupied:
@@ -318,10 +312,9 @@ class ChatHub(WebSocketServerFactory):
     def _forget(self, room: Room) -> None:
         if not self._closing:
             self._unwatch(room)
+        self.broker.forget(room.name)
+        room.stream.abandon()
         self.presence.forget(room)
-        if room.expiryCall is not None and room.expiryCall.active():
-            room.expiryCall.cancel()
-        room.expiryCall = None
         self._dirty.pop(room.name, None)
         if not self._dirty and self._flushCall is not None:
             self._flushCall.cancel()
@@ -329,21 +322,15 @@ class ChatHub(WebSocketServerFactory):
         self.rooms.forget(room)
 
     def _tellPresence(self, room: Room, line: bytes) -> None:
-        if room.v1.publish(line):
-            self._scheduleFlush(room)
+        room.say(line)
 
-    def _expire(self, room: Room) -> None:
-        """Drop the room's history C{--history-ttl} after its last message; forget the room
-        if nobody is in it either."""
-        room.expiryCall = None
-        left = room.lastMessage + self.config.historyTtl - self.clock.seconds()
-        if left > 0:
-            room.expiryCall = self.clock.callLater(left, self._expire, room)
-            return
-        room.history.clear()
-        if not room.occupied:
+    def _expired(self, roomName: str) -> None:
+        """The broker let the room's history go, C{--history-ttl} after its last message, and
+        nobody is in it: forget it."""
+        room = self.rooms.get(roomName)
+        if room is not None and not room.occupied:
             self._forget(room)
-            self._scheduleGiveBack()
+        self._scheduleGiveBack()
 
     def _scheduleGiveBack(self) -> None:
         if self._giveBackCall is None:
@@ -357,8 +344,8 @@ class ChatHub(WebSocketServerFactory):
     # -- messages -------------------------------------------------------------------------
 
     def startBroker(self) -> None:
-        self.broker.start(self.deliver, self.presence.heard, self._catchUp)
-        if not self.broker.numbersHere:
+        self.broker.start(self.deliver, self.presence.heard, self._catchUp, self._expired)
+        if self.broker.state is not None:  # other processes to tell
             self.presence.start()
 
     def broadcast(self, client: Member, text: bytes) -> None:
@@ -374,57 +361,26 @@ class ChatHub(WebSocketServerFactory):
         room = self.rooms.get(delivery.room)
         if room is None:
             return  # nobody here is in that room any more
-        if room.held is not None:
-            room.held.append(delivery)  # after what this process missed, which is on its way
-            return
-        if room.joining:
-            room.buffer.append(delivery)
-        if room.publish(delivery, self.broker.numbersHere, self.clock.seconds()):
-            self._scheduleFlush(room)
-        if len(room.history) and room.expiryCall is None:
-            room.expiryCall = self.clock.callLater(self.config.historyTtl, self._expire, room)
+        room.stream.delivered(delivery)
+        if delivery.seq is not None:
+            room.lastMessage = delivery.time
 
     def _catchUp(self) -> None:
-        """Redis is back after this process lost it: what the other processes published
+        """The broker is back after this process lost it: what the other processes published
         meanwhile never came here. Read each room's kept messages and deliver the missed ones
         first, holding what arrives live until then, so members see one unbroken stream."""
         for room in self.rooms:
-            if room.watched and room.held is None:
-                room.held = []
+            if room.watched and room.stream.catchingUp():
                 self.broker.snapshot(room.name).addBoth(self._caughtUp, room)
 
-    def _caughtUp(self, snapshot: Snapshot | None | Failure, room: Room) -> None:
-        held, room.held = room.held or [], None
+    def _caughtUp(self, result: Snapshot | None | Failure, room: Room) -> None:
         if self.rooms.get(room.name) is not room:
-            room.waiting = []
+            room.stream.abandon()
             return  # forgotten meanwhile
-        if isinstance(snapshot, Snapshot):
-            self._catchUpWith(room, snapshot)
-        for delivery in held:
-            if delivery.seq is None or delivery.epoch != room.epoch or delivery.seq > room.seq:
-                self.deliver(delivery)
-        waiting, room.waiting = room.waiting, []
+        kept, waiting = room.stream.caughtUp(result if isinstance(result, Snapshot) else None)
         for client in waiting:
             if client.room is room and client.member:
-                self._join(client, room)
-
-    def _catchUpWith(self, room: Room, snapshot: Snapshot) -> None:
-        """Deliver to the members here what the broker's snapshot holds and they have not had:
-        the rest of their stream (telling v1 members first of what is no longer kept), or all
-        of a stream that started over (its first message brings its welcome). Not the kept
-        messages of a stream they never followed (a room made here while Redis was away): plain
-        clients never get history; v1 members are told of the stream when it reaches them."""
-        if snapshot.epoch is None:
-            return
-        if snapshot.epoch == room.epoch:
-            missed = [m for m in snapshot.history if m.seq is not None and m.seq > room.seq]
-            resumeAt = missed[0].seq if missed and missed[0].seq is not None else snapshot.seq + 1
-            if resumeAt > room.seq + 1 and room.gap(resumeAt - 1):
-                self._scheduleFlush(room)
-        else:
-            missed = snapshot.history if room.fromBroker else []
-        for message in missed:
-            self.deliver(message)
+                self._join(client, room, kept)
 
     def _scheduleFlush(self, room: Room) -> None:
         self._dirty[room.name] = room
@@ -440,8 +396,9 @@ class ChatHub(WebSocketServerFactory):
     def _flushRoom(self, room: Room) -> None:
         started = perf_counter()
         metrics = self.metrics
-        deliveries = room.plain.pending * room.plain.ready + room.v1.pending * room.v1.ready
-        frames = (room.plain.ready if room.plain.pending else 0) + (room.v1.ready if room.v1.pending else 0)
+        plain, v1 = room.plainMembers, room.v1Members
+        deliveries = plain.pending * plain.ready + v1.pending * v1.ready
+        frames = (plain.ready if plain.pending else 0) + (v1.ready if v1.pending else 0)
         dropped = room.flush()
         metrics.flushSeconds.observe(perf_counter() - started)
         metrics.deliveries.inc(deliveries)
@@ -462,34 +419,26 @@ class ChatHub(WebSocketServerFactory):
         room; fires with its (epoch, number), or None when it went out unnumbered (Redis away)."""
         self.metrics.messagesIn.inc()
         delivery = Delivery(roomName, text, name, int(self.clock.seconds() * 1000))
-        if not self.broker.numbersHere:
-            return self.broker.post(delivery)
         room, evicted = self.rooms.open(roomName)
         if evicted is not None:
             self._forget(evicted)
         if room is None:
             return fail(RoomsFull())
-        self.broker.post(delivery)  # this process numbers it, now
-        numbered = (room.epoch, room.seq)
-        if not room.occupied and not len(room.history):
-            self._forget(room)  # nobody to keep it for: the next message starts a new stream
-        return succeed(numbered)
+        posted = self.broker.post(delivery)
+        if not room.occupied and not self.broker.keeps(roomName):
+            self._forget(room)  # nobody to keep it for here
+        return posted
 
     def describe(self, roomName: str, since: int = 0) -> Deferred[RoomView]:
         """The room as its members see it, with its kept messages numbered after C{since};
         L{BrokerDown} while Redis, which keeps the rooms, is away."""
         room = self.rooms.get(roomName)
         here = len(room) if room is not None else 0
-        if self.broker.numbersHere:
-            if room is None:
-                return succeed(RoomView(roomName, None, 0, 0, []))
-            return succeed(RoomView(roomName, room.epoch, room.seq, room.online, room.history.newerThan(since)))
 
         def view(snapshot: Snapshot | None) -> RoomView:
             if snapshot is None:
                 raise BrokerDown()
-            lines = [wire.message(m.seq, m.time, m.name, m.text.decode("utf-8"))
-                     for m in snapshot.history if m.seq is not None and m.seq > since]
+            lines = [m.line for m in snapshot.history if m.seq is not None and m.seq > since]
             return RoomView(roomName, snapshot.epoch, snapshot.seq, here + sum(snapshot.others.values()), lines)
 
         return self.broker.snapshot(roomName).addCallback(view)

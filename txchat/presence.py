@@ -59,7 +59,7 @@ class Counted(Protocol):
         """The broker delivers this room here (so the other processes share it)."""
 
     @property
-    def v1(self) -> Sized:
+    def v1Members(self) -> Sized:
         """The v1 members here, who are told."""
 
     @property
@@ -113,7 +113,7 @@ class Presence(Generic[R]):
         """The room's count may have changed: say so at once if the last time was C{interval}
         ago, else when it is, with the count as it is by then."""
         state = room.presence
-        if state.call is not None or (not room.v1 and not self.shared):
+        if state.call is not None or (not room.v1Members and not self.shared):
             return  # (in one process, a room of plain-protocol clients has nobody to tell)
         wait = state.at + self.interval - self._clock.seconds()
         if wait <= 0:
@@ -129,7 +129,7 @@ class Presence(Generic[R]):
             state.published = len(room)
             self._setOnline(room.name, len(room))
         online = room.online
-        if online == state.sent or not room.v1:
+        if online == state.sent or not room.v1Members:
             return
         state.sent = online
         self._tell(room, wire.presence(online))

@@ -4,8 +4,8 @@ Each room's messages are numbered, kept and published in one step, by a script t
 inside Redis (the way Centrifugo's Redis engine does it), so the order of the numbers is the
 order every process delivers in. A process subscribes to a room's channel only while it has
 members there, all rooms on one subscriber connection. A joining txchat.v1 client's history
-is read after the subscription is confirmed, so no message falls between the two: the hub
-merges them by number (L{txchat.hub}).
+is read after the subscription is confirmed, so no message falls between the two: the room's
+stream merges them by number (L{txchat.stream}).
 
 Keys, for a room R: ``txchat:R:meta`` (epoch and newest number), ``txchat:R:history`` (the kept
 messages), ``txchat:R:online`` (members per process, with when each process last said so);
@@ -35,13 +35,13 @@ from twisted.python.failure import Failure
 from txchat.broker import Deliver, NotPublished, Presence, Snapshot
 from txchat.config import Config
 from txchat.redisclient import RedisConnection, RedisError, connectRedis
-from txchat.rooms import Delivery
+from txchat.stream import Delivery
 
 _log = Logger()
 
 
 # KEYS: meta, history. ARGV: channel, history limit, ttl seconds, a new epoch, the message's
-# [time,name,text] tail as JSON. Returns the room's epoch and the message's number.
+# time, name and text. Returns the room's epoch and the message's number.
 PUBLISH = b"""
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
@@ -49,7 +49,7 @@ if not epoch then
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-local payload = '["m","' .. epoch .. '",' .. seq .. ',' .. ARGV[5] .. ']'
+local payload = cjson.encode({'m', epoch, seq, tonumber(ARGV[5]), ARGV[6], ARGV[7]})
 local limit = tonumber(ARGV[2])
 if limit > 0 then
   redis.call('RPUSH', KEYS[2], payload)
@@ -77,10 +77,10 @@ local online = {}
 local all = redis.call('HGETALL', KEYS[3])
 for i = 1, #all, 2 do
   if all[i] ~= ARGV[2] then
-    local count, at = string.match(all[i + 1], '(%d+):(%d+)')
-    if now - tonumber(at) < tonumber(ARGV[1]) then
+    local ok, said = pcall(cjson.decode, all[i + 1])
+    if ok and type(said) == 'table' and now - said[2] < tonumber(ARGV[1]) then
       table.insert(online, all[i])
-      table.insert(online, tonumber(count))
+      table.insert(online, said[1])
     else
       redis.call('HDEL', KEYS[3], all[i])
     end
@@ -95,13 +95,13 @@ PRESENCE = b"""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if tonumber(ARGV[2]) > 0 then
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ':' .. now)
+  redis.call('HSET', KEYS[2], ARGV[1], cjson.encode({tonumber(ARGV[2]), now}))
   redis.call('EXPIRE', KEYS[2], 60)
   if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
 else
   redis.call('HDEL', KEYS[2], ARGV[1])
 end
-redis.call('PUBLISH', ARGV[3], '["p","' .. ARGV[1] .. '",' .. ARGV[2] .. ']')
+redis.call('PUBLISH', ARGV[3], cjson.encode({'p', ARGV[1], tonumber(ARGV[2])}))
 return 1
 """
 
@@ -255,12 +255,6 @@ class _Script:
 _publish, _snapshot, _presence = _Script(PUBLISH), _Script(SNAPSHOT), _Script(PRESENCE)
 
 
-def _tail(message: Delivery) -> bytes:
-    """The message's time, name and text as the end of a JSON array (the script adds the rest)."""
-    return json.dumps([message.time, message.name, message.text.decode("utf-8")],
-                      separators=(",", ":"), ensure_ascii=False)[1:-1].encode("utf-8")
-
-
 def _numbered(reply: list[Any]) -> tuple[str, int]:
     epoch, seq = reply
     return epoch.decode("ascii"), int(seq)
@@ -276,8 +270,6 @@ def _message(room: str, payload: bytes) -> Delivery | None:
 
 class RedisBroker:
     """Rooms' messages numbered, kept and published by Redis; members counted across processes."""
-
-    numbersHere = False
 
     def __init__(
         self,
@@ -414,7 +406,10 @@ class RedisBroker:
 
     # -- rooms ------------------------------------------------------------------------------
 
-    def start(self, deliver: Deliver, presence: Presence, reconnected: Callable[[], None] = lambda: None) -> None:
+    def start(
+        self, deliver: Deliver, presence: Presence, reconnected: Callable[[], None] = lambda: None,
+        forgotten: Callable[[str], None] = lambda room: None,
+    ) -> None:
         self._deliver = deliver
         self._presence = presence
         self._reconnected = reconnected
@@ -428,6 +423,12 @@ class RedisBroker:
     def unwatch(self, room: str) -> None:
         self._rooms.discard(room)
         self._sync()
+
+    def keeps(self, room: str) -> bool:
+        return False  # Redis does
+
+    def forget(self, room: str) -> None:
+        pass  # Redis expires it
 
     def _sync(self) -> None:
         """Bring the subscriber connection's channels in line with the rooms that have members
@@ -443,26 +444,19 @@ class RedisBroker:
         self._subscribed = set(self._rooms)
 
     def snapshot(self, room: str) -> Deferred[Snapshot | None]:
-        """Read after the room's subscription is confirmed (the subscriber answers in order:
-        a PING behind the SUBSCRIBE), so that every later message comes by the channel; and
-        answer only once the channel has delivered every message the snapshot holds (a second
-        PING behind them): the ones published between the first PING and the read are in
-        both, and the hub must have had them by the channel before it serves the snapshot,
-        or a joiner would get them twice. (Found by the fault runs: on a congested link the
-        subscriber's pushes arrive well after the publisher's reply.)"""
+        """Read after the room's subscription is confirmed (the subscriber answers in order: a
+        PING behind the SUBSCRIBE), so that every later message comes by the channel. The
+        channel may still bring some the snapshot holds: the room's stream merges by number
+        (L{txchat.stream})."""
         subscriber, publisher = self._subscriber.connection, self._publisher.connection
         if subscriber is None or publisher is None:
             return succeed(None)
-
-        def caughtUp(snapshot: Snapshot) -> Deferred[Any]:
-            return subscriber.command(b"PING").addCallback(lambda _: snapshot)
-
         d = subscriber.command(b"PING")
         d.addCallback(lambda _: _snapshot(
             publisher, [self._key(room, "meta"), self._key(room, "history"), self._key(room, "online")],
             [int(self._config.presenceStale * 1000), self.process, self._newEpoch(), int(self._config.historyTtl)],
         ))
-        return d.addCallback(self._snapshotOf, room).addCallback(caughtUp)
+        return d.addCallback(self._snapshotOf, room)
 
     def _snapshotOf(self, reply: list[Any], room: str) -> Snapshot:
         epoch, seq, online, history = reply
@@ -513,7 +507,8 @@ class RedisBroker:
         config = self._config
         return _publish(
             connection, [self._key(room, "meta"), self._key(room, "history")],
-            [self.channel(room), config.history, int(config.historyTtl), self._newEpoch(), _tail(message)],
+            [self.channel(room), config.history, int(config.historyTtl), self._newEpoch(),
+             message.time, message.name.encode("utf-8"), message.text],
         )
 
     def _publishFailed(self, failure: Failure) -> None:
