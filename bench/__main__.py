@@ -27,8 +27,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from tests.processes import LoggedProcess, Twistd
-from tests.redisserver import RedisServer
+from bench.processes import LoggedProcess, Twistd
+from bench.redisserver import RedisServer
 
 HERE = Path(__file__).resolve().parent
 # The load comes from one address and one sender floods by design: txchat's abuse limits off.

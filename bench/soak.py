@@ -36,8 +36,8 @@ from typing import Any
 from websockets.asyncio.client import connect
 
 from bench.procstat import rssMiB
-from tests.frames import BINARY, PONG, TEXT, clientFrame, handshake
-from tests.processes import Twistd
+from bench.frames import BINARY, PONG, TEXT, clientFrame, handshake
+from bench.processes import Twistd
 
 SERVER_OPTIONS = (
     "--listen", "tcp:0:interface=127.0.0.1:backlog=1024",

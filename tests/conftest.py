@@ -1,13 +1,25 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterator
 
 import pytest
-from selenium import webdriver
 from twisted.internet import reactor
 
-from tests.browser import makeBrowser
-from tests.processes import Twistd
+HERE = Path(__file__).resolve().parent
+# A test's layer is its directory's: tests/unit -> unit, tests/system/cluster -> cluster.
+LAYERS = {HERE / "unit": "unit", HERE / "memory": "memory", HERE / "live": "live"} | {
+    HERE / "system" / name: name for name in ("process", "cluster", "browser", "faults")
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.path.resolve()
+        layers = [layer for directory, layer in LAYERS.items() if path.is_relative_to(directory)]
+        if len(layers) != 1:
+            raise pytest.UsageError(f"{item.nodeid}: a test goes in one of the layer directories (tests/README.md)")
+        item.add_marker(layers[0])
 
 
 def _isWaker(selectable: object) -> bool:
@@ -33,27 +45,3 @@ def cleanReactor() -> Iterator[None]:
         reactor.removeWriter(selectable)
     assert not leftCalls, f"test left delayed calls behind: {described}"
     assert not leftReaders and not leftWriters, f"test left connections behind: {leftReaders + leftWriters}"
-
-
-# For the browser tests: one txchat and two browsers per module; each test chats in a room
-# named after it, so the history one test leaves never shows in another.
-
-@pytest.fixture(scope="module")
-def chat(tmp_path_factory) -> Iterator[Twistd]:
-    server = Twistd("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path_factory.mktemp("chat"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def browsers(tmp_path_factory) -> Iterator[tuple[webdriver.Chrome, webdriver.Chrome]]:
-    a = makeBrowser(tmp_path_factory.mktemp("profile-a"))
-    b = makeBrowser(tmp_path_factory.mktemp("profile-b"))
-    yield a, b
-    a.quit()
-    b.quit()
-
-
-@pytest.fixture
-def room(request) -> str:
-    return request.node.name.removeprefix("test_")[:48]

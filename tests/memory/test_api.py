@@ -1,0 +1,169 @@
+"""The server API's handlers, in memory: real HTTP requests parsed by the site's own channel on a
+string transport, a hub on a task.Clock, and chat clients in the rooms the API posts to."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from twisted.internet.testing import StringTransport
+
+from tests.support.memory import Peer, V1Peer, makeHub
+from txchat.api import Api
+from txchat.site import ChatSite
+from txchat.webapp import makeRoot
+
+
+KEY = "k3y-for-the-backend-0123456789"
+
+
+class Http:
+    def __init__(self, **config) -> None:
+        self.hub, self.clock = makeHub(**{"history": 50, **config})
+        api = Api(self.hub, (KEY, "an-older-key-still-valid-42"), self.hub.config.maxMessageSize)
+        self.site = ChatSite(makeRoot(self.hub, api=api), self.clock, self.hub.config)
+
+    def call(self, method: str, path: str, body: bytes | dict | None = None, key: str | None = KEY,
+             headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], object]:
+        raw = json.dumps(body).encode() if isinstance(body, dict) else body or b""
+        head = {"Host": "chat.example", "Content-Length": str(len(raw)), **(headers or {})}
+        if key is not None:
+            head["Authorization"] = f"Bearer {key}"
+        request = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in head.items()) + "\r\n"
+        transport = StringTransport()
+        channel = self.site.buildProtocol(None)
+        channel.makeConnection(transport)
+        channel.dataReceived(request.encode() + raw)
+        response = transport.value()
+        channel.connectionLost(None)
+        status, headers_, payload = _parse(response)
+        return status, headers_, payload
+
+
+def _parse(response: bytes) -> tuple[int, dict[str, str], object]:
+    head, _, body = response.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    if headers.get("transfer-encoding") == "chunked":
+        chunks, rest = [], body
+        while rest:
+            size, _, rest = rest.partition(b"\r\n")
+            if int(size, 16) == 0:
+                break
+            chunks.append(rest[: int(size, 16)])
+            rest = rest[int(size, 16) + 2 :]
+        body = b"".join(chunks)
+    return int(lines[0].split(" ")[1]), headers, json.loads(body) if body.strip() else None
+
+
+def test_a_posted_message_reaches_plain_and_v1_members_with_its_number():
+    http = Http()
+    plain, v1 = Peer(http.hub, path="/ws/garden"), V1Peer(http.hub, "garden")
+    v1.say("from a member")
+    http.clock.advance(0)
+    status, headers, answer = http.call("POST", "/api/rooms/garden/messages", {"text": " Your order\nshipped ", "name": "Shop"})
+    http.clock.advance(0)
+    assert status == 201 and headers["content-type"] == "application/json; charset=utf-8"
+    lines = v1.lines()
+    assert answer == {"epoch": lines[0]["epoch"], "seq": 2}
+    assert plain.messages() == ["from a member", "Your order shipped"]
+    assert [(m["seq"], m["name"], m["text"]) for m in lines if m["type"] == "message"] == [
+        (1, "", "from a member"), (2, "Shop", "Your order shipped")]
+
+
+def test_a_room_s_state_history_and_the_rooms_this_process_knows():
+    http = Http()
+    member = V1Peer(http.hub, "porch")
+    for text in ("one", "two", "three"):
+        http.call("POST", "/api/rooms/porch/messages", {"text": text})
+    epoch = member.lines()[0]["epoch"]
+    assert http.call("GET", "/api/rooms/porch")[2] == {"room": "porch", "epoch": epoch, "seq": 3, "online": 1}
+    status, _, history = http.call("GET", "/api/rooms/porch/history?since=1")
+    assert status == 200 and history["epoch"] == epoch
+    assert [(m["type"], m["seq"], m["text"]) for m in history["messages"]] == [("message", 2, "two"), ("message", 3, "three")]
+    assert len(http.call("GET", "/api/rooms/porch/history")[2]["messages"]) == 3
+    assert http.call("GET", "/api/rooms/empty")[2] == {"room": "empty", "epoch": None, "seq": 0, "online": 0}
+    assert http.call("GET", "/api/rooms")[2] == {"rooms": [{"room": "porch", "online": 1}]}
+
+
+def test_a_post_to_a_room_nobody_is_in_is_kept_and_numbered():
+    http = Http()
+    assert http.call("POST", "/api/rooms/later/messages", {"text": "for whoever comes"})[0] == 201
+    joiner = V1Peer(http.hub, "later")
+    assert [m["text"] for m in joiner.lines() if m["type"] == "message"] == ["for whoever comes"]
+
+
+@pytest.mark.parametrize("method, path, body, key, status, error", [
+    ("POST", "/api/rooms/r/messages", {"text": "x"}, None, 401, "a valid API key is required"),
+    ("POST", "/api/rooms/r/messages", {"text": "x"}, "wrong-key-but-long-enough", 401, "a valid API key is required"),
+    ("GET", "/api/rooms", None, "", 401, "a valid API key is required"),
+    ("POST", "/api/rooms/r/messages", b"{not json", KEY, 400, "the body must be JSON"),
+    ("POST", "/api/rooms/r/messages", b"[1, 2]", KEY, 400, "the body must be a JSON object"),
+    ("POST", "/api/rooms/r/messages", {"name": "no text"}, KEY, 400, "text (required) and name must be strings"),
+    ("POST", "/api/rooms/r/messages", {"text": 5}, KEY, 400, "text (required) and name must be strings"),
+    ("POST", "/api/rooms/r/messages", {"text": " \n "}, KEY, 400, "text is empty"),
+    ("POST", "/api/rooms/r/messages", {"text": "\ud800"}, KEY, 400, "text and name must be valid Unicode"),
+    ("POST", "/api/rooms/r/messages", {"text": "é" * 257}, KEY, 413, "text is 514 bytes; at most 512"),
+    ("POST", "/api/rooms/r/messages", {"text": "x", "name": "n" * 33}, KEY, 400, "name: more than 32 characters"),
+    ("POST", "/api/rooms/bad%20name/messages", {"text": "x"}, KEY, 404, "no such API path"),
+    ("POST", "/api/rooms/" + "r" * 65 + "/messages", {"text": "x"}, KEY, 404, "no such API path"),
+    ("GET", "/api/nothing/here", None, KEY, 404, "no such API path"),
+    ("GET", "/api/", None, KEY, 404, "no such API path"),
+    ("GET", "/api/rooms/r/messages", None, KEY, 405, "use POST here"),
+    ("DELETE", "/api/rooms/r", None, KEY, 405, "use GET here"),
+    ("GET", "/api/rooms/r/history?since=-1", None, KEY, 400, "since: must be a message number"),
+])
+def test_bad_calls_get_their_documented_answer_and_nothing_is_delivered(method, path, body, key, status, error):
+    http = Http()
+    member, other = Peer(http.hub, path="/ws/r"), Peer(http.hub, path="/ws/r")
+    got, headers, answer = http.call(method, path, body, key=key)
+    assert got == status and answer["error"].startswith(error), answer
+    assert headers["content-type"] == "application/json; charset=utf-8"
+    if status == 401:
+        assert headers["www-authenticate"] == 'Bearer realm="txchat"'
+    if status == 405:
+        assert headers["allow"] in ("POST", "GET, HEAD")
+    http.clock.advance(0)
+    assert member.messages() == [], "nothing delivered"
+    other.say("still chatting")
+    http.clock.advance(0)
+    assert member.messages() == ["still chatting"]
+
+
+def test_either_key_of_a_rotation_is_accepted():
+    http = Http()
+    assert http.call("GET", "/api/rooms", key="an-older-key-still-valid-42")[0] == 200
+    assert http.call("GET", "/api/rooms", key=KEY)[0] == 200
+    assert http.call("GET", "/api/rooms", key=KEY[:-1])[0] == 401
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read():
+    http = Http(maxBodySize=1024)
+    status, headers, _ = http.call("POST", "/api/rooms/r/messages", b"x" * 2000)
+    assert status == 413 and headers["connection"] == "close"
+
+
+def test_without_keys_there_is_no_api():
+    hub, clock = makeHub()
+    site = ChatSite(makeRoot(hub), clock, hub.config)
+    transport = StringTransport()
+    channel = site.buildProtocol(None)
+    channel.makeConnection(transport)
+    channel.dataReceived(b"GET /api/rooms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode() + b"\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 404 ")
+    channel.connectionLost(None)
+
+
+def test_a_chunked_body_is_cut_off_as_soon_as_it_passes_the_limit():
+    http = Http(maxBodySize=1024)
+    transport = StringTransport()
+    channel = http.site.buildProtocol(None)
+    channel.makeConnection(transport)
+    channel.dataReceived(b"POST /api/rooms/r/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
+                         + b"\r\nTransfer-Encoding: chunked\r\n\r\n")
+    channel.dataReceived(b"200\r\n" + b"x" * 512 + b"\r\n")
+    assert transport.value() == b"", "within the limit: still reading"
+    channel.dataReceived(b"400\r\n" + b"x" * 1024 + b"\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 413 Payload Too Large\r\n")
+    assert transport.disconnecting
+    channel.connectionLost(None)
