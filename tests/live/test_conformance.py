@@ -84,7 +84,7 @@ async def othersStillChat(server: Server) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_fragmented_message_with_interleaved_ping_arrives_whole(server):
+async def test_fragmented_message_with_interleaved_ping_arrives_whole(server: Server) -> None:
     client = await rawClient(server)
     client.send(
         clientFrame(TEXT, b"frag", fin=False),
@@ -99,7 +99,7 @@ async def test_fragmented_message_with_interleaved_ping_arrives_whole(server):
 
 
 @pytest_twisted.ensureDeferred
-async def test_ping_payload_is_echoed_in_the_pong(server):
+async def test_ping_payload_is_echoed_in_the_pong(server: Server) -> None:
     client = await rawClient(server)
     payload = bytes(range(125))
     client.send(clientFrame(PING, payload))
@@ -109,7 +109,7 @@ async def test_ping_payload_is_echoed_in_the_pong(server):
 
 
 @pytest_twisted.ensureDeferred
-async def test_client_close_without_code_is_answered(server):
+async def test_client_close_without_code_is_answered(server: Server) -> None:
     client = await rawClient(server)
     client.send(clientFrame(CLOSE, b""))
     opcode, payload = await client.next()
@@ -133,7 +133,7 @@ PROTOCOL_ERRORS = {
 
 @pytest.mark.parametrize("frame", PROTOCOL_ERRORS.values(), ids=PROTOCOL_ERRORS.keys())
 @pytest_twisted.ensureDeferred
-async def test_protocol_errors_close_with_1002(server, frame):
+async def test_protocol_errors_close_with_1002(server: Server, frame: bytes) -> None:
     client = await rawClient(server)
     client.send(frame)
     assert await client.closeCode() == 1002
@@ -142,21 +142,21 @@ async def test_protocol_errors_close_with_1002(server, frame):
 
 @pytest.mark.parametrize("code", [1000, 1001, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 4999])
 @pytest_twisted.ensureDeferred
-async def test_valid_close_codes_get_a_normal_close_back(server, code):
+async def test_valid_close_codes_get_a_normal_close_back(server: Server, code: int) -> None:
     client = await rawClient(server)
     client.send(clientFrame(CLOSE, struct.pack("!H", code)))
     assert await client.closeCode() == 1000  # Autobahn does not echo the peer's code
 
 
 @pytest_twisted.ensureDeferred
-async def test_close_reason_that_is_not_utf8_gets_1007(server):
+async def test_close_reason_that_is_not_utf8_gets_1007(server: Server) -> None:
     client = await rawClient(server)
     client.send(clientFrame(CLOSE, struct.pack("!H", 1000) + b"\xff\xfe"))
     assert await client.closeCode() == 1007
 
 
 @pytest_twisted.ensureDeferred
-async def test_invalid_utf8_split_across_fragments_gets_1007(server):
+async def test_invalid_utf8_split_across_fragments_gets_1007(server: Server) -> None:
     client = await rawClient(server)
     client.send(clientFrame(TEXT, b"ok \xe2\x82", fin=False), clientFrame(CONTINUATION, b"\x28", fin=True))
     assert await client.closeCode() == 1007
@@ -164,7 +164,7 @@ async def test_invalid_utf8_split_across_fragments_gets_1007(server):
 
 
 @pytest_twisted.ensureDeferred
-async def test_nothing_is_sent_after_the_servers_close_frame(server):
+async def test_nothing_is_sent_after_the_servers_close_frame(server: Server) -> None:
     client = await rawClient(server)
     other = await connect(server)
     client.send(clientFrame(TEXT, b"x" * 600))  # over the limit: the server closes with 1009

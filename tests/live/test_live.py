@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 
 import pytest
 import pytest_twisted
@@ -53,7 +54,7 @@ def request(server: Server, method: bytes, path: bytes, headers: dict | None = N
 
 
 @pytest_twisted.ensureDeferred
-async def test_two_clients_chat(server):
+async def test_two_clients_chat(server: Server) -> None:
     a = await connect(server)
     b = await connect(server, origin=server.url)
     a.say("hello from a")
@@ -68,7 +69,7 @@ async def test_two_clients_chat(server):
 
 
 @pytest_twisted.ensureDeferred
-async def test_burst_arrives_complete_and_in_the_same_order_everywhere(server):
+async def test_burst_arrives_complete_and_in_the_same_order_everywhere(server: Server) -> None:
     clients = [await connect(server) for _ in range(5)]
     sent = []
     for i in range(300):
@@ -94,7 +95,7 @@ BAD_MESSAGES = {
 
 @pytest.mark.parametrize("message, code", BAD_MESSAGES.values(), ids=BAD_MESSAGES.keys())
 @pytest_twisted.ensureDeferred
-async def test_bad_message_closes_its_sender_and_the_others_go_on(server, message, code):
+async def test_bad_message_closes_its_sender_and_the_others_go_on(server: Server, message: tuple[bytes, bool], code: int) -> None:
     a, b = await connect(server), await connect(server)
     a.sendMessage(*message)
     closedWith, _ = await within(a.closed)
@@ -105,7 +106,7 @@ async def test_bad_message_closes_its_sender_and_the_others_go_on(server, messag
 
 
 @pytest_twisted.ensureDeferred
-async def test_cross_origin_handshake_is_refused_with_403(server):
+async def test_cross_origin_handshake_is_refused_with_403(server: Server) -> None:
     with pytest.raises(ConnectionError, match="403"):
         await connect(server, origin="http://evil.example")
     response, _ = await request(
@@ -118,7 +119,7 @@ async def test_cross_origin_handshake_is_refused_with_403(server):
 
 
 @pytest_twisted.ensureDeferred
-async def test_allowed_origin_may_connect():
+async def test_allowed_origin_may_connect() -> None:
     s = await Server(allowedOrigins=("http://friend.example",)).start()
     try:
         a = await connect(s, origin="http://friend.example")
@@ -128,7 +129,7 @@ async def test_allowed_origin_may_connect():
 
 
 @pytest_twisted.ensureDeferred
-async def test_http_contract(server, pool):
+async def test_http_contract(server: Server, pool: HTTPConnectionPool) -> None:
     response, body = await request(server, b"GET", b"/", pool=pool)
     assert response.code == 200
     assert response.headers.getRawHeaders(b"content-type") == [b"text/html; charset=utf-8"]
@@ -175,7 +176,7 @@ class NeverReads(Protocol):
 
 
 @pytest_twisted.ensureDeferred
-async def test_client_that_never_reads_is_dropped_and_others_receive_everything(server):
+async def test_client_that_never_reads_is_dropped_and_others_receive_everything(server: Server) -> None:
     stuck = NeverReads(server.number)
     await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", server.number), stuck)
     assert await within(stuck.upgraded) == b"101"
@@ -200,7 +201,7 @@ async def test_client_that_never_reads_is_dropped_and_others_receive_everything(
 
 
 @pytest_twisted.ensureDeferred
-async def test_prompt_readers_are_never_dropped_however_bursty_the_sender():
+async def test_prompt_readers_are_never_dropped_however_bursty_the_sender() -> None:
     s = await Server(sendQueue=256, rateLimit=0).start()
     try:
         readers = [await connect(s) for _ in range(5)]
@@ -219,7 +220,7 @@ async def test_prompt_readers_are_never_dropped_however_bursty_the_sender():
 
 
 @pytest_twisted.ensureDeferred
-async def test_metrics_endpoint_serves_prometheus_text(server, pool):
+async def test_metrics_endpoint_serves_prometheus_text(server: Server, pool: HTTPConnectionPool) -> None:
     metricsPort = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
         Site(MetricsPage(server.hub.metrics.registry))
     )
@@ -240,7 +241,7 @@ async def test_metrics_endpoint_serves_prometheus_text(server, pool):
 
 
 @pytest_twisted.ensureDeferred
-async def test_chat_over_a_unix_socket(tmp_path):
+async def test_chat_over_a_unix_socket(tmp_path: Path) -> None:
     from autobahn.twisted.websocket import WebSocketClientFactory
     from twisted.internet.endpoints import UNIXClientEndpoint, UNIXServerEndpoint
 
@@ -267,7 +268,7 @@ async def test_chat_over_a_unix_socket(tmp_path):
 
 
 @pytest_twisted.ensureDeferred
-async def test_chat_over_tls_without_polling_the_protocol(tmp_path):
+async def test_chat_over_tls_without_polling_the_protocol(tmp_path: Path) -> None:
     from autobahn.twisted.websocket import WebSocketClientFactory
     from twisted.internet.endpoints import SSL4ServerEndpoint, wrapClientTLS
     from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
@@ -303,7 +304,7 @@ async def test_chat_over_tls_without_polling_the_protocol(tmp_path):
 
 
 @pytest_twisted.ensureDeferred
-async def test_v1_rooms_history_and_recovery_over_real_sockets():
+async def test_v1_rooms_history_and_recovery_over_real_sockets() -> None:
     s = await Server(history=10).start()
     try:
         plain = await connect(s, path="/ws/general")

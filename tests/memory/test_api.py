@@ -56,7 +56,7 @@ def _parse(response: bytes) -> tuple[int, dict[str, str], object]:
     return int(lines[0].split(" ")[1]), headers, json.loads(body) if body.strip() else None
 
 
-def test_a_posted_message_reaches_plain_and_v1_members_with_its_number():
+def test_a_posted_message_reaches_plain_and_v1_members_with_its_number() -> None:
     http = Http()
     plain, v1 = Peer(http.hub, path="/ws/garden"), V1Peer(http.hub, "garden")
     v1.say("from a member")
@@ -71,7 +71,7 @@ def test_a_posted_message_reaches_plain_and_v1_members_with_its_number():
         (1, "", "from a member"), (2, "Shop", "Your order shipped")]
 
 
-def test_a_room_s_state_history_and_the_rooms_this_process_knows():
+def test_a_room_s_state_history_and_the_rooms_this_process_knows() -> None:
     http = Http()
     member = V1Peer(http.hub, "porch")
     for text in ("one", "two", "three"):
@@ -86,7 +86,7 @@ def test_a_room_s_state_history_and_the_rooms_this_process_knows():
     assert http.call("GET", "/api/rooms")[2] == {"rooms": [{"room": "porch", "online": 1}]}
 
 
-def test_a_post_to_a_room_nobody_is_in_is_kept_and_numbered():
+def test_a_post_to_a_room_nobody_is_in_is_kept_and_numbered() -> None:
     http = Http()
     assert http.call("POST", "/api/rooms/later/messages", {"text": "for whoever comes"})[0] == 201
     joiner = V1Peer(http.hub, "later")
@@ -113,7 +113,7 @@ def test_a_post_to_a_room_nobody_is_in_is_kept_and_numbered():
     ("DELETE", "/api/rooms/r", None, KEY, 405, "use GET here"),
     ("GET", "/api/rooms/r/history?since=-1", None, KEY, 400, "since: must be a message number"),
 ])
-def test_bad_calls_get_their_documented_answer_and_nothing_is_delivered(method, path, body, key, status, error):
+def test_bad_calls_get_their_documented_answer_and_nothing_is_delivered(method: str, path: str, body: object, key: str | None, status: int, error: str) -> None:
     http = Http()
     member, other = Peer(http.hub, path="/ws/r"), Peer(http.hub, path="/ws/r")
     got, headers, answer = http.call(method, path, body, key=key)
@@ -130,20 +130,20 @@ def test_bad_calls_get_their_documented_answer_and_nothing_is_delivered(method, 
     assert member.messages() == ["still chatting"]
 
 
-def test_either_key_of_a_rotation_is_accepted():
+def test_either_key_of_a_rotation_is_accepted() -> None:
     http = Http()
     assert http.call("GET", "/api/rooms", key="an-older-key-still-valid-42")[0] == 200
     assert http.call("GET", "/api/rooms", key=KEY)[0] == 200
     assert http.call("GET", "/api/rooms", key=KEY[:-1])[0] == 401
 
 
-def test_a_body_over_the_limit_is_refused_before_it_is_read():
+def test_a_body_over_the_limit_is_refused_before_it_is_read() -> None:
     http = Http(maxBodySize=1024)
     status, headers, _ = http.call("POST", "/api/rooms/r/messages", b"x" * 2000)
     assert status == 413 and headers["connection"] == "close"
 
 
-def test_without_keys_there_is_no_api():
+def test_without_keys_there_is_no_api() -> None:
     hub, clock = makeHub()
     site = ChatSite(makeRoot(hub), clock, hub.config)
     transport = StringTransport()
@@ -154,7 +154,7 @@ def test_without_keys_there_is_no_api():
     channel.connectionLost(None)
 
 
-def test_a_chunked_body_is_cut_off_as_soon_as_it_passes_the_limit():
+def test_a_chunked_body_is_cut_off_as_soon_as_it_passes_the_limit() -> None:
     http = Http(maxBodySize=1024)
     transport = StringTransport()
     channel = http.site.buildProtocol(None)

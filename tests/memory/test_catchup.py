@@ -79,7 +79,7 @@ def seqs(peer: V1Peer) -> list[tuple[str, Any]]:
     return [(line["type"], line.get("seq")) for line in peer.lines() if line["type"] != "presence"]
 
 
-def test_back_from_an_outage_the_missed_messages_come_first_then_what_arrived_meanwhile_once():
+def test_back_from_an_outage_the_missed_messages_come_first_then_what_arrived_meanwhile_once() -> None:
     hub, clock, broker, member = setUp()
     broker.up = False
     broker.up = True
@@ -93,7 +93,7 @@ def test_back_from_an_outage_the_missed_messages_come_first_then_what_arrived_me
     assert seqs(member) == [("message", 2), ("message", 3), ("message", 4), ("message", 5), ("message", 6)]
 
 
-def test_what_is_no_longer_kept_is_said_with_a_welcome_that_does_not_claim_recovery():
+def test_what_is_no_longer_kept_is_said_with_a_welcome_that_does_not_claim_recovery() -> None:
     hub, clock, broker, member = setUp()
     broker.reconnected()
     broker.answer("E", 9, range(7, 10))  # 2..6 are gone from the history
@@ -103,7 +103,7 @@ def test_what_is_no_longer_kept_is_said_with_a_welcome_that_does_not_claim_recov
     assert [line["seq"] for line in lines[1:]] == [7, 8, 9]
 
 
-def test_a_join_during_the_catch_up_waits_for_it_and_then_gets_one_unbroken_stream():
+def test_a_join_during_the_catch_up_waits_for_it_and_then_gets_one_unbroken_stream() -> None:
     hub, clock, broker, member = setUp()
     broker.reconnected()  # the room's catch-up asks first...
     joiner = V1Peer(hub, "r", "since=E:1")
@@ -118,7 +118,7 @@ def test_a_join_during_the_catch_up_waits_for_it_and_then_gets_one_unbroken_stre
     assert [line["seq"] for line in lines[1:]] == [2, 3, 4]
 
 
-def test_a_client_ahead_of_a_process_cut_off_from_redis_is_told_to_try_again():
+def test_a_client_ahead_of_a_process_cut_off_from_redis_is_told_to_try_again() -> None:
     hub, clock, broker, member = setUp()
     broker.up = False
     ahead = V1Peer(hub, "r", "since=E:7")
@@ -129,7 +129,7 @@ def test_a_client_ahead_of_a_process_cut_off_from_redis_is_told_to_try_again():
     assert (lines[0]["type"], lines[0]["recovered"]) == ("welcome", True)
 
 
-def test_a_stream_that_started_over_meanwhile_comes_whole_after_a_new_welcome():
+def test_a_stream_that_started_over_meanwhile_comes_whole_after_a_new_welcome() -> None:
     hub, clock, broker, member = setUp()
     broker.reconnected()
     broker.deliver(message(3, "F"))
@@ -141,7 +141,7 @@ def test_a_stream_that_started_over_meanwhile_comes_whole_after_a_new_welcome():
     assert [line["seq"] for line in lines[1:]] == [1, 2, 3]
 
 
-def test_a_room_made_while_redis_was_away_tells_its_members_when_redis_numbers_arrive():
+def test_a_room_made_while_redis_was_away_tells_its_members_when_redis_numbers_arrive() -> None:
     clock, broker = Clock(), StubBroker()
     hub = MemoryHub(Config(history=50), clock, broker)
     hub.startBroker()
@@ -156,7 +156,7 @@ def test_a_room_made_while_redis_was_away_tells_its_members_when_redis_numbers_a
     assert [(line["type"], line.get("epoch"), line["seq"]) for line in lines] == [("welcome", "E", 0), ("message", None, 1)]
 
 
-def test_a_joiner_who_finds_a_new_stream_does_not_leave_the_members_here_in_the_old_one():
+def test_a_joiner_who_finds_a_new_stream_does_not_leave_the_members_here_in_the_old_one() -> None:
     hub, clock, broker, member = setUp()
     joiner = V1Peer(hub, "r")
     _, d = broker.snapshots.pop(0)
@@ -170,7 +170,7 @@ def test_a_joiner_who_finds_a_new_stream_does_not_leave_the_members_here_in_the_
         ("welcome", "F", 2), ("message", None, 1), ("message", None, 2)]
 
 
-def test_a_joiner_who_finds_a_new_empty_stream_has_the_members_here_told_of_it():
+def test_a_joiner_who_finds_a_new_empty_stream_has_the_members_here_told_of_it() -> None:
     hub, clock, broker, member = setUp()
     V1Peer(hub, "r")
     _, d = broker.snapshots.pop(0)
@@ -181,7 +181,7 @@ def test_a_joiner_who_finds_a_new_empty_stream_has_the_members_here_told_of_it()
     assert [(line["type"], line.get("epoch"), line["seq"]) for line in lines] == [("welcome", "F", 0), ("message", None, 1)]
 
 
-def test_plain_clients_of_a_room_made_while_redis_was_away_get_no_history_when_it_returns():
+def test_plain_clients_of_a_room_made_while_redis_was_away_get_no_history_when_it_returns() -> None:
     clock, broker = Clock(), StubBroker()
     hub = MemoryHub(Config(history=50), clock, broker)
     hub.startBroker()

@@ -22,7 +22,7 @@ class TestSignedHandshakes:
         clock.advance(time.time())  # the clock reads the wall clock's time, as the reactor's does
         return hub, clock
 
-    def test_every_handshake_needs_a_token_and_the_name_is_the_tokens(self):
+    def test_every_handshake_needs_a_token_and_the_name_is_the_tokens(self) -> None:
         hub, clock = self.hub()
         token = hs({"sub": "u1", "name": "Signed Sam"})
         v1 = V1Peer(hub, "lobby", f"name=Forged&token={token}")
@@ -42,7 +42,7 @@ class TestSignedHandshakes:
         (f"token={hs({'sub': 'u', 'exp': 1})}", 401),
         (f"token={hs({'sub': 'u', 'rooms': ['garden']})}", 403),
     ])
-    def test_refused_handshakes_disturb_nobody(self, query, status):
+    def test_refused_handshakes_disturb_nobody(self, query: str, status: int) -> None:
         hub, clock = self.hub()
         member = V1Peer(hub, "lobby", f"token={hs({'sub': 'm'})}")
         refused = V1Peer(hub, "lobby", query)
@@ -53,7 +53,7 @@ class TestSignedHandshakes:
         clock.advance(0)
         assert [line.get("text") for line in member.lines()][-1] == "still here"
 
-    def test_a_connection_is_closed_with_4001_when_its_token_expires(self):
+    def test_a_connection_is_closed_with_4001_when_its_token_expires(self) -> None:
         hub, clock = self.hub()
         expiring = V1Peer(hub, "lobby", f"token={hs({'sub': 'e', 'exp': int(clock.seconds()) + 30})}")
         lasting = V1Peer(hub, "lobby", f"token={hs({'sub': 'l'})}")

@@ -18,7 +18,7 @@ from txchat.site import ChatSite
 from txchat.webapp import makeRoot
 
 
-def test_max_connections_answers_503_and_leaves_the_others_alone():
+def test_max_connections_answers_503_and_leaves_the_others_alone() -> None:
     hub, clock = makeHub(maxConnections=2)
     a, b = Peer(hub), Peer(hub)
     refused = Peer(hub)
@@ -30,7 +30,7 @@ def test_max_connections_answers_503_and_leaves_the_others_alone():
     assert Peer(hub).status == 101  # a place came free
 
 
-def test_max_connections_per_ip():
+def test_max_connections_per_ip() -> None:
     hub, clock = makeHub(maxConnectionsPerIp=2)
     first = [Peer(hub, address="192.0.2.1") for _ in range(2)]
     assert [p.status for p in first] == [101, 101]
@@ -42,7 +42,7 @@ def test_max_connections_per_ip():
     assert all(p.messages() == ["others are unaffected"] for p in first)
 
 
-def test_per_ip_limit_behind_a_trusted_proxy():
+def test_per_ip_limit_behind_a_trusted_proxy() -> None:
     hub, clock = makeHub(maxConnectionsPerIp=1, trustedProxies=("127.0.0.1",))
     viaProxy = {"X-Forwarded-For": "203.0.113.5"}
     assert Peer(hub, headers=viaProxy).status == 101
@@ -53,7 +53,7 @@ def test_per_ip_limit_behind_a_trusted_proxy():
     assert Peer(hub, address="198.51.100.1", headers={"X-Forwarded-For": "203.0.113.78"}).status == 503
 
 
-def test_client_sending_too_fast_is_closed_with_1008_and_its_excess_goes_nowhere():
+def test_client_sending_too_fast_is_closed_with_1008_and_its_excess_goes_nowhere() -> None:
     hub, clock = makeHub(rateLimit=5, rateBurst=5)
     flooder, reader = Peer(hub), Peer(hub)
     for i in range(8):
@@ -68,7 +68,7 @@ def test_client_sending_too_fast_is_closed_with_1008_and_its_excess_goes_nowhere
     assert reader.messages() == ["the others chat on"]
 
 
-def test_client_within_the_rate_is_never_closed():
+def test_client_within_the_rate_is_never_closed() -> None:
     hub, clock = makeHub(rateLimit=5, rateBurst=5, pongTimeout=1e9, pingInterval=1e9)
     talker, reader = Peer(hub), Peer(hub)
     sent = []
@@ -81,7 +81,7 @@ def test_client_within_the_rate_is_never_closed():
     assert talker.open and talker.closeCode() is None
 
 
-def test_opening_handshake_must_finish_in_time():
+def test_opening_handshake_must_finish_in_time() -> None:
     hub, clock = makeHub(handshakeTimeout=10)
     address = IPv4Address("TCP", "127.0.0.1", 1)
     protocol = hub.buildProtocol(address)
@@ -133,7 +133,7 @@ class SiteClient:
 
 @pytest.mark.parametrize("path", [b"/", b"/ws"])
 @pytest.mark.parametrize("fastLane", [True, False])
-def test_slowloris_headers_are_cut_at_the_deadline(path, fastLane):
+def test_slowloris_headers_are_cut_at_the_deadline(path: bytes, fastLane: bool) -> None:
     client = SiteClient(fastLane, handshakeTimeout=10)
     request = b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nX-Slow: " + b"a" * 40
     for i in range(0, len(request), 5):  # a few bytes every second: each resets an idle timer
@@ -145,7 +145,7 @@ def test_slowloris_headers_are_cut_at_the_deadline(path, fastLane):
     assert client.clock.seconds() <= 10
 
 
-def test_a_complete_request_in_time_is_served_and_the_deadline_restarts():
+def test_a_complete_request_in_time_is_served_and_the_deadline_restarts() -> None:
     client = SiteClient(handshakeTimeout=10)
     client.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     assert client.transport.value().startswith(b"HTTP/1.1 200")
@@ -156,7 +156,7 @@ def test_a_complete_request_in_time_is_served_and_the_deadline_restarts():
     assert client.aborted
 
 
-def test_health_probes_stay_out_of_the_access_log():
+def test_health_probes_stay_out_of_the_access_log() -> None:
     client = SiteClient()
     events = []
     globalLogPublisher.addObserver(events.append)
@@ -172,14 +172,14 @@ def test_health_probes_stay_out_of_the_access_log():
 @pytest.mark.parametrize("header", [b"X-Big: " + b"b" * 2000, b"X-Huge: " + b"h" * 40000,
                                     b"\r\n".join(b"X-%d: %s" % (i, b"m" * 50) for i in range(30))])
 @pytest.mark.parametrize("path", [b"/", b"/ws"])
-def test_oversized_headers_get_400(header, path):
+def test_oversized_headers_get_400(header: bytes, path: bytes) -> None:
     client = SiteClient(maxHeaderSize=1024)
     client.send(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n" + header + b"\r\n\r\n")
     assert client.transport.value().startswith(b"HTTP/1.1 400")
     assert client.aborted
 
 
-def test_health_and_metrics_count_what_happens():
+def test_health_and_metrics_count_what_happens() -> None:
     hub, clock = makeHub(rateLimit=1, rateBurst=2, sendQueue=1)
     assert hub.health() == (200, "ok")
     a, b, slow = Peer(hub), Peer(hub), Peer(hub)
@@ -208,7 +208,7 @@ def test_health_and_metrics_count_what_happens():
     assert value("txchat_broker_up") == 1
 
 
-def test_a_websocket_handshake_takes_the_fast_lane_even_in_pieces():
+def test_a_websocket_handshake_takes_the_fast_lane_even_in_pieces() -> None:
     client = SiteClient()
     request = frames.handshake()
     for i in range(0, len(request), 7):
@@ -231,13 +231,13 @@ def test_a_websocket_handshake_takes_the_fast_lane_even_in_pieces():
     (b"GET /wsx HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n", b"404"),
     (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\n\r\n", b"426"),
 ])
-def test_everything_else_goes_through_twisted_web(request_, status):
+def test_everything_else_goes_through_twisted_web(request_: bytes, status: bytes) -> None:
     client = SiteClient()
     client.send(request_)
     assert client.transport.value().split(b" ")[1] == status
 
 
-def test_a_handshake_later_on_a_kept_alive_connection_still_works():
+def test_a_handshake_later_on_a_kept_alive_connection_still_works() -> None:
     client = SiteClient()
     client.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     assert client.transport.value().startswith(b"HTTP/1.1 200")

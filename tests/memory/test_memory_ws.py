@@ -7,7 +7,7 @@ from bench import frames
 from tests.support.memory import Peer, makeHub
 
 
-def test_message_reaches_everyone_normalised():
+def test_message_reaches_everyone_normalised() -> None:
     hub, clock = makeHub()
     a, b = Peer(hub), Peer(hub)
     assert (a.status, b.status) == (101, 101)
@@ -17,7 +17,7 @@ def test_message_reaches_everyone_normalised():
     assert b.messages() == ["hello world"]
 
 
-def test_messages_of_one_turn_go_out_as_one_frame_in_order():
+def test_messages_of_one_turn_go_out_as_one_frame_in_order() -> None:
     hub, clock = makeHub()
     a, b, c = Peer(hub), Peer(hub), Peer(hub)
     a.say("one")
@@ -28,7 +28,7 @@ def test_messages_of_one_turn_go_out_as_one_frame_in_order():
         assert peer.frameTexts() == ["one\ntwo\nthree"]
 
 
-def test_unicode_whitespace_is_trimmed_too():
+def test_unicode_whitespace_is_trimmed_too() -> None:
     hub, clock = makeHub()
     a = Peer(hub)
     a.say("\u3000\u00a0 héllo \u00a0")
@@ -36,7 +36,7 @@ def test_unicode_whitespace_is_trimmed_too():
     assert a.messages() == ["héllo"]
 
 
-def test_whitespace_only_message_is_dropped_and_sender_stays():
+def test_whitespace_only_message_is_dropped_and_sender_stays() -> None:
     hub, clock = makeHub()
     a, b = Peer(hub), Peer(hub)
     a.say(" \n\t \n ")
@@ -48,7 +48,7 @@ def test_whitespace_only_message_is_dropped_and_sender_stays():
     assert a.open
 
 
-def test_oversized_message_closes_sender_with_1009_and_others_go_on():
+def test_oversized_message_closes_sender_with_1009_and_others_go_on() -> None:
     hub, clock = makeHub(maxMessageSize=512)
     a, b = Peer(hub), Peer(hub)
     a.say("é" * 256)  # 512 bytes: at the limit, accepted
@@ -64,7 +64,7 @@ def test_oversized_message_closes_sender_with_1009_and_others_go_on():
     assert len(hub) == 1
 
 
-def test_coalesced_frames_larger_than_the_limit_are_sent_whole():
+def test_coalesced_frames_larger_than_the_limit_are_sent_whole() -> None:
     hub, clock = makeHub(maxMessageSize=512)
     a, b = Peer(hub), Peer(hub)
     for i in range(10):
@@ -75,7 +75,7 @@ def test_coalesced_frames_larger_than_the_limit_are_sent_whole():
     assert a.open and b.open
 
 
-def test_fragmented_message_over_the_limit_is_refused():
+def test_fragmented_message_over_the_limit_is_refused() -> None:
     hub, clock = makeHub(maxMessageSize=512)
     a, b = Peer(hub), Peer(hub)
     a.send(frames.clientFrame(frames.TEXT, b"x" * 300, fin=False))
@@ -85,7 +85,7 @@ def test_fragmented_message_over_the_limit_is_refused():
     assert b.read() == []
 
 
-def test_invalid_utf8_closes_with_1007():
+def test_invalid_utf8_closes_with_1007() -> None:
     hub, clock = makeHub()
     a, b = Peer(hub), Peer(hub)
     a.say(b"bad \xff\xfe bytes")
@@ -95,7 +95,7 @@ def test_invalid_utf8_closes_with_1007():
     assert len(hub) == 1
 
 
-def test_binary_frame_closes_with_1003():
+def test_binary_frame_closes_with_1003() -> None:
     hub, clock = makeHub()
     a, b = Peer(hub), Peer(hub)
     a.send(frames.clientFrame(frames.BINARY, b"\x00\x01binary"))
@@ -107,7 +107,7 @@ def test_binary_frame_closes_with_1003():
     assert b.messages() == ["fine"]
 
 
-def test_nothing_follows_a_close_frame():
+def test_nothing_follows_a_close_frame() -> None:
     hub, clock = makeHub()
     a, b = Peer(hub), Peer(hub)
     b.send(frames.clientFrame(frames.CLOSE, b"\x03\xe8"))  # b starts closing with 1000
@@ -118,7 +118,7 @@ def test_nothing_follows_a_close_frame():
     assert a.messages() == ["late"]
 
 
-def test_client_that_stops_reading_gets_its_backlog_as_one_frame():
+def test_client_that_stops_reading_gets_its_backlog_as_one_frame() -> None:
     hub, clock = makeHub(sendQueue=10)
     a, slow = Peer(hub), Peer(hub)
     slow.stopReading()
@@ -135,7 +135,7 @@ def test_client_that_stops_reading_gets_its_backlog_as_one_frame():
     assert a.messages() == ["one", "two", "three", "four", "five"]
 
 
-def test_client_that_never_reads_is_dropped_and_others_get_everything():
+def test_client_that_never_reads_is_dropped_and_others_get_everything() -> None:
     hub, clock = makeHub(sendQueue=5)
     a, b, slow = Peer(hub), Peer(hub), Peer(hub)
     slow.stopReading()
@@ -153,7 +153,7 @@ def test_client_that_never_reads_is_dropped_and_others_get_everything():
     assert clock.getDelayedCalls() == [c for c in clock.getDelayedCalls() if c.func.__name__ == "_tick"]
 
 
-def test_backlog_never_passes_the_send_queue():
+def test_backlog_never_passes_the_send_queue() -> None:
     hub, clock = makeHub(sendQueue=4)
     a, slow = Peer(hub), Peer(hub)
     slow.stopReading()
@@ -169,7 +169,7 @@ def test_backlog_never_passes_the_send_queue():
     assert slow.protocol not in hub.room("lobby").plain
 
 
-def test_output_that_cannot_drain_for_the_write_timeout_is_cut():
+def test_output_that_cannot_drain_for_the_write_timeout_is_cut() -> None:
     hub, clock = makeHub(writeTimeout=10, sendQueue=1000)
     a, stuck = Peer(hub), Peer(hub)
     stuck.stopReading()
@@ -184,7 +184,7 @@ def test_output_that_cannot_drain_for_the_write_timeout_is_cut():
     assert a.messages() == ["cannot drain", "on we go"]
 
 
-def test_draining_in_time_cancels_the_write_timeout():
+def test_draining_in_time_cancels_the_write_timeout() -> None:
     hub, clock = makeHub(writeTimeout=10)
     a = Peer(hub)
     a.stopReading()
@@ -195,7 +195,7 @@ def test_draining_in_time_cancels_the_write_timeout():
     assert a.open and a.messages() == ["slowly"]
 
 
-def test_server_pings_every_interval():
+def test_server_pings_every_interval() -> None:
     hub, clock = makeHub(pingInterval=54, pongTimeout=60)
     a = Peer(hub)
     clock.advance(53.9)
@@ -208,7 +208,7 @@ def test_server_pings_every_interval():
     assert a.open
 
 
-def test_silent_client_is_closed_after_pong_timeout():
+def test_silent_client_is_closed_after_pong_timeout() -> None:
     hub, clock = makeHub(pingInterval=54, pongTimeout=60)
     a, b = Peer(hub), Peer(hub)
     clock.advance(30)
@@ -223,7 +223,7 @@ def test_silent_client_is_closed_after_pong_timeout():
     assert len(hub) == 1
 
 
-def test_closing_every_client_with_1001():
+def test_closing_every_client_with_1001() -> None:
     hub, clock = makeHub()
     a, b = Peer(hub), Peer(hub)
     a.say("last words")
@@ -238,7 +238,7 @@ def test_closing_every_client_with_1001():
     assert clock.getDelayedCalls() == []
 
 
-def test_shutdown_cuts_clients_that_never_answer():
+def test_shutdown_cuts_clients_that_never_answer() -> None:
     hub, clock = makeHub(closeTimeout=30, shutdownTimeout=3)
     a = Peer(hub)
     done = hub.closeAll()
@@ -247,14 +247,14 @@ def test_shutdown_cuts_clients_that_never_answer():
     assert clock.getDelayedCalls() == []
 
 
-def test_client_arriving_during_shutdown_is_turned_away():
+def test_client_arriving_during_shutdown_is_turned_away() -> None:
     hub, clock = makeHub()
     hub.closeAll()
     assert Peer(hub).status == 503
     assert hub.health() == (503, "shutting down")
 
 
-def test_no_timers_are_left_after_clients_go():
+def test_no_timers_are_left_after_clients_go() -> None:
     hub, clock = makeHub()
     a = Peer(hub)
     a.send(frames.clientFrame(frames.CLOSE, b"\x03\xe8"))
@@ -262,7 +262,7 @@ def test_no_timers_are_left_after_clients_go():
     assert clock.getDelayedCalls() == []
 
 
-def test_origin_rules():
+def test_origin_rules() -> None:
     hub, clock = makeHub(allowedOrigins=("https://friend.example",))
     assert Peer(hub, origin=None).status == 101
     assert Peer(hub, origin="http://127.0.0.1", host="127.0.0.1").status == 101

@@ -56,7 +56,7 @@ class Client:
 @given(actions, st.integers(0, 4))
 @example([("join", 0), ("flush", 0), ("leave", 0), ("say", 1), ("flush", 0), ("back", 0)], 4)
 @example([("join", 0), ("say", 2), ("join", 0), ("flush", 0), ("leave", 1), ("say", 0), ("back", 0)], 2)
-def test_every_client_sees_the_rooms_stream_without_gap_or_duplicate(steps, history):
+def test_every_client_sees_the_rooms_stream_without_gap_or_duplicate(steps: list[tuple[str, int]], history: int) -> None:
     hub, clock = makeHub(history=history, historyTtl=5, pingInterval=1e6, pongTimeout=1e6)
     talker = Peer(hub)
     stream: dict[str, list[str]] = {}  # epoch -> the texts numbered 1, 2, ... in it

@@ -11,7 +11,7 @@ def texts(lines: list[dict]) -> list[str]:
     return [line["text"] for line in lines if line["type"] == "message"]
 
 
-def test_a_message_reaches_its_room_only_and_ws_is_the_lobby():
+def test_a_message_reaches_its_room_only_and_ws_is_the_lobby() -> None:
     hub, clock = makeHub()
     lobby, lobbyToo = Peer(hub), Peer(hub, path="/ws/lobby")
     general = Peer(hub, path="/ws/general")
@@ -22,7 +22,7 @@ def test_a_message_reaches_its_room_only_and_ws_is_the_lobby():
     assert general.messages() == ["in general"]
 
 
-def test_v1_gets_the_subprotocol_a_welcome_first_then_json_lines_beside_plain_clients():
+def test_v1_gets_the_subprotocol_a_welcome_first_then_json_lines_beside_plain_clients() -> None:
     hub, clock = makeHub(maxMessageSize=300)
     clock.advance(1_700_000_000.25)
     plain = Peer(hub, path="/ws/general")
@@ -42,7 +42,7 @@ def test_v1_gets_the_subprotocol_a_welcome_first_then_json_lines_beside_plain_cl
     ]
 
 
-def test_only_unknown_subprotocols_get_the_plain_protocol():
+def test_only_unknown_subprotocols_get_the_plain_protocol() -> None:
     hub, clock = makeHub()
     peer = Peer(hub, headers={"Sec-WebSocket-Protocol": "chat.v9, other"})
     assert peer.status == 101 and "Sec-WebSocket-Protocol" not in peer.head
@@ -53,7 +53,7 @@ def test_only_unknown_subprotocols_get_the_plain_protocol():
 
 @pytest.mark.parametrize("path", ["/ws/" + "r" * 65, "/ws/two%20words", "/ws/a/b", "/ws/caf%C3%A9", "/ws/",
                                   "/ws/caf\u00e9".encode().decode("latin-1")])
-def test_bad_room_names_get_404_and_disturb_nobody(path):
+def test_bad_room_names_get_404_and_disturb_nobody(path: str) -> None:
     hub, clock = makeHub()
     other = Peer(hub)
     assert Peer(hub, path=path).status == 404
@@ -66,7 +66,7 @@ def test_bad_room_names_get_404_and_disturb_nobody(path):
 
 @pytest.mark.parametrize("query", ["name=" + "n" * 33, "name=%FF", "name=ok%C3", "since=abc", "since=x:",
                                   "since=:5", "since=e:-1", "since=e:1.5"])
-def test_bad_handshake_parameters_get_400_and_disturb_nobody(query):
+def test_bad_handshake_parameters_get_400_and_disturb_nobody(query: str) -> None:
     hub, clock = makeHub()
     other = V1Peer(hub)
     assert V1Peer(hub, query=query).status == 400
@@ -75,7 +75,7 @@ def test_bad_handshake_parameters_get_400_and_disturb_nobody(query):
     assert texts(other.lines()) == ["still here"]
 
 
-def test_names_lose_control_characters_and_plain_clients_have_none():
+def test_names_lose_control_characters_and_plain_clients_have_none() -> None:
     hub, clock = makeHub()
     v1 = V1Peer(hub, query="name=%E6%97%A5%07%1Bx" + "y" * 29)  # 32 once the controls are gone
     plain = Peer(hub, path="/ws?name=ignored")
@@ -86,7 +86,7 @@ def test_names_lose_control_characters_and_plain_clients_have_none():
     assert [line["name"] for line in lines] == ["", "日x" + "y" * 29]
 
 
-def test_history_on_join_then_live_without_gap_or_duplicate_even_mid_batch():
+def test_history_on_join_then_live_without_gap_or_duplicate_even_mid_batch() -> None:
     hub, clock = makeHub(history=50)
     talker = Peer(hub)
     for i in range(3):
@@ -104,7 +104,7 @@ def test_history_on_join_then_live_without_gap_or_duplicate_even_mid_batch():
     hub.closeAll()
 
 
-def test_recovery_gives_exactly_what_was_missed_and_says_so():
+def test_recovery_gives_exactly_what_was_missed_and_says_so() -> None:
     hub, clock = makeHub(history=50)
     talker = Peer(hub)
     first = V1Peer(hub)
@@ -127,7 +127,7 @@ def test_recovery_gives_exactly_what_was_missed_and_says_so():
 
 
 @pytest.mark.parametrize("since", ["otherepoch:1", "{epoch}:9", "{epoch}:0"])
-def test_unrecoverable_since_gets_a_fresh_join_with_recovered_false(since):
+def test_unrecoverable_since_gets_a_fresh_join_with_recovered_false(since: str) -> None:
     hub, clock = makeHub(history=2)
     talker = Peer(hub)
     for text in ("a", "b", "c", "d"):  # history keeps c and d only: after 0 is a gap
@@ -141,7 +141,7 @@ def test_unrecoverable_since_gets_a_fresh_join_with_recovered_false(since):
     hub.closeAll()
 
 
-def test_history_expires_and_an_empty_room_then_starts_a_new_epoch():
+def test_history_expires_and_an_empty_room_then_starts_a_new_epoch() -> None:
     hub, clock = makeHub(history=10, historyTtl=60, pingInterval=1000, pongTimeout=1000)
     talker = Peer(hub, path="/ws/r")
     talker.say("kept for a minute")
@@ -164,7 +164,7 @@ def test_history_expires_and_an_empty_room_then_starts_a_new_epoch():
     assert clock.getDelayedCalls() == []
 
 
-def test_presence_is_one_line_a_second_and_the_last_change_arrives():
+def test_presence_is_one_line_a_second_and_the_last_change_arrives() -> None:
     hub, clock = makeHub()
     watcher = V1Peer(hub)
     assert watcher.lines()[0]["online"] == 1
@@ -184,7 +184,7 @@ def test_presence_is_one_line_a_second_and_the_last_change_arrives():
     hub.closeAll()
 
 
-def test_max_rooms_forgets_the_stalest_empty_room_and_refuses_only_when_all_are_occupied():
+def test_max_rooms_forgets_the_stalest_empty_room_and_refuses_only_when_all_are_occupied() -> None:
     hub, clock = makeHub(maxRooms=2, history=5)
     a = Peer(hub, path="/ws/a")
     a.say("a speaks")
@@ -207,7 +207,7 @@ def test_max_rooms_forgets_the_stalest_empty_room_and_refuses_only_when_all_are_
     hub.closeAll()
 
 
-def test_abandoned_rooms_are_forgotten_once_their_history_expires_and_memory_goes_back():
+def test_abandoned_rooms_are_forgotten_once_their_history_expires_and_memory_goes_back() -> None:
     gaveBack = []
     hub, clock = makeHub(lambda: gaveBack.append(clock.seconds()), history=5, historyTtl=30)
     for i in range(300):
@@ -223,7 +223,7 @@ def test_abandoned_rooms_are_forgotten_once_their_history_expires_and_memory_goe
     assert clock.getDelayedCalls() == []
 
 
-def test_memory_goes_back_after_a_crowd_has_gone():
+def test_memory_goes_back_after_a_crowd_has_gone() -> None:
     gaveBack = []
     hub, clock = makeHub(lambda: gaveBack.append(clock.seconds()), pingInterval=1e6, pongTimeout=1e6)
     crowd = [Peer(hub) for _ in range(1000)]

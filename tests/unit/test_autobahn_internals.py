@@ -13,7 +13,7 @@ from tests.support.memory import Peer, makeHub
 from txchat import autobahn_internals
 
 
-def test_factory_takes_its_handshake_timers_from_batched_timer():
+def test_factory_takes_its_handshake_timers_from_batched_timer() -> None:
     factory = WebSocketServerFactory()
     assert hasattr(factory, "_batched_timer"), "Autobahn no longer keeps its timers in _batched_timer"
     clock = Clock()
@@ -24,7 +24,7 @@ def test_factory_takes_its_handshake_timers_from_batched_timer():
     assert calls == [1]
 
 
-def test_config_attrs_lists_the_options_autobahn_copies_onto_each_protocol():
+def test_config_attrs_lists_the_options_autobahn_copies_onto_each_protocol() -> None:
     names = WebSocketServerProtocol.CONFIG_ATTRS
     assert {"maxMessagePayloadSize", "failByDrop", "openHandshakeTimeout", "closeHandshakeTimeout"} <= set(names)
     factory = WebSocketServerFactory()
@@ -35,7 +35,7 @@ def test_config_attrs_lists_the_options_autobahn_copies_onto_each_protocol():
     assert all(hasattr(cls, name) for name in names)
 
 
-def test_private_entry_points_exist_with_the_signatures_used():
+def test_private_entry_points_exist_with_the_signatures_used() -> None:
     assert list(inspect.signature(WebSocketServerProtocol._dataReceived).parameters) == ["self", "data"]
     assert list(inspect.signature(WebSocketServerProtocol._fail_connection).parameters)[:3] == [
         "self", "code", "reason"]
@@ -45,7 +45,7 @@ def test_private_entry_points_exist_with_the_signatures_used():
     peer.transport.abortConnection()
 
 
-def test_the_internals_do_their_jobs_on_a_real_connection():
+def test_the_internals_do_their_jobs_on_a_real_connection() -> None:
     """feed parses, failConnection sends its close code, the close timer is cancellable."""
     hub, clock = makeHub()
     peer = Peer(hub)

@@ -25,7 +25,7 @@ class Member:
             self.fanout.pause(self)
 
 
-def test_one_shared_frame_per_flush():
+def test_one_shared_frame_per_flush() -> None:
     fanout = Fanout(10, frame)
     a, b = Member(fanout), Member(fanout)
     assert fanout.publish(b"x") is True
@@ -35,14 +35,14 @@ def test_one_shared_frame_per_flush():
     assert a.frames[0] is b.frames[0]
 
 
-def test_flush_with_nothing_published_writes_nothing():
+def test_flush_with_nothing_published_writes_nothing() -> None:
     fanout = Fanout(10, frame)
     a = Member(fanout)
     assert fanout.flush() == []
     assert a.frames == []
 
 
-def test_paused_member_gets_backlog_on_resume_in_order():
+def test_paused_member_gets_backlog_on_resume_in_order() -> None:
     fanout = Fanout(10, frame)
     a, b = Member(fanout), Member(fanout)
     fanout.pause(b)
@@ -57,7 +57,7 @@ def test_paused_member_gets_backlog_on_resume_in_order():
     assert a.frames == [b"F:1", b"F:2", b"F:3"]
 
 
-def test_resume_without_backlog_writes_nothing():
+def test_resume_without_backlog_writes_nothing() -> None:
     fanout = Fanout(10, frame)
     a = Member(fanout)
     fanout.pause(a)
@@ -66,7 +66,7 @@ def test_resume_without_backlog_writes_nothing():
     assert a.frames == []
 
 
-def test_pause_during_flush_is_safe_and_takes_effect_next_flush():
+def test_pause_during_flush_is_safe_and_takes_effect_next_flush() -> None:
     fanout = Fanout(10, frame)
     a = Member(fanout, pauseOnWrite=True)
     b = Member(fanout)
@@ -78,7 +78,7 @@ def test_pause_during_flush_is_safe_and_takes_effect_next_flush():
     assert b.frames == [b"F:1", b"F:2"]
 
 
-def test_overflowing_member_is_dropped_others_unaffected():
+def test_overflowing_member_is_dropped_others_unaffected() -> None:
     fanout = Fanout(3, frame)
     a, slow = Member(fanout), Member(fanout)
     fanout.pause(slow)
@@ -94,7 +94,7 @@ def test_overflowing_member_is_dropped_others_unaffected():
     assert a.frames == [b"F:1\n2", b"F:3", b"F:4"]
 
 
-def test_a_single_batch_larger_than_the_queue_drops_a_paused_member():
+def test_a_single_batch_larger_than_the_queue_drops_a_paused_member() -> None:
     fanout = Fanout(2, frame)
     slow = Member(fanout)
     fanout.pause(slow)
@@ -103,7 +103,7 @@ def test_a_single_batch_larger_than_the_queue_drops_a_paused_member():
     assert fanout.flush() == [slow]
 
 
-def test_a_member_that_keeps_up_is_never_dropped_however_big_the_batch():
+def test_a_member_that_keeps_up_is_never_dropped_however_big_the_batch() -> None:
     fanout = Fanout(2, frame)
     a = Member(fanout)
     for i in range(1000):
@@ -112,7 +112,7 @@ def test_a_member_that_keeps_up_is_never_dropped_however_big_the_batch():
     assert a.frames[0].count(b"\n") == 999
 
 
-def test_remove_and_membership():
+def test_remove_and_membership() -> None:
     fanout = Fanout(2, frame)
     a, b = Member(fanout), Member(fanout)
     fanout.pause(b)
@@ -157,7 +157,7 @@ class Seat:
 
 @settings(max_examples=300)
 @given(steps, st.integers(1, 8))
-def test_every_member_that_stays_gets_every_message_once_in_hub_order(scenario, limit):
+def test_every_member_that_stays_gets_every_message_once_in_hub_order(scenario: list[tuple[str, int]], limit: int) -> None:
     fanout = Fanout(limit, lambda payload: payload)
     members = [Seat(fanout) for _ in range(4)]
     joinedAt: dict[int, int] = {}  # member -> index of the first message it must see

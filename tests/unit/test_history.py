@@ -5,7 +5,7 @@ from __future__ import annotations
 from txchat.history import History
 
 
-def test_history_gives_exactly_what_was_missed_or_says_it_cannot():
+def test_history_gives_exactly_what_was_missed_or_says_it_cannot() -> None:
     history = History(3)
     for seq in range(1, 6):
         history.append(seq, b"m%d" % seq)  # keeps 3, 4, 5

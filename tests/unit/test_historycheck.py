@@ -41,7 +41,7 @@ def rules(report) -> list[str]:
     return [v.rule for v in report.violations]
 
 
-def test_a_clean_history_with_a_recovered_reconnect_passes():
+def test_a_clean_history_with_a_recovered_reconnect_passes() -> None:
     h = History().welcome("a", "E", 0).welcome("b", "E", 0).sent("a", "m1").msg("a", 1, 2).msg("b", 1, 2)
     h.close("b").welcome("b", "E", 5, recovered=True, since=["E", 2]).msg("b", 3, 4, 5)
     h.msg("a", 3, 4, 5)
@@ -50,7 +50,7 @@ def test_a_clean_history_with_a_recovered_reconnect_passes():
     assert (report.messages, report.reconnects, report.sent, report.accepted) == (5, 1, 1, 1)
 
 
-def test_one_number_with_two_texts_is_reported_with_both():
+def test_one_number_with_two_texts_is_reported_with_both() -> None:
     h = History().welcome("a", "E", 0).welcome("b", "E", 0).msg("a", 1).msg("b", 1, text="other")
     (violation,) = check(h.events).violations
     assert violation.rule == "one-numbering" and "E:1" in violation.what
@@ -58,26 +58,26 @@ def test_one_number_with_two_texts_is_reported_with_both():
     assert "VIOLATION [one-numbering]" in str(violation)
 
 
-def test_a_duplicate_and_a_step_back_are_reported():
+def test_a_duplicate_and_a_step_back_are_reported() -> None:
     assert "increasing" in rules(check(History().welcome("a", "E", 0).msg("a", 1, 2, 2).events))
     assert "increasing" in rules(check(History().welcome("a", "E", 0).msg("a", 1, 3, 2).events))
 
 
-def test_a_gap_on_one_connection_or_after_a_recovery_is_reported():
+def test_a_gap_on_one_connection_or_after_a_recovery_is_reported() -> None:
     assert rules(check(History().welcome("a", "E", 0).msg("a", 1, 3).events)) == ["gap"]
     h = History().welcome("a", "E", 0).msg("a", 1, 2).close("a")
     h.welcome("a", "E", 6, recovered=True, since=["E", 2]).msg("a", 4, 5, 6)
     assert rules(check(h.events)) == ["gap"]
 
 
-def test_an_unrecovered_reconnect_may_skip_and_is_counted():
+def test_an_unrecovered_reconnect_may_skip_and_is_counted() -> None:
     h = History().welcome("a", "E", 0).msg("a", 1, 2).close("a")
     h.welcome("a", "E", 9, recovered=False, since=["E", 2]).msg("a", 5, 6, 7, 8, 9)
     report = check(h.events)
     assert report.violations == [] and report.unrecovered == 1
 
 
-def test_a_client_that_stayed_must_reach_the_end_of_the_stream():
+def test_a_client_that_stayed_must_reach_the_end_of_the_stream() -> None:
     h = History().welcome("a", "E", 0).welcome("b", "E", 0).msg("a", 1, 2, 3).msg("b", 1, 2)
     (violation,) = check(h.events).violations
     assert violation.rule == "complete" and "up to 2 of 3" in violation.what
@@ -87,7 +87,7 @@ def test_a_client_that_stayed_must_reach_the_end_of_the_stream():
     assert rules(check(h2.events)) == ["complete"]
 
 
-def test_unnumbered_messages_are_counted_and_never_come_again():
+def test_unnumbered_messages_are_counted_and_never_come_again() -> None:
     h = History().welcome("a", "E", 0).msg("a", None, text="during outage").msg("a", 1)
     report = check(h.events)
     assert report.violations == [] and report.unnumbered == 1
@@ -95,11 +95,11 @@ def test_unnumbered_messages_are_counted_and_never_come_again():
     assert "twice" in rules(check(h.events))
 
 
-def test_a_text_numbered_twice_is_reported():
+def test_a_text_numbered_twice_is_reported() -> None:
     h = History().welcome("a", "E", 0).msg("a", 1, text="x").msg("a", 2, text="x")
     assert "twice" in rules(check(h.events))
 
 
-def test_recovering_into_another_epoch_is_reported():
+def test_recovering_into_another_epoch_is_reported() -> None:
     h = History().welcome("a", "E", 0).msg("a", 1).close("a").welcome("a", "F", 1, recovered=True, since=["E", 1])
     assert "recovery" in rules(check(h.events))

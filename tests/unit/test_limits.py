@@ -7,7 +7,7 @@ import pytest
 from txchat.limits import ConnectionLimits, TokenBucket, TrustedProxies
 
 
-def test_forwarded_for_is_believed_only_from_trusted_proxies():
+def test_forwarded_for_is_believed_only_from_trusted_proxies() -> None:
     proxies = TrustedProxies(["127.0.0.1", "10.0.0.0/8"])
     assert proxies.clientAddress("203.0.113.9", "1.2.3.4") == "203.0.113.9"  # not a proxy of ours
     assert proxies.clientAddress("127.0.0.1", None) == "127.0.0.1"
@@ -21,7 +21,7 @@ def test_forwarded_for_is_believed_only_from_trusted_proxies():
         TrustedProxies(["proxy.example"])
 
 
-def test_connection_limits_count_in_and_out():
+def test_connection_limits_count_in_and_out() -> None:
     limits = ConnectionLimits(total=3, perAddress=2)
     assert limits.admit("a") is None and limits.admit("a") is None
     assert limits.admit("a") == "max-connections-per-ip"
@@ -32,7 +32,7 @@ def test_connection_limits_count_in_and_out():
     assert ConnectionLimits(0, 0).admit("x") is None
 
 
-def test_token_bucket():
+def test_token_bucket() -> None:
     bucket = TokenBucket(rate=2, burst=3, now=0)
     assert [bucket.take(0) for _ in range(4)] == [True, True, True, False]
     assert bucket.take(0.5) is True  # one token back after half a second

@@ -5,7 +5,7 @@ import pytest
 from txchat.origin import OriginPolicy
 
 
-def test_no_origin_header_is_not_a_browser_and_is_allowed():
+def test_no_origin_header_is_not_a_browser_and_is_allowed() -> None:
     assert OriginPolicy().allows(None, "chat.example")
 
 
@@ -20,11 +20,11 @@ def test_no_origin_header_is_not_a_browser_and_is_allowed():
         ("null", "chat.example", False),
     ],
 )
-def test_same_host_rule(origin, host, allowed):
+def test_same_host_rule(origin: str, host: str, allowed: bool) -> None:
     assert OriginPolicy().allows(origin, host) is allowed
 
 
-def test_extra_origins_with_and_without_scheme():
+def test_extra_origins_with_and_without_scheme() -> None:
     policy = OriginPolicy(["https://app.example", "other.example:9000"])
     assert policy.allows("https://app.example", "chat.example")
     assert not policy.allows("http://app.example", "chat.example")
@@ -32,11 +32,11 @@ def test_extra_origins_with_and_without_scheme():
     assert not policy.allows("http://other.example", "chat.example")
 
 
-def test_star_allows_all():
+def test_star_allows_all() -> None:
     assert OriginPolicy(["*"]).allows("http://anything.example", "chat.example")
 
 
 @pytest.mark.parametrize("bad", ["", "https://", "http://a.example/path", "two words"])
-def test_malformed_extra_origin_is_refused(bad):
+def test_malformed_extra_origin_is_refused(bad: str) -> None:
     with pytest.raises(ValueError):
         OriginPolicy([bad])

@@ -11,7 +11,7 @@ texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=6
 
 
 @given(texts)
-def test_normalise_has_no_newlines_and_no_outer_white_space(text):
+def test_normalise_has_no_newlines_and_no_outer_white_space(text: str) -> None:
     result = normalise(text.encode("utf-8")).decode("utf-8")
     assert "\n" not in result
     assert result == result.strip()
@@ -19,7 +19,7 @@ def test_normalise_has_no_newlines_and_no_outer_white_space(text):
 
 
 @given(texts)
-def test_normalise_keeps_everything_between(text):
+def test_normalise_keeps_everything_between(text: str) -> None:
     result = normalise(text.encode("utf-8")).decode("utf-8")
     assert result in text.replace("\n", " ")
     assert result == text.replace("\n", " ").strip()

@@ -12,7 +12,7 @@ from twisted.python.failure import Failure
 from txchat.redisbroker import RedisAddress, RedisBroker
 
 
-def test_url_parsing():
+def test_url_parsing() -> None:
     assert RedisAddress.fromURL("redis://h") == RedisAddress("h", 6379)
     assert RedisAddress.fromURL("redis://:s%40cret@h:7000/3") == RedisAddress("h", 7000, None, "s@cret", 3)
     assert RedisAddress.fromURL("rediss://user:pw@h:6380") == RedisAddress("h", 6380, "user", "pw", 0, True)
@@ -21,7 +21,7 @@ def test_url_parsing():
             RedisAddress.fromURL(bad)
 
 
-def test_reconnect_backoff_is_exponential_capped_and_on_the_injected_clock():
+def test_reconnect_backoff_is_exponential_capped_and_on_the_injected_clock() -> None:
     events = []
     globalLogPublisher.addObserver(events.append)
     clock = MemoryReactorClock()

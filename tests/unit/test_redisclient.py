@@ -16,7 +16,7 @@ def connected() -> tuple[RedisConnection, StringTransport]:
     return connection, transport
 
 
-def test_commands_are_encoded_by_hiredis_and_answered_in_order():
+def test_commands_are_encoded_by_hiredis_and_answered_in_order() -> None:
     connection, transport = connected()
     results: list[object] = []
     connection.command(b"PUBLISH", "room", 7).addCallback(results.append)
@@ -30,7 +30,7 @@ def test_commands_are_encoded_by_hiredis_and_answered_in_order():
     assert connection.pending == 0
 
 
-def test_an_error_reply_fails_its_command_only():
+def test_an_error_reply_fails_its_command_only() -> None:
     connection, _ = connected()
     outcomes: list[object] = []
     connection.command(b"AUTH", b"wrong").addErrback(lambda f: outcomes.append(f.value))
@@ -40,7 +40,7 @@ def test_an_error_reply_fails_its_command_only():
     assert outcomes[1] == b"PONG"
 
 
-def test_published_messages_go_to_on_message_not_to_a_waiting_command():
+def test_published_messages_go_to_on_message_not_to_a_waiting_command() -> None:
     connection, _ = connected()
     pushes: list[tuple[bytes, bytes]] = []
     connection.onMessage = lambda channel, message: pushes.append((channel, message))
@@ -54,14 +54,14 @@ def test_published_messages_go_to_on_message_not_to_a_waiting_command():
     assert pushes == [(b"txchat", b"hi"), (b"txchat", b"hi")]
 
 
-def test_garbage_from_the_server_aborts_the_connection():
+def test_garbage_from_the_server_aborts_the_connection() -> None:
     connection, transport = connected()
     connection.command(b"PING")
     connection.dataReceived(b"?what\r\n")
     assert transport.disconnecting
 
 
-def test_losing_the_connection_fails_every_waiting_command_and_says_so():
+def test_losing_the_connection_fails_every_waiting_command_and_says_so() -> None:
     connection, _ = connected()
     failures: list[Failure] = []
     lost: list[Failure] = []

@@ -18,7 +18,7 @@ def parse(*args: str) -> Options:
     return options
 
 
-def test_defaults_are_the_gorilla_chats_and_come_from_config():
+def test_defaults_are_the_gorilla_chats_and_come_from_config() -> None:
     config = parse().config()
     assert config == Config()
     assert config.listen == ("tcp:8080",)
@@ -30,7 +30,7 @@ def test_defaults_are_the_gorilla_chats_and_come_from_config():
     assert config.maxConnections == 10000
 
 
-def test_every_setting_reaches_config():
+def test_every_setting_reaches_config() -> None:
     config = parse(
         "--max-message-size", "100", "--send-queue", "7", "--rate-limit", "5", "--max-connections-per-ip", "3",
         "--handshake-timeout", "4", "--redis-backlog", "9", "--trusted-proxy", "10.0.0.0/8",
@@ -39,17 +39,17 @@ def test_every_setting_reaches_config():
     assert (config.handshakeTimeout, config.redisBacklog, config.trustedProxies) == (4, 9, ("10.0.0.0/8",))
 
 
-def test_port_and_interface_become_an_endpoint():
+def test_port_and_interface_become_an_endpoint() -> None:
     assert parse("--port", "9000", "--interface", "127.0.0.1").config().listen == ("tcp:9000:interface=127.0.0.1",)
     assert parse("--port", "9000", "--interface", "::1").config().listen == (r"tcp:9000:interface=\:\:1",)
 
 
-def test_listen_is_repeatable_and_replaces_port():
+def test_listen_is_repeatable_and_replaces_port() -> None:
     options = parse("--listen", "tcp:9001", "--listen", "unix:/tmp/txchat-test.sock")
     assert options.config().listen == ("tcp:9001", "unix:/tmp/txchat-test.sock")
 
 
-def test_help_shows_no_empty_defaults_and_the_readmes_redis_url(capsys):
+def test_help_shows_no_empty_defaults_and_the_readmes_redis_url(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         parse("--help")
     text = capsys.readouterr().out
@@ -58,14 +58,14 @@ def test_help_shows_no_empty_defaults_and_the_readmes_redis_url(capsys):
     assert "--rate-limit=" in text and "[default: 0.0]" in text
 
 
-def test_version_names_txchat(capsys):
+def test_version_names_txchat(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
         parse("--version")
     assert e.value.code == 0
     assert capsys.readouterr().out.startswith(f"txchat {txchat.__version__} (Twisted ")
 
 
-def test_repeatable_allowed_origin_and_redis():
+def test_repeatable_allowed_origin_and_redis() -> None:
     options = parse("--allowed-origin", "https://a.example", "--allowed-origin", "*", "--redis", "redis://:pw@h:6379/2")
     assert options["allowed-origin"] == ["https://a.example", "*"]
     assert options["redis"] == "redis://:pw@h:6379/2"
@@ -99,7 +99,7 @@ def test_repeatable_allowed_origin_and_redis():
         (["--handshake-timeout", "0"], "--handshake-timeout"),
     ],
 )
-def test_bad_values_give_one_line_naming_the_option(args, option):
+def test_bad_values_give_one_line_naming_the_option(args: list[str], option: str) -> None:
     with pytest.raises(SystemExit) as e:
         parse(*args)
     message = str(e.value.code)
@@ -108,7 +108,7 @@ def test_bad_values_give_one_line_naming_the_option(args, option):
     assert option in message
 
 
-def test_make_service_listens_where_asked_and_stops_the_hub_last():
+def test_make_service_listens_where_asked_and_stops_the_hub_last() -> None:
     reactor = MemoryReactorClock()
     service = makeService(parse("--listen", "tcp:9001:interface=127.0.0.1", "--listen", "tcp:9002"), reactor)
     children = [c for c in service if isinstance(c, (HubService, Listener))]
@@ -121,7 +121,7 @@ def test_make_service_listens_where_asked_and_stops_the_hub_last():
     assert d.called
 
 
-def test_metrics_get_their_own_endpoint_and_only_when_asked():
+def test_metrics_get_their_own_endpoint_and_only_when_asked() -> None:
     reactor = MemoryReactorClock()
     makeService(parse("--listen", "tcp:9001"), reactor).startService()
     assert [port for port, *_ in reactor.tcpServers] == [9001]

@@ -43,13 +43,13 @@ def refusal(checker: TokenChecker, token: str | None, room: str = "lobby") -> tu
 class TestTokens:
     checker = TokenChecker.fromSecret(SECRET)
 
-    def test_a_good_token_names_its_holder(self):
+    def test_a_good_token_names_its_holder(self) -> None:
         identity = self.checker.check(hs({"sub": "u1", "name": " Ada\n Lovelace ", "exp": time.time() + 60}), "lobby")
         assert identity.subject == "u1" and identity.name == "Ada Lovelace"
         assert identity.expires == pytest.approx(time.time() + 60, abs=5)
         assert self.checker.check(hs({"sub": "u2"}), "lobby").name == ""  # no name: anonymous
 
-    def test_a_long_name_is_cut_to_32_characters(self):
+    def test_a_long_name_is_cut_to_32_characters(self) -> None:
         assert self.checker.check(hs({"sub": "u", "name": "x" * 40}), "lobby").name == "x" * 32
 
     @pytest.mark.parametrize("token, reason", [
@@ -65,17 +65,17 @@ class TestTokens:
         (hs({"sub": "u", "rooms": "lobby"}), "invalid token: rooms must be a list of room names"),
         (jwt.encode({"sub": "u"}, None, algorithm="none"), "invalid token: The specified alg value is not allowed"),
     ])
-    def test_bad_tokens_are_401_with_the_reason(self, token, reason):
+    def test_bad_tokens_are_401_with_the_reason(self, token: str, reason: str) -> None:
         status, said = refusal(self.checker, token)
         assert status == 401 and said.startswith(reason)
 
-    def test_rooms_limit_where_a_token_may_connect(self):
+    def test_rooms_limit_where_a_token_may_connect(self) -> None:
         token = hs({"sub": "u", "rooms": ["garden", "porch"]})
         assert self.checker.check(token, "garden").subject == "u"
         assert refusal(self.checker, token, "lobby") == (403, "the token does not allow this room")
         assert self.checker.check(hs({"sub": "u", "rooms": ["*"]}), "anywhere").subject == "u"
 
-    def test_the_algorithm_is_the_keys_not_the_tokens(self, rsaKey, ecKey):
+    def test_the_algorithm_is_the_keys_not_the_tokens(self, rsaKey: rsa.RSAPrivateKey, ecKey: ec.EllipticCurvePrivateKey) -> None:
         rs = TokenChecker.fromPublicKey(publicPem(rsaKey))
         es = TokenChecker.fromPublicKey(publicPem(ecKey))
         assert (rs.algorithm, es.algorithm) == ("RS256", "ES256")
@@ -87,7 +87,7 @@ class TestTokens:
         assert refusal(es, jwt.encode({"sub": "r"}, rsaKey, algorithm="RS256"))[0] == 401
         assert refusal(self.checker, jwt.encode({"sub": "r"}, rsaKey, algorithm="RS256"))[0] == 401
 
-    def test_keys_that_do_not_fit_are_refused_at_start(self, rsaKey):
+    def test_keys_that_do_not_fit_are_refused_at_start(self, rsaKey: rsa.RSAPrivateKey) -> None:
         weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
         with pytest.raises(ValueError, match="too weak"):
             TokenChecker.fromPublicKey(publicPem(weak))

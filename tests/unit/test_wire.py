@@ -14,17 +14,17 @@ from txchat import wire
     ("/ws/", None), ("/ws/" + "r" * 65, None), ("/ws/a%20b", None), ("/ws/a/b", None), ("/ws/caf%C3%A9", None),
     ("/wsx", None), ("/ws/café", None),
 ])
-def test_room_names(path, room):
+def test_room_names(path, room: str) -> None:
     assert wire.roomFromPath(path) == room
 
 
 @pytest.mark.parametrize("raw", ["abc", "x:", ":5", "e:-1", "e:1.5", "e:", ""])
-def test_malformed_since(raw):
+def test_malformed_since(raw: str) -> None:
     with pytest.raises(wire.BadRequest):
         wire.since(raw.encode())
 
 
-def test_since_keeps_an_epoch_with_colons_whole():
+def test_since_keeps_an_epoch_with_colons_whole() -> None:
     assert wire.since(b"a:b:12") == ("a:b", 12)
     uri = "/ws?since=e1%3A7&name=%20Bo%09b%20&token=a.b.c"
     assert wire.handshakeParams(uri, v1=True, signed=False) == wire.Handshake("Bob", ("e1", 7), None)
@@ -33,7 +33,7 @@ def test_since_keeps_an_epoch_with_colons_whole():
     assert wire.handshakeParams(uri + "&name=%ff", v1=False, signed=True) == wire.Handshake("", None, "a.b.c")
 
 
-def test_lines_are_compact_json_with_escaped_newlines():
+def test_lines_are_compact_json_with_escaped_newlines() -> None:
     line = wire.message(3, 1700, "Ada", "two\nlines \u2028 ok")
     assert b"\n" not in line and b" " not in line.replace(b"lines \xe2\x80\xa8 ok", b"")
     assert json.loads(line) == {"type": "message", "seq": 3, "time": 1700, "name": "Ada", "text": "two\nlines \u2028 ok"}

@@ -4,7 +4,10 @@ test leaves never shows in another."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from websockets.sync.client import connect as wsConnect
@@ -15,12 +18,12 @@ from bench.processes import Twistd
 
 
 @pytest.fixture
-def pages(chat, browsers, room) -> tuple[Page, Page]:
+def pages(chat: Twistd, browsers: tuple[webdriver.Chrome, webdriver.Chrome], room: str) -> tuple[Page, Page]:
     url = f"http://127.0.0.1:{chat.port}/room/{room}"
     return Page(browsers[0], url), Page(browsers[1], url)
 
 
-def test_typed_text_appears_once_in_both_logs_and_input_clears(pages):
+def test_typed_text_appears_once_in_both_logs_and_input_clears(pages: tuple[Page, Page]) -> None:
     a, b = pages
     a.type("hello from page a")
     assert a.texts(1) == ["hello from page a"]
@@ -33,7 +36,7 @@ def test_typed_text_appears_once_in_both_logs_and_input_clears(pages):
     assert a.input.get_attribute("value") == ""
 
 
-def test_the_page_has_its_own_icon_and_the_console_stays_clean(chat, tmp_path):
+def test_the_page_has_its_own_icon_and_the_console_stays_clean(chat: Twistd, tmp_path: Path) -> None:
     driver = makeBrowser(tmp_path / "profile")
     try:
         mark = len(chat.lines)
@@ -47,7 +50,7 @@ def test_the_page_has_its_own_icon_and_the_console_stays_clean(chat, tmp_path):
     assert len(icons) == 1 and icons[0].startswith("data:image/svg+xml,")
 
 
-def test_the_root_page_is_the_lobby_and_speaks_to_plain_clients_there(chat, browsers):
+def test_the_root_page_is_the_lobby_and_speaks_to_plain_clients_there(chat: Twistd, browsers: tuple[webdriver.Chrome, webdriver.Chrome]) -> None:
     page = Page(browsers[0], f"http://127.0.0.1:{chat.port}/")
     assert page.element("room").text == "lobby"
     with wsConnect(f"ws://127.0.0.1:{chat.port}/ws") as plain:
@@ -57,7 +60,7 @@ def test_the_root_page_is_the_lobby_and_speaks_to_plain_clients_there(chat, brow
         page.waitForText("lobby hello from a plain client")
 
 
-def test_markup_is_shown_as_text_and_never_run(pages):
+def test_markup_is_shown_as_text_and_never_run(pages: tuple[Page, Page]) -> None:
     a, b = pages
     markup = '<b>x</b><img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
     a.type(markup)
@@ -67,7 +70,7 @@ def test_markup_is_shown_as_text_and_never_run(pages):
         assert page.driver.execute_script("return window.pwned") is None
 
 
-def test_burst_of_100_arrives_as_100_entries_in_order(chat, pages, room):
+def test_burst_of_100_arrives_as_100_entries_in_order(chat: Twistd, pages: tuple[Page, Page], room: str) -> None:
     a, _ = pages
     sent = [f"burst {i}" for i in range(100)]
     with wsConnect(f"ws://127.0.0.1:{chat.port}/ws/{room}") as client:
@@ -80,7 +83,7 @@ def test_burst_of_100_arrives_as_100_entries_in_order(chat, pages, room):
     assert a.texts(100) == sent
 
 
-def test_log_follows_new_entries_only_when_scrolled_to_the_bottom(chat, pages, room):
+def test_log_follows_new_entries_only_when_scrolled_to_the_bottom(chat: Twistd, pages: tuple[Page, Page], room: str) -> None:
     a, _ = pages
     with wsConnect(f"ws://127.0.0.1:{chat.port}/ws/{room}") as client:
         for i in range(200):
@@ -101,7 +104,7 @@ def test_log_follows_new_entries_only_when_scrolled_to_the_bottom(chat, pages, r
         assert top == 100, "a reader who scrolled up keeps the place"
 
 
-def test_empty_input_sends_nothing(pages):
+def test_empty_input_sends_nothing(pages: tuple[Page, Page]) -> None:
     a, b = pages
     a.input.send_keys(Keys.ENTER)
     assert a.element("send").get_attribute("disabled") == "true", "nothing to send"
@@ -110,7 +113,7 @@ def test_empty_input_sends_nothing(pages):
     assert a.texts(1) == ["marker after an empty submit"]
 
 
-def test_page_without_websocket_support_says_so(chat, tmp_path):
+def test_page_without_websocket_support_says_so(chat: Twistd, tmp_path: Path) -> None:
     driver = makeBrowser(tmp_path / "profile")
     try:
         driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": "delete window.WebSocket;"})
@@ -121,7 +124,7 @@ def test_page_without_websocket_support_says_so(chat, tmp_path):
         driver.quit()
 
 
-def test_stopping_the_server_shows_connection_closed_in_bold_with_its_reason(browsers, tmp_path):
+def test_stopping_the_server_shows_connection_closed_in_bold_with_its_reason(browsers: tuple[webdriver.Chrome, webdriver.Chrome], tmp_path: Path) -> None:
     server = Twistd("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path)
     try:
         page = Page(browsers[0], f"http://127.0.0.1:{server.port}/")
@@ -134,7 +137,7 @@ def test_stopping_the_server_shows_connection_closed_in_bold_with_its_reason(bro
     assert "code 1001" in server.log  # the page answered the going-away close
 
 
-def test_https_page_chats_over_wss(tmp_path):
+def test_https_page_chats_over_wss(tmp_path: Path) -> None:
     keyPath, certPath = makeCertificate(tmp_path)
     server = Twistd(
         "--listen", f"ssl:0:interface=127.0.0.1:privateKey={keyPath}:certKey={certPath}", cwd=tmp_path
@@ -155,7 +158,7 @@ def test_https_page_chats_over_wss(tmp_path):
     assert "connect 127.0.0.1:" in server.log
 
 
-def test_foreign_origin_cannot_open_the_socket_unless_allowed(browsers, tmp_path):
+def test_foreign_origin_cannot_open_the_socket_unless_allowed(browsers: tuple[webdriver.Chrome, webdriver.Chrome], tmp_path: Path) -> None:
     other = Twistd("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path)
     otherOrigin = f"http://127.0.0.1:{other.port}"
     strict = Twistd("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path)

@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime
+from pathlib import Path
 
 import jwt
 import pytest
+from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from websockets.sync.client import connect as wsConnect
@@ -19,7 +21,7 @@ from bench.processes import Twistd
 
 
 @pytest.fixture
-def roomUrl(chat, room) -> str:
+def roomUrl(chat: Twistd, room: str) -> str:
     return f"http://127.0.0.1:{chat.port}/room/{room}"
 
 
@@ -34,7 +36,7 @@ def messagesFrom(client, count: int) -> list[dict]:
     return [line for line in lines if line["type"] == "message"]
 
 
-def test_entries_show_name_local_time_and_text_own_distinct_and_grouped(browsers, roomUrl, chat, room):
+def test_entries_show_name_local_time_and_text_own_distinct_and_grouped(browsers: tuple[webdriver.Chrome, webdriver.Chrome], roomUrl: str, chat: Twistd, room: str) -> None:
     ann, bob = Page(browsers[0], roomUrl, name="Ann"), Page(browsers[1], roomUrl, name="Bob")
     with v1(chat, room) as watcher:
         watcher.recv(timeout=10)  # welcome
@@ -58,7 +60,7 @@ def test_entries_show_name_local_time_and_text_own_distinct_and_grouped(browsers
     assert names == ["static", "absolute", "static"]
 
 
-def test_the_name_is_asked_once_kept_and_changeable_without_losing_anything(tmp_path, chat, roomUrl, room):
+def test_the_name_is_asked_once_kept_and_changeable_without_losing_anything(tmp_path: Path, chat: Twistd, roomUrl: str, room: str) -> None:
     driver = makeBrowser(tmp_path / "profile")
     try:
         page = Page(driver, roomUrl, name=None)
@@ -88,7 +90,7 @@ def test_the_name_is_asked_once_kept_and_changeable_without_losing_anything(tmp_
         driver.quit()
 
 
-def test_skipping_the_name_stays_anonymous_and_is_not_asked_again(tmp_path, roomUrl):
+def test_skipping_the_name_stays_anonymous_and_is_not_asked_again(tmp_path: Path, roomUrl: str) -> None:
     driver = makeBrowser(tmp_path / "profile")
     try:
         page = Page(driver, roomUrl, name=None)
@@ -106,7 +108,7 @@ def test_skipping_the_name_stays_anonymous_and_is_not_asked_again(tmp_path, room
         driver.quit()
 
 
-def test_links_are_clickable_and_everything_else_is_text(browsers, roomUrl):
+def test_links_are_clickable_and_everything_else_is_text(browsers: tuple[webdriver.Chrome, webdriver.Chrome], roomUrl: str) -> None:
     page = Page(browsers[0], roomUrl)
     text = ("see https://example.com/a?b=1&c=2, or (http://example.org/x). "
             "javascript:alert(1) <img src=x onerror=alert(1)> <a href='https://evil.test'>y</a>")
@@ -122,7 +124,7 @@ def test_links_are_clickable_and_everything_else_is_text(browsers, roomUrl):
     assert page.driver.find_elements(By.CSS_SELECTOR, "#log img") == []
 
 
-def test_history_shows_on_load(chat, room, browsers, roomUrl):
+def test_history_shows_on_load(chat: Twistd, room: str, browsers: tuple[webdriver.Chrome, webdriver.Chrome], roomUrl: str) -> None:
     with v1(chat, room, "?name=Eve") as eve:
         eve.recv(timeout=10)
         for i in range(3):
@@ -134,7 +136,7 @@ def test_history_shows_on_load(chat, room, browsers, roomUrl):
         ("Eve", f"before you came {i}", i + 1) for i in range(3)]
 
 
-def test_rooms_are_apart_and_the_go_to_room_control_refuses_bad_names(chat, browsers, room):
+def test_rooms_are_apart_and_the_go_to_room_control_refuses_bad_names(chat: Twistd, browsers: tuple[webdriver.Chrome, webdriver.Chrome], room: str) -> None:
     here = Page(browsers[0], f"http://127.0.0.1:{chat.port}/room/{room}", name="Ann")
     there = Page(browsers[1], f"http://127.0.0.1:{chat.port}/room/{room}.other", name="Bob")
     assert here.element("room").text == room and there.element("room").text == f"{room}.other"
@@ -155,7 +157,7 @@ def test_rooms_are_apart_and_the_go_to_room_control_refuses_bad_names(chat, brow
     assert here.element("room").text == f"{room}.other"
 
 
-def test_online_counts_the_room_and_follows_leaves(tmp_path, browsers, roomUrl, chat, room):
+def test_online_counts_the_room_and_follows_leaves(tmp_path: Path, browsers: tuple[webdriver.Chrome, webdriver.Chrome], roomUrl: str, chat: Twistd, room: str) -> None:
     first = Page(browsers[0], roomUrl)
     first.waitUntil("document.getElementById('online').textContent === '1 online'")
     second = Page(browsers[1], roomUrl)
@@ -173,7 +175,7 @@ def test_online_counts_the_room_and_follows_leaves(tmp_path, browsers, roomUrl, 
     assert second.texts() == ["Reconnected.", "while the other tab was away"]
 
 
-def test_text_over_the_limit_stays_in_the_input_with_a_hint(chat, browsers, roomUrl, room):
+def test_text_over_the_limit_stays_in_the_input_with_a_hint(chat: Twistd, browsers: tuple[webdriver.Chrome, webdriver.Chrome], roomUrl: str, room: str) -> None:
     ann, bob = Page(browsers[0], roomUrl, name="Ann"), Page(browsers[1], roomUrl, name="Bob")
     tooLong = "é" * 256 + "ab"  # 514 UTF-8 bytes in 258 characters: two over the server's 512
     ann.input.send_keys(tooLong)
@@ -192,7 +194,7 @@ def test_text_over_the_limit_stays_in_the_input_with_a_hint(chat, browsers, room
     assert ann.element("status").get_attribute("data-state") == "open"
 
 
-def test_a_long_session_keeps_1000_entries_and_a_burst_of_1000_renders(chat, browsers, roomUrl, room):
+def test_a_long_session_keeps_1000_entries_and_a_burst_of_1000_renders(chat: Twistd, browsers: tuple[webdriver.Chrome, webdriver.Chrome], roomUrl: str, room: str) -> None:
     page = Page(browsers[0], roomUrl)
     page.driver.execute_script("""
         window.burst = {longest: 0, tasks: 0, first: null, last: null};
@@ -226,7 +228,7 @@ def test_a_long_session_keeps_1000_entries_and_a_burst_of_1000_renders(chat, bro
     print(report)
 
 
-def test_a_signed_in_link_names_the_reader_and_an_expired_sign_in_stops_the_page(tmp_path):
+def test_a_signed_in_link_names_the_reader_and_an_expired_sign_in_stops_the_page(tmp_path: Path) -> None:
     secret = "the application's secret, thirty-two bytes or more"
     expires = int(time.time()) + 4
     token = jwt.encode({"sub": "u1", "name": "Ada Signed", "rooms": ["shop"], "exp": expires}, secret, algorithm="HS256")

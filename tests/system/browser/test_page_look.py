@@ -13,6 +13,7 @@ import pytest
 from selenium import webdriver
 from websockets.sync.client import connect as wsConnect
 
+from bench.processes import Twistd
 from tests.support.browser import ARTIFACTS, Page, makeBrowser
 
 
@@ -28,7 +29,7 @@ PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
 
 
 @pytest.fixture(scope="module")
-def people(chat) -> Iterator[None]:
+def people(chat: Twistd) -> Iterator[None]:
     """Bob and Cleo, who have been talking in the garden and on the porch, and stay."""
     with contextlib.ExitStack() as stack:
         for room in ("garden", "porch"):
@@ -47,7 +48,7 @@ def people(chat) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory) -> Iterator[webdriver.Chrome]:
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
     driver = makeBrowser(tmp_path_factory.mktemp("profile"))
     yield driver
     driver.quit()
@@ -63,7 +64,7 @@ def seriousViolations(driver: webdriver.Chrome) -> list[dict]:
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_no_serious_accessibility_violations(chat, people, browser, scheme):
+def test_no_serious_accessibility_violations(chat: Twistd, people: None, browser: webdriver.Chrome, scheme: str) -> None:
     colourScheme(browser, scheme)
     try:
         page = Page(browser, f"http://127.0.0.1:{chat.port}/room/porch", name="Ann")
@@ -77,7 +78,7 @@ def test_no_serious_accessibility_violations(chat, people, browser, scheme):
         colourScheme(browser, "")
 
 
-def test_screenshots_desktop_and_phone_light_and_dark(chat, people, browser):
+def test_screenshots_desktop_and_phone_light_and_dark(chat: Twistd, people: None, browser: webdriver.Chrome) -> None:
     page = Page(browser, f"http://127.0.0.1:{chat.port}/room/garden", name="Ann")
     page.say("Lovely. I'll bring tea for everyone ☕")
     page.say("And biscuits.")

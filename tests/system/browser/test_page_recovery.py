@@ -5,6 +5,7 @@ kill a cluster node and point the relay at the other one."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -19,7 +20,7 @@ from tests.support.relay import Relay
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory) -> Iterator[webdriver.Chrome]:
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
     driver = makeBrowser(tmp_path_factory.mktemp("profile"))
     yield driver
     driver.quit()
@@ -49,7 +50,7 @@ def messageTexts(page: Page) -> list[str]:
     return [entry["text"] for entry in page.entries() if entry["kind"] == "message"]
 
 
-def test_a_cut_connection_recovers_every_missed_message_once_in_order(browser, relays, tmp_path):
+def test_a_cut_connection_recovers_every_missed_message_once_in_order(browser: webdriver.Chrome, relays: list[Relay], tmp_path: Path) -> None:
     with Twistd("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path) as server:
         relay = Relay(server.port)
         relays.append(relay)
@@ -76,7 +77,7 @@ def test_a_cut_connection_recovers_every_missed_message_once_in_order(browser, r
         assert messageTexts(page)[-1] == "typed while away"
 
 
-def test_retries_back_off_with_jitter_from_under_a_second_to_at_most_ten(browser, relays, tmp_path):
+def test_retries_back_off_with_jitter_from_under_a_second_to_at_most_ten(browser: webdriver.Chrome, relays: list[Relay], tmp_path: Path) -> None:
     with Twistd("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path) as server:
         page = Page(browser, f"http://127.0.0.1:{server.port}/room/backoff")
         delays = page.driver.execute_script(
@@ -89,7 +90,7 @@ def test_retries_back_off_with_jitter_from_under_a_second_to_at_most_ten(browser
     assert all(len(set(d)) > 150 for d in delays), "jittered"
 
 
-def test_a_restart_without_redis_says_messages_may_be_missing(browser, relays, tmp_path):
+def test_a_restart_without_redis_says_messages_may_be_missing(browser: webdriver.Chrome, relays: list[Relay], tmp_path: Path) -> None:
     first = Twistd("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path)
     relay = Relay(first.port)
     relays.append(relay)
@@ -112,7 +113,7 @@ def test_a_restart_without_redis_says_messages_may_be_missing(browser, relays, t
     assert [e["seq"] for e in entries if e["kind"] == "message"] == [1, 1], "a new stream"
 
 
-def test_a_killed_node_is_replaced_by_the_other_with_nothing_missing_or_doubled(browser, relays, tmp_path):
+def test_a_killed_node_is_replaced_by_the_other_with_nothing_missing_or_doubled(browser: webdriver.Chrome, relays: list[Relay], tmp_path: Path) -> None:
     redis = RedisServer(tmp_path).start()
     nodes = [Twistd("--listen", "tcp:0:interface=127.0.0.1", "--redis", redis.url, cwd=tmp_path) for _ in range(2)]
     try:
@@ -154,7 +155,7 @@ def test_a_killed_node_is_replaced_by_the_other_with_nothing_missing_or_doubled(
     assert seqs == list(range(1, len(seqs) + 1))
 
 
-def test_a_gap_longer_than_the_history_says_so_and_shows_the_history(browser, relays, tmp_path):
+def test_a_gap_longer_than_the_history_says_so_and_shows_the_history(browser: webdriver.Chrome, relays: list[Relay], tmp_path: Path) -> None:
     with Twistd("--listen", "tcp:0:interface=127.0.0.1", "--history", "20", cwd=tmp_path) as server:
         relay = Relay(server.port)
         relays.append(relay)

@@ -38,7 +38,7 @@ def receive(client: ClientConnection, count: int, timeout: float = 10) -> list[s
 
 
 @pytest.fixture
-def cluster(tmp_path) -> Iterator[tuple[RedisServer, list[Twistd]]]:
+def cluster(tmp_path: Path) -> Iterator[tuple[RedisServer, list[Twistd]]]:
     redis = RedisServer(tmp_path).start()
     nodes = []
     try:
@@ -57,7 +57,7 @@ def url(node: Twistd) -> str:
     return f"ws://127.0.0.1:{node.port}/ws"
 
 
-def test_clients_on_two_processes_chat_in_one_order(cluster):
+def test_clients_on_two_processes_chat_in_one_order(cluster: tuple[RedisServer, list[Twistd]]) -> None:
     _, (one, two) = cluster
     with wsConnect(url(one)) as a, wsConnect(url(two)) as b, wsConnect(url(one)) as c, wsConnect(url(two)) as d:
         a.send("from one")
@@ -75,7 +75,7 @@ def test_clients_on_two_processes_chat_in_one_order(cluster):
         assert sorted(orders[0]) == sorted(sent)
 
 
-def test_redis_outage_keeps_local_chat_and_recovery_needs_no_help(cluster):
+def test_redis_outage_keeps_local_chat_and_recovery_needs_no_help(cluster: tuple[RedisServer, list[Twistd]]) -> None:
     redis, (one, two) = cluster
     with wsConnect(url(one)) as a, wsConnect(url(one)) as a2, wsConnect(url(two)) as b:
         marks = [len(one.lines), len(two.lines)]
@@ -100,7 +100,7 @@ def test_redis_outage_keeps_local_chat_and_recovery_needs_no_help(cluster):
         assert node.log.count("reconnected to Redis") == 1
 
 
-def test_a_ten_second_outage_logs_one_line_and_its_end_one_more(tmp_path):
+def test_a_ten_second_outage_logs_one_line_and_its_end_one_more(tmp_path: Path) -> None:
     """No Twisted factory lines per reconnect attempt: just the outage, then the recovery."""
     redis = RedisServer(tmp_path).start()
     node = Twistd("--listen", "tcp:0:interface=127.0.0.1", "--redis", redis.url, cwd=tmp_path)
@@ -154,7 +154,7 @@ def stopProcess(pid: int, timeout: float = 10) -> None:
         os.close(handle)
 
 
-def test_chat_through_nginx_across_both_processes(cluster, tmp_path):
+def test_chat_through_nginx_across_both_processes(cluster: tuple[RedisServer, list[Twistd]], tmp_path: Path) -> None:
     _, (one, two) = cluster
     port, pid = startNginx(tmp_path, [one.port, two.port])
     try:
@@ -177,7 +177,7 @@ def test_chat_through_nginx_across_both_processes(cluster, tmp_path):
         stopProcess(pid)
 
 
-def test_the_readmes_cluster_script_chats_and_stops_every_piece(tmp_path):
+def test_the_readmes_cluster_script_chats_and_stops_every_piece(tmp_path: Path) -> None:
     run = tmp_path / "run"
     front, one, two, redisPort = random.sample(range(20000, 60000), 4)
     env = {**os.environ, "TXCHAT_RUN": str(run), "TXCHAT_VENV": str(Path(sys.executable).parent.parent),
@@ -247,7 +247,7 @@ def lines(client: ClientConnection, count: int, kinds: tuple[str, ...] = ("welco
     return got
 
 
-def test_numbers_history_and_recovery_are_shared_by_both_processes(cluster):
+def test_numbers_history_and_recovery_are_shared_by_both_processes(cluster: tuple[RedisServer, list[Twistd]]) -> None:
     _, (one, two) = cluster
     with v1(one, query="name=Ada") as a, wsConnect(url(two).replace("/ws", "/ws/general")) as plain:
         (welcome,) = lines(a, 1)
@@ -270,7 +270,7 @@ def test_numbers_history_and_recovery_are_shared_by_both_processes(cluster):
             assert [(m["seq"], m["text"]) for m in got[1:]] == [(4, "while Ada is away"), (5, "and again")]
 
 
-def test_joins_during_continuous_traffic_on_the_other_process_miss_nothing(cluster):
+def test_joins_during_continuous_traffic_on_the_other_process_miss_nothing(cluster: tuple[RedisServer, list[Twistd]]) -> None:
     _, (one, two) = cluster
     stop = threading.Event()
     sent: list[int] = []
@@ -308,7 +308,7 @@ def test_joins_during_continuous_traffic_on_the_other_process_miss_nothing(clust
         assert seen[0] <= joinedAt + 1, "history and the live stream meet without a gap"
 
 
-def test_presence_counts_both_processes_and_forgets_a_killed_one(cluster, tmp_path):
+def test_presence_counts_both_processes_and_forgets_a_killed_one(cluster: tuple[RedisServer, list[Twistd]], tmp_path: Path) -> None:
     redis, (one, two) = cluster
     third = Twistd("--listen", "tcp:0:interface=127.0.0.1", "--redis", redis.url, cwd=tmp_path)
     try:
@@ -328,7 +328,7 @@ def test_presence_counts_both_processes_and_forgets_a_killed_one(cluster, tmp_pa
         third.stop()
 
 
-def test_a_room_is_subscribed_only_while_it_has_members_here(cluster):
+def test_a_room_is_subscribed_only_while_it_has_members_here(cluster: tuple[RedisServer, list[Twistd]]) -> None:
     redis, (one, _) = cluster
     probe = RedisProbe(redis.port)
     with wsConnect(url(one).replace("/ws", "/ws/lonely")):
@@ -343,7 +343,7 @@ def test_a_room_is_subscribed_only_while_it_has_members_here(cluster):
     probe.close()
 
 
-def test_redis_lost_and_back_local_unnumbered_then_a_new_stream(cluster):
+def test_redis_lost_and_back_local_unnumbered_then_a_new_stream(cluster: tuple[RedisServer, list[Twistd]]) -> None:
     redis, (one, _) = cluster
     with v1(one, "r") as a, wsConnect(url(one).replace("/ws", "/ws/r")) as plain:
         (welcome,) = lines(a, 1)

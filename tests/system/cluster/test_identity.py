@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from bench.processes import Twistd
 from bench.redisserver import RedisServer
 from tests.support.blocking import KEY, api, lines, v1
 
 
-def test_a_post_to_one_process_reaches_members_on_the_other_with_its_number(tmp_path):
+def test_a_post_to_one_process_reaches_members_on_the_other_with_its_number(tmp_path: Path) -> None:
     redis = RedisServer(tmp_path).start()
     nodes = [Twistd("--listen", "tcp:0:interface=127.0.0.1", "--redis", redis.url, "--api-key", KEY, cwd=tmp_path)
              for _ in range(2)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
@@ -47,7 +49,7 @@ class Inbox:
 
 
 @pytest_twisted.async_yield_fixture
-async def redis(tmp_path):
+async def redis(tmp_path: Path):
     server = RedisServer(tmp_path)
     await deferToThread(server.start)
     yield server
@@ -69,7 +71,7 @@ def message(text: bytes, room: str = "lobby") -> Delivery:
 
 
 @pytest_twisted.ensureDeferred
-async def test_two_processes_deliver_in_one_order(redis):
+async def test_two_processes_deliver_in_one_order(redis: RedisServer) -> None:
     a, inboxA = await startBroker(redis.url)
     b, inboxB = await startBroker(redis.url)
     sent = [b"m%d" % i for i in range(200)]
@@ -87,7 +89,7 @@ async def test_two_processes_deliver_in_one_order(redis):
 
 
 @pytest_twisted.ensureDeferred
-async def test_outage_keeps_local_chat_and_recovers_by_itself(redis):
+async def test_outage_keeps_local_chat_and_recovers_by_itself(redis: RedisServer) -> None:
     a, inboxA = await startBroker(redis.url)
     b, inboxB = await startBroker(redis.url)
     await deferToThread(redis.kill)
@@ -105,7 +107,7 @@ async def test_outage_keeps_local_chat_and_recovers_by_itself(redis):
 
 
 @pytest_twisted.ensureDeferred
-async def test_unreachable_at_start_serves_locally_then_joins(tmp_path):
+async def test_unreachable_at_start_serves_locally_then_joins(tmp_path: Path) -> None:
     server = RedisServer(tmp_path)
     await deferToThread(server.start)
     await deferToThread(server.stop)  # a port where nothing listens, for now
@@ -127,7 +129,7 @@ async def test_unreachable_at_start_serves_locally_then_joins(tmp_path):
 
 
 @pytest_twisted.ensureDeferred
-async def test_full_publish_backlog_refuses_messages_and_recovers(redis):
+async def test_full_publish_backlog_refuses_messages_and_recovers(redis: RedisServer) -> None:
     a, inbox = await startBroker(redis.url, config=Config(redisBacklog=10))
     pause = await within(RedisConnectionTo(redis))
     await within(pause.command(b"CLIENT", b"PAUSE", b"1500", b"ALL"))
@@ -151,7 +153,7 @@ def RedisConnectionTo(redis: RedisServer) -> Deferred:
 
 
 @pytest_twisted.ensureDeferred
-async def test_rooms_have_their_own_channels_numbers_and_history(redis):
+async def test_rooms_have_their_own_channels_numbers_and_history(redis: RedisServer) -> None:
     a, inboxA = await startBroker(redis.url, rooms=("one",))
     b, inboxB = await startBroker(redis.url, rooms=("two",), config=Config(history=3))
     for i in range(5):

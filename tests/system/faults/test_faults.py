@@ -6,6 +6,7 @@ breaks the network or the processes, heals, and checks every client's history
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -16,7 +17,7 @@ from tests.support.historycheck import Report
 
 
 @pytest.fixture
-def cluster(tmp_path) -> Iterator[faults.FaultCluster]:
+def cluster(tmp_path: Path) -> Iterator[faults.FaultCluster]:
     why = unavailable()
     if why:
         pytest.skip(why)
@@ -42,18 +43,18 @@ def events(cluster: faults.FaultCluster) -> list[dict]:
     return [json.loads(line) for line in cluster.history.read_text().splitlines()]
 
 
-def test_a_node_cut_off_from_redis_for_five_seconds(cluster):
+def test_a_node_cut_off_from_redis_for_five_seconds(cluster: faults.FaultCluster) -> None:
     faults.partitionFromRedis(cluster)
     report = clean(cluster.finish())
     assert report.unrecovered == 0
 
 
-def test_slow_and_lossy_redis_links_for_twenty_seconds(cluster):
+def test_slow_and_lossy_redis_links_for_twenty_seconds(cluster: faults.FaultCluster) -> None:
     print(faults.slowRedisLinks(cluster))
     clean(cluster.finish())
 
 
-def test_redis_killed_and_restarted_empty_then_with_its_data(cluster):
+def test_redis_killed_and_restarted_empty_then_with_its_data(cluster: faults.FaultCluster) -> None:
     faults.redisRestarts(cluster)
     report = clean(cluster.finish())
     assert report.unnumbered > 0, "while Redis was away the clients chatted, unnumbered"
@@ -65,7 +66,7 @@ def test_redis_killed_and_restarted_empty_then_with_its_data(cluster):
     assert all(len(streams) == 2 for streams in epochs.values()), epochs
 
 
-def test_a_node_killed_while_its_clients_chat(cluster):
+def test_a_node_killed_while_its_clients_chat(cluster: faults.FaultCluster) -> None:
     onNode0 = {line for line in cluster.nodes[0].lines if "connect 198.51.100." in line}
     faults.nodeKilled(cluster)
     report = clean(cluster.finish())
@@ -73,14 +74,14 @@ def test_a_node_killed_while_its_clients_chat(cluster):
     assert report.unrecovered == 0, "they reconnected to the other node and recovered"
 
 
-def test_clients_cut_off_from_their_node_and_back(cluster):
+def test_clients_cut_off_from_their_node_and_back(cluster: faults.FaultCluster) -> None:
     faults.clientsCutOff(cluster)
     report = clean(cluster.finish())
     assert any("silent for" in line for line in cluster.nodes[0].lines), "the node closed the half-open connections"
     assert report.reconnects >= 1
 
 
-def test_a_flood_and_clients_that_never_read_while_a_node_is_cut_off(cluster):
+def test_a_flood_and_clients_that_never_read_while_a_node_is_cut_off(cluster: faults.FaultCluster) -> None:
     before = cluster.rss()
     faults.floodDuringFault(cluster)
     report = clean(cluster.finish())

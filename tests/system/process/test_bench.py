@@ -23,7 +23,7 @@ def runBench(tmp_path, cases: str, clients: int, messages: int, servers: str) ->
     return json.loads(out.read_text()), result.stdout
 
 
-def test_runner_smoke(tmp_path):
+def test_runner_smoke(tmp_path: Path) -> None:
     report, table = runBench(tmp_path, "r100x1000,idle5000", 5, 50, "txchat,naive")
     for server in ("txchat", "naive"):
         rate = report["results"]["r100x1000"][server]["runs"][0]
@@ -34,7 +34,7 @@ def test_runner_smoke(tmp_path):
     assert "| 100 clients x 1000 msg/s |" in table
 
 
-def test_runner_smoke_v1_rooms_and_join_storm(tmp_path):
+def test_runner_smoke_v1_rooms_and_join_storm(tmp_path: Path) -> None:
     report, _ = runBench(tmp_path, "v1r1000x100,rooms,joinstorm", 6, 30, "txchat")
     results = report["results"]
     v1 = results["v1r1000x100"]["txchat"]["runs"][0]

@@ -7,6 +7,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Iterator
 
 import jwt
@@ -19,7 +20,7 @@ from tests.support.blocking import KEY, SECRET, api, lines, token, v1
 
 
 @pytest.fixture
-def signed(tmp_path) -> Iterator[Twistd]:
+def signed(tmp_path: Path) -> Iterator[Twistd]:
     (tmp_path / "secret").write_text(SECRET + "\n")
     (tmp_path / "keys").write_text(f"# the backend's key\n{KEY}\n")
     with Twistd("--listen", "tcp:0:interface=127.0.0.1", "--token-secret-file", str(tmp_path / "secret"),
@@ -27,7 +28,7 @@ def signed(tmp_path) -> Iterator[Twistd]:
         yield server
 
 
-def test_signed_clients_chat_under_their_token_names_and_the_backend_posts_among_them(signed):
+def test_signed_clients_chat_under_their_token_names_and_the_backend_posts_among_them(signed: Twistd) -> None:
     port = signed.port
     with v1(port, "shop", f"token={token(name='Ada', rooms=['shop'])}&name=Forged") as ada, \
             wsConnect(f"ws://127.0.0.1:{port}/ws/shop?token={token(sub='user-2')}") as plain:
@@ -48,7 +49,7 @@ def test_signed_clients_chat_under_their_token_names_and_the_backend_posts_among
         assert api(port, "GET", "/api/rooms") == (200, {"rooms": [{"room": "shop", "online": 2}]})
 
 
-def test_refused_handshakes_and_calls_get_their_status_and_the_log_shows_no_token(signed):
+def test_refused_handshakes_and_calls_get_their_status_and_the_log_shows_no_token(signed: Twistd) -> None:
     port = signed.port
     refusals = {
         "": 401,

@@ -56,7 +56,7 @@ class Running:
 
 
 @pytest_twisted.ensureDeferred
-async def test_twistd_serves_chat_and_closes_clients_with_1001_on_sigterm(tmp_path):
+async def test_twistd_serves_chat_and_closes_clients_with_1001_on_sigterm(tmp_path: Path) -> None:
     twistd = Twistd()
     process = reactor.spawnProcess(
         twistd,
@@ -98,7 +98,7 @@ async def test_twistd_serves_chat_and_closes_clients_with_1001_on_sigterm(tmp_pa
         (["--api-key-file", "/dev/null"], "--api-key-file"),
     ],
 )
-def test_bad_option_exits_with_one_line_and_listens_on_nothing(tmp_path, args, option):
+def test_bad_option_exits_with_one_line_and_listens_on_nothing(tmp_path: Path, args: list[str], option: str) -> None:
     result = subprocess.run(
         twistdArgs(*args),
         cwd=tmp_path, env=cleanEnvironment(), capture_output=True, text=True, timeout=60,
@@ -110,7 +110,7 @@ def test_bad_option_exits_with_one_line_and_listens_on_nothing(tmp_path, args, o
     assert "starting on" not in result.stdout
 
 
-def test_help_documents_every_option_with_its_default(tmp_path):
+def test_help_documents_every_option_with_its_default(tmp_path: Path) -> None:
     result = subprocess.run(
         [TWISTD, "txchat", "--help"], cwd=tmp_path, env=cleanEnvironment(), capture_output=True, text=True, timeout=60
     )
@@ -126,7 +126,7 @@ def test_help_documents_every_option_with_its_default(tmp_path):
             assert re.search(re.escape(option) + r"=.*?\[default: " + default, text), option
 
 
-def test_installed_plugin_and_page_are_found_from_elsewhere(tmp_path):
+def test_installed_plugin_and_page_are_found_from_elsewhere(tmp_path: Path) -> None:
     code = (
         "from twisted.plugin import getPlugins\n"
         "from twisted.application.service import IServiceMaker\n"
@@ -146,7 +146,7 @@ def test_installed_plugin_and_page_are_found_from_elsewhere(tmp_path):
     assert page == "<!DOCTYPE html>"
 
 
-def test_start_up_says_where_to_open_the_chat_and_the_metrics_and_nothing_about_factories(tmp_path):
+def test_start_up_says_where_to_open_the_chat_and_the_metrics_and_nothing_about_factories(tmp_path: Path) -> None:
     with TwistdProcess("--listen", "tcp:0:interface=127.0.0.1", "--metrics-listen", "tcp:0:interface=127.0.0.1",
                 cwd=tmp_path) as node:
         metrics = node.waitFor(r"txchat: metrics at http://127\.0\.0\.1:(\d+)/metrics$")
@@ -171,7 +171,7 @@ def busySocket() -> socket.socket:
 
 
 @pytest.mark.parametrize("option", ["--port", "--listen", "--metrics-listen"])
-def test_a_busy_port_stops_twistd_with_one_line_naming_the_endpoint(tmp_path, option):
+def test_a_busy_port_stops_twistd_with_one_line_naming_the_endpoint(tmp_path: Path, option: str) -> None:
     with busySocket() as taken:
         port = taken.getsockname()[1]
         args = {
@@ -189,7 +189,7 @@ def test_a_busy_port_stops_twistd_with_one_line_naming_the_endpoint(tmp_path, op
     assert line.startswith(f"twistd txchat: error: {option} tcp:{port}") and "Address already in use" in line
 
 
-def test_a_daemonised_twistd_on_a_busy_port_exits_non_zero_and_leaves_nothing_running(tmp_path):
+def test_a_daemonised_twistd_on_a_busy_port_exits_non_zero_and_leaves_nothing_running(tmp_path: Path) -> None:
     logfile, pidfile = tmp_path / "txchat.log", tmp_path / "txchat.pid"
     with busySocket() as taken:
         port = taken.getsockname()[1]
