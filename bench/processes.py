@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Self
 
 TWISTD = str(Path(sys.executable).parent / "twistd")
 # txchat's start-up line for the chat's port, and the naive baseline server's (bench/).
@@ -42,6 +43,7 @@ class LoggedProcess:
         self.port = self._waitForPort()
 
     def _read(self) -> None:
+        assert self.process.stdout is not None
         for line in self.process.stdout:
             with self._news:
                 self.lines.append(line)
@@ -93,7 +95,7 @@ class LoggedProcess:
     def pid(self) -> int:
         return self.process.pid
 
-    def __enter__(self) -> LoggedProcess:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -37,6 +37,7 @@ class RedisServer:
              "--dir", str(self.directory), "--daemonize", "no", "--protected-mode", "no"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
+        assert process.stdout is not None
         output = []
         for line in process.stdout:
             output.append(line)
@@ -53,12 +54,14 @@ class RedisServer:
         if self.process is not None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
-            self.process.stdout.close()
+            if self.process.stdout is not None:
+                self.process.stdout.close()
             self.process = None
 
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
             self.process.wait(10)
-            self.process.stdout.close()
+            if self.process.stdout is not None:
+                self.process.stdout.close()
             self.process = None

@@ -37,11 +37,11 @@ def cleanReactor() -> Iterator[None]:
     leftCalls = [c for c in reactor.getDelayedCalls() if c not in calls and c.active()]
     leftReaders = [r for r in reactor.getReaders() if r not in readers and not _isWaker(r)]
     leftWriters = [w for w in reactor.getWriters() if w not in writers and not _isWaker(w)]
-    described = [f"{c!r} on {getattr(c.func, '__self__', None)!r}" for c in leftCalls]
+    described = [f"{c!r} on {getattr(getattr(c, 'func', None), '__self__', None)!r}" for c in leftCalls]
     for call in leftCalls:
         call.cancel()
     for selectable in {*leftReaders, *leftWriters}:
-        reactor.removeReader(selectable)
-        reactor.removeWriter(selectable)
+        reactor.removeReader(selectable)  # type: ignore[arg-type]
+        reactor.removeWriter(selectable)  # type: ignore[arg-type]
     assert not leftCalls, f"test left delayed calls behind: {described}"
     assert not leftReaders and not leftWriters, f"test left connections behind: {leftReaders + leftWriters}"

@@ -8,6 +8,7 @@ breaks it is closed without disturbing anyone else.
 from __future__ import annotations
 
 import struct
+from typing import AsyncIterator
 
 import pytest
 import pytest_twisted
@@ -15,6 +16,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredQueue
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
 
 from bench import frames
 from bench.frames import CLOSE, CONTINUATION, PING, PONG, TEXT, clientFrame
@@ -24,12 +26,13 @@ from tests.support.live import Server, connect, within
 class RawClient(Protocol):
     def __init__(self, port: int) -> None:
         self.port = port
-        self.upgraded: Deferred = Deferred()
-        self.closed: Deferred = Deferred()
-        self.frames: DeferredQueue = DeferredQueue()
+        self.upgraded: Deferred[bytes] = Deferred()
+        self.closed: Deferred[None] = Deferred()
+        self.frames: DeferredQueue[tuple[int, bytes]] = DeferredQueue()
         self._buffer = b""
 
     def connectionMade(self) -> None:
+        assert self.transport is not None
         self.transport.write(frames.handshake(host=f"127.0.0.1:{self.port}"))
 
     def dataReceived(self, data: bytes) -> None:
@@ -44,16 +47,17 @@ class RawClient(Protocol):
         for frame in got:
             self.frames.put(frame)
 
-    def connectionLost(self, reason) -> None:
+    def connectionLost(self, reason: Failure | None = None) -> None:
         self.closed.callback(None)
 
     def send(self, *data: bytes) -> None:
+        assert self.transport is not None
         self.transport.write(b"".join(data))
 
     async def next(self) -> tuple[int, bytes]:
         return await within(self.frames.get())
 
-    async def closeCode(self) -> int:
+    async def closeCode(self) -> int | None:
         """The code of the server's close frame, skipping any text frames before it."""
         while True:
             opcode, payload = await self.next()
@@ -63,7 +67,7 @@ class RawClient(Protocol):
 
 
 @pytest_twisted.async_yield_fixture
-async def server():
+async def server() -> AsyncIterator[Server]:
     s = await Server().start()
     yield s
     await s.stop()

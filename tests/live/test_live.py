@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
+from typing import Any, AsyncIterator, Generator
 
 import pytest
 import pytest_twisted
@@ -16,32 +17,41 @@ from twisted.internet.endpoints import (
     connectProtocol,
 )
 from twisted.internet.protocol import Protocol
+from twisted.internet.tcp import Connection
 from twisted.web.client import Agent, HTTPConnectionPool, PartialDownloadError, readBody
 from twisted.web.http_headers import Headers
 from twisted.web.server import Site
 
 from bench import frames
-from tests.support.live import Server, connect, within
+from tests.support.live import ChatClient, Server, connect, within
 from txchat.metrics import MetricsPage
+from txchat.rooms import Room
 
 
 @pytest_twisted.async_yield_fixture
-async def server():
+async def server() -> AsyncIterator[Server]:
     s = await Server(sendQueue=16, rateLimit=0).start()
     yield s
     await s.stop()
 
 
 @pytest_twisted.async_yield_fixture
-async def pool():
+async def pool() -> AsyncIterator[HTTPConnectionPool]:
     """Keeps HTTP connections so the test can wait for them to close."""
     p = HTTPConnectionPool(reactor, persistent=True)
     yield p
     await p.closeCachedConnections()
 
 
+def lobby(server: Server) -> Room:
+    room = server.hub.room("lobby")
+    assert room is not None
+    return room
+
+
 @inlineCallbacks
-def request(server: Server, method: bytes, path: bytes, headers: dict | None = None, pool=None):
+def request(server: Server, method: bytes, path: bytes, headers: dict[bytes, bytes] | None = None,
+            pool: HTTPConnectionPool | None = None) -> Generator[Deferred[Any], Any, tuple[Any, bytes]]:
     agent = Agent(reactor, pool=pool)
     response = yield within(
         agent.request(method, server.url.encode() + path, Headers({k: [v] for k, v in (headers or {}).items()}))
@@ -60,7 +70,7 @@ async def test_two_clients_chat(server: Server) -> None:
     a.say("hello from a")
     assert await b.receive(1) == ["hello from a"]
     assert await a.receive(1) == ["hello from a"]
-    assert all(p._socketSend is not None for p in server.hub.room("lobby").plain)  # plain TCP: straight to the socket
+    assert all(p._socketSend is not None for p in lobby(server).plain)  # plain TCP: straight to the socket
     b.say("  and\nback  ")
     assert await a.receive(1) == ["and back"]
     assert await b.receive(1) == ["and back"]
@@ -95,7 +105,8 @@ BAD_MESSAGES = {
 
 @pytest.mark.parametrize("message, code", BAD_MESSAGES.values(), ids=BAD_MESSAGES.keys())
 @pytest_twisted.ensureDeferred
-async def test_bad_message_closes_its_sender_and_the_others_go_on(server: Server, message: tuple[bytes, bool], code: int) -> None:
+async def test_bad_message_closes_its_sender_and_the_others_go_on(server: Server, message: tuple[bytes, bool],
+                                                                  code: int) -> None:
     a, b = await connect(server), await connect(server)
     a.sendMessage(*message)
     closedWith, _ = await within(a.closed)
@@ -163,14 +174,16 @@ class NeverReads(Protocol):
 
     def __init__(self, port: int) -> None:
         self.port = port
-        self.upgraded: Deferred = Deferred()
+        self.upgraded: Deferred[bytes] = Deferred()
 
     def connectionMade(self) -> None:
+        assert isinstance(self.transport, Connection)
         self.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         self.transport.write(frames.handshake(host=f"127.0.0.1:{self.port}"))
 
     def dataReceived(self, data: bytes) -> None:
         if not self.upgraded.called:
+            assert isinstance(self.transport, Connection)
             self.transport.pauseProducing()
             self.upgraded.callback(data.split(b" ")[1])
 
@@ -194,7 +207,8 @@ async def test_client_that_never_reads_is_dropped_and_others_receive_everything(
     assert len(server.hub) == 2, "the stuck client was never dropped"
     assert await a.receive(len(sent)) == sent
     # What the hub holds for anyone is bounded by --send-queue.
-    assert all(server.hub.room("lobby").plain.backlog(p) <= 16 for p in server.hub.room("lobby").plain)
+    assert all(lobby(server).plain.backlog(p) <= 16 for p in lobby(server).plain)
+    assert isinstance(stuck.transport, Connection)
     stuck.transport.abortConnection()
     await a.close()
     await b.close()
@@ -245,8 +259,6 @@ async def test_chat_over_a_unix_socket(tmp_path: Path) -> None:
     from autobahn.twisted.websocket import WebSocketClientFactory
     from twisted.internet.endpoints import UNIXClientEndpoint, UNIXServerEndpoint
 
-    from tests.support.live import ChatClient
-
     s = Server()
     path = str(tmp_path / "txchat.sock")
     s.port = await UNIXServerEndpoint(reactor, path).listen(s.site)
@@ -256,11 +268,12 @@ async def test_chat_over_a_unix_socket(tmp_path: Path) -> None:
             factory = WebSocketClientFactory("ws://localhost/ws")
             factory.protocol = ChatClient
             client = await UNIXClientEndpoint(reactor, path).connect(factory)
+            assert isinstance(client, ChatClient)
             await within(client.opened)
             clients.append(client)
         clients[0].say("over unix")
         assert await clients[1].receive(1) == ["over unix"]
-        assert all(p._socketSend is not None for p in s.hub.room("lobby").plain)  # straight to the socket here too
+        assert all(p._socketSend is not None for p in lobby(s).plain)  # straight to the socket here too
         for client in clients:
             await client.close()
     finally:
@@ -275,7 +288,6 @@ async def test_chat_over_tls_without_polling_the_protocol(tmp_path: Path) -> Non
     from twisted.internet.task import Cooperator
 
     from tests.support.certs import makeCertificate
-    from tests.support.live import ChatClient
 
     keyPath, certPath = makeCertificate(tmp_path)
     serverCertificate = PrivateCertificate.loadPEM(keyPath.read_text() + certPath.read_text())
@@ -288,6 +300,7 @@ async def test_chat_over_tls_without_polling_the_protocol(tmp_path: Path) -> Non
             factory = WebSocketClientFactory(f"wss://127.0.0.1:{s.number}/ws")
             factory.protocol = ChatClient
             client = await wrapClientTLS(trust, TCP4ClientEndpoint(reactor, "127.0.0.1", s.number)).connect(factory)
+            assert isinstance(client, ChatClient)
             await within(client.opened)
             clients.append(client)
         clients[0].say("over TLS")
@@ -295,8 +308,8 @@ async def test_chat_over_tls_without_polling_the_protocol(tmp_path: Path) -> Non
         assert await clients[0].receive(1) == ["over TLS"]
         # Through TLS the protocol is a push producer: nothing polls it while all is quiet
         # (a pull producer would be driven by a cooperator without end).
-        assert all(p._socketSend is None for p in s.hub.room("lobby").plain)
-        assert not [c for c in reactor.getDelayedCalls() if isinstance(getattr(c.func, "__self__", None), Cooperator)]
+        assert all(p._socketSend is None for p in lobby(s).plain)
+        assert not [c for c in reactor.getDelayedCalls() if isinstance(getattr(getattr(c, "func", None), "__self__", None), Cooperator)]
         for client in clients:
             await client.close()
     finally:

@@ -4,9 +4,12 @@ string transport, a hub on a task.Clock, and chat clients in the rooms the API p
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 
 from tests.support.memory import Peer, V1Peer, makeHub
 from txchat.api import Api
@@ -18,29 +21,31 @@ KEY = "k3y-for-the-backend-0123456789"
 
 
 class Http:
-    def __init__(self, **config) -> None:
+    def __init__(self, **config: Any) -> None:
         self.hub, self.clock = makeHub(**{"history": 50, **config})
         api = Api(self.hub, (KEY, "an-older-key-still-valid-42"), self.hub.config.maxMessageSize)
         self.site = ChatSite(makeRoot(self.hub, api=api), self.clock, self.hub.config)
 
-    def call(self, method: str, path: str, body: bytes | dict | None = None, key: str | None = KEY,
-             headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], object]:
+    def call(self, method: str, path: str, body: object = None, key: str | None = KEY,
+             headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
         raw = json.dumps(body).encode() if isinstance(body, dict) else body or b""
+        assert isinstance(raw, bytes)
         head = {"Host": "chat.example", "Content-Length": str(len(raw)), **(headers or {})}
         if key is not None:
             head["Authorization"] = f"Bearer {key}"
         request = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in head.items()) + "\r\n"
         transport = StringTransport()
         channel = self.site.buildProtocol(None)
+        assert channel is not None
         channel.makeConnection(transport)
         channel.dataReceived(request.encode() + raw)
         response = transport.value()
-        channel.connectionLost(None)
+        channel.connectionLost(Failure(ConnectionDone()))
         status, headers_, payload = _parse(response)
         return status, headers_, payload
 
 
-def _parse(response: bytes) -> tuple[int, dict[str, str], object]:
+def _parse(response: bytes) -> tuple[int, dict[str, str], Any]:
     head, _, body = response.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
@@ -113,7 +118,9 @@ def test_a_post_to_a_room_nobody_is_in_is_kept_and_numbered() -> None:
     ("DELETE", "/api/rooms/r", None, KEY, 405, "use GET here"),
     ("GET", "/api/rooms/r/history?since=-1", None, KEY, 400, "since: must be a message number"),
 ])
-def test_bad_calls_get_their_documented_answer_and_nothing_is_delivered(method: str, path: str, body: object, key: str | None, status: int, error: str) -> None:
+def test_bad_calls_get_their_documented_answer_and_nothing_is_delivered(method: str, path: str, body: object,
+                                                                        key: str | None, status: int,
+                                                                        error: str) -> None:
     http = Http()
     member, other = Peer(http.hub, path="/ws/r"), Peer(http.hub, path="/ws/r")
     got, headers, answer = http.call(method, path, body, key=key)
@@ -148,16 +155,18 @@ def test_without_keys_there_is_no_api() -> None:
     site = ChatSite(makeRoot(hub), clock, hub.config)
     transport = StringTransport()
     channel = site.buildProtocol(None)
+    assert channel is not None
     channel.makeConnection(transport)
     channel.dataReceived(b"GET /api/rooms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode() + b"\r\n\r\n")
     assert transport.value().startswith(b"HTTP/1.1 404 ")
-    channel.connectionLost(None)
+    channel.connectionLost(Failure(ConnectionDone()))
 
 
 def test_a_chunked_body_is_cut_off_as_soon_as_it_passes_the_limit() -> None:
     http = Http(maxBodySize=1024)
     transport = StringTransport()
     channel = http.site.buildProtocol(None)
+    assert channel is not None
     channel.makeConnection(transport)
     channel.dataReceived(b"POST /api/rooms/r/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
                          + b"\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -166,4 +175,4 @@ def test_a_chunked_body_is_cut_off_as_soon_as_it_passes_the_limit() -> None:
     channel.dataReceived(b"400\r\n" + b"x" * 1024 + b"\r\n")
     assert transport.value().startswith(b"HTTP/1.1 413 Payload Too Large\r\n")
     assert transport.disconnecting
-    channel.connectionLost(None)
+    channel.connectionLost(Failure(ConnectionDone()))

@@ -10,7 +10,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
 from tests.support.memory import MemoryHub, Peer, V1Peer
-from txchat.broker import Snapshot
+from txchat.broker import Deliver, Presence, Snapshot
 from txchat.config import Config
 from txchat.rooms import Delivery
 
@@ -29,7 +29,7 @@ class StubBroker:
         self.reconnected: Callable[[], None] = lambda: None
         self.snapshots: list[tuple[str, Deferred[Any]]] = []
 
-    def start(self, deliver, presence, reconnected=lambda: None) -> None:
+    def start(self, deliver: Deliver, presence: Presence, reconnected: Callable[[], None] = lambda: None) -> None:
         self.deliver, self.reconnected = deliver, reconnected
 
     def publish(self, message: Delivery) -> None:

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import jwt
 import pytest
+from twisted.internet.task import Clock
 
-from tests.support.memory import Peer, V1Peer, makeHub
+from tests.support.memory import MemoryHub, Peer, V1Peer, makeHub
 
 SECRET = "correct horse battery staple, but longer"
 
 
-def hs(claims: dict, secret: str = SECRET, **headers) -> str:
+def hs(claims: dict[str, Any], secret: str = SECRET, **headers: Any) -> str:
     return jwt.encode(claims, secret, algorithm="HS256", headers=headers or None)
 
 
 class TestSignedHandshakes:
-    def hub(self):
+    def hub(self) -> tuple[MemoryHub, Clock]:
         hub, clock = makeHub(tokenSecret=SECRET)
         clock.advance(time.time())  # the clock reads the wall clock's time, as the reactor's does
         return hub, clock

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import pytest
 from prometheus_client import generate_latest
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
 from bench import frames
@@ -85,6 +88,7 @@ def test_opening_handshake_must_finish_in_time() -> None:
     hub, clock = makeHub(handshakeTimeout=10)
     address = IPv4Address("TCP", "127.0.0.1", 1)
     protocol = hub.buildProtocol(address)
+    assert isinstance(protocol, ChatProtocol)
     transport = Transport(protocol, address)
     protocol.makeConnection(transport)
     protocol.dataReceived(b"GET /ws HTTP/1.1\r\nHost: x\r\n")  # and nothing more
@@ -98,7 +102,7 @@ def test_opening_handshake_must_finish_in_time() -> None:
 class SiteTransport(StringTransport):
     """A connection whose protocol the site may hand over, as a TCP connection's."""
 
-    protocol = None
+    protocol: Protocol | None = None
 
     def send(self, data: bytes) -> int:  # the socket's own send (MemoryProtocol's seam)
         self.io.write(data)
@@ -112,7 +116,7 @@ class SiteClient:
     """One HTTP connection to a ChatSite on a Clock, with the WebSocket fast lane (as twistd
     runs it) or without it."""
 
-    def __init__(self, fastLane: bool = True, **config) -> None:
+    def __init__(self, fastLane: bool = True, **config: Any) -> None:
         self.hub, self.clock = makeHub()
         site = ChatSite(
             makeRoot(self.hub, health=self.hub.health), self.clock, Config(**config),
@@ -120,10 +124,13 @@ class SiteClient:
         )
         site.doStart()  # opens the access log
         self.transport = SiteTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 2))
-        self.transport.protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 2))
-        self.transport.protocol.makeConnection(self.transport)
+        protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 2))
+        assert protocol is not None
+        self.transport.protocol = protocol
+        protocol.makeConnection(self.transport)
 
     def send(self, data: bytes) -> None:
+        assert self.transport.protocol is not None
         self.transport.protocol.dataReceived(data)
 
     @property
@@ -158,12 +165,13 @@ def test_a_complete_request_in_time_is_served_and_the_deadline_restarts() -> Non
 
 def test_health_probes_stay_out_of_the_access_log() -> None:
     client = SiteClient()
-    events = []
-    globalLogPublisher.addObserver(events.append)
+    events: list[LogEvent] = []
+    observer = cast(ILogObserver, events.append)
+    globalLogPublisher.addObserver(observer)
     try:
         client.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
     finally:
-        globalLogPublisher.removeObserver(events.append)
+        globalLogPublisher.removeObserver(observer)
     lines = [formatEvent(e) for e in events]
     assert any('"GET /nope HTTP/1.1" 404' in line for line in lines)
     assert not any("healthz" in line for line in lines)
@@ -216,6 +224,7 @@ def test_a_websocket_handshake_takes_the_fast_lane_even_in_pieces() -> None:
     assert client.transport.value().startswith(b"HTTP/1.1 101")
     assert isinstance(client.transport.protocol, ChatProtocol), "the WebSocket protocol took the connection"
     assert len(client.hub) == 1
+    assert client.transport.producer is not None
     client.transport.producer.resumeProducing()  # as TCP does once the 101 has gone out
     client.send(frames.text("hi"))
     client.clock.advance(0)

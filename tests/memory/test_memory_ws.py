@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 from bench import frames
-from tests.support.memory import Peer, makeHub
+from tests.support.memory import Peer, makeHub, roomOf
 
 
 def test_message_reaches_everyone_normalised() -> None:
@@ -126,7 +126,7 @@ def test_client_that_stops_reading_gets_its_backlog_as_one_frame() -> None:
         a.say(word)
         clock.advance(0)
     assert slow.transport.value() == b""
-    assert hub.room("lobby").plain.backlog(slow.protocol) == 3  # "one" waits in the transport itself
+    assert roomOf(hub, "lobby").plain.backlog(slow.protocol) == 3  # "one" waits in the transport itself
     slow.startReading()
     assert slow.frameTexts() == ["one", "two\nthree\nfour"]
     a.say("five")
@@ -150,7 +150,7 @@ def test_client_that_never_reads_is_dropped_and_others_get_everything() -> None:
     assert b.messages() == sent
     clock.advance(hub.config.closeTimeout)  # it never answers the close
     assert not slow.open and slow.transport.aborted
-    assert clock.getDelayedCalls() == [c for c in clock.getDelayedCalls() if c.func.__name__ == "_tick"]
+    assert clock.getDelayedCalls() == [c for c in clock.getDelayedCalls() if getattr(c, "func").__name__ == "_tick"]
 
 
 def test_backlog_never_passes_the_send_queue() -> None:
@@ -162,11 +162,11 @@ def test_backlog_never_passes_the_send_queue() -> None:
     for i in range(4):
         a.say(f"m{i}")
         clock.advance(0)
-        assert hub.room("lobby").plain.backlog(slow.protocol) == i + 1
+        assert roomOf(hub, "lobby").plain.backlog(slow.protocol) == i + 1
     a.say("one too many")
     clock.advance(0)
-    assert hub.room("lobby").plain.backlog(slow.protocol) == 0
-    assert slow.protocol not in hub.room("lobby").plain
+    assert roomOf(hub, "lobby").plain.backlog(slow.protocol) == 0
+    assert slow.protocol not in roomOf(hub, "lobby").plain
 
 
 def test_output_that_cannot_drain_for_the_write_timeout_is_cut() -> None:

@@ -6,10 +6,14 @@ Real protocols over in-memory transports, every timer on a task.Clock."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.support.memory import Peer, V1Peer, makeHub
+from txchat.hub import ChatHub
+from txchat.rooms import Room
 
 
 actions = st.lists(
@@ -33,18 +37,18 @@ actions = st.lists(
 class Client:
     def __init__(self, peer: V1Peer) -> None:
         self.peer = peer
-        self.lines: list[dict] = []
+        self.lines: list[dict[str, Any]] = []
 
     def read(self) -> None:
         if self.peer.open:
             self.lines += self.peer.lines()
 
     @property
-    def messages(self) -> list[dict]:
+    def messages(self) -> list[dict[str, Any]]:
         return [line for line in self.lines if line["type"] == "message"]
 
     @property
-    def welcome(self) -> dict:
+    def welcome(self) -> dict[str, Any]:
         return self.lines[0]
 
     def since(self) -> str:
@@ -56,7 +60,8 @@ class Client:
 @given(actions, st.integers(0, 4))
 @example([("join", 0), ("flush", 0), ("leave", 0), ("say", 1), ("flush", 0), ("back", 0)], 4)
 @example([("join", 0), ("say", 2), ("join", 0), ("flush", 0), ("leave", 1), ("say", 0), ("back", 0)], 2)
-def test_every_client_sees_the_rooms_stream_without_gap_or_duplicate(steps: list[tuple[str, int]], history: int) -> None:
+def test_every_client_sees_the_rooms_stream_without_gap_or_duplicate(steps: list[tuple[str, int]],
+                                                                     history: int) -> None:
     hub, clock = makeHub(history=history, historyTtl=5, pingInterval=1e6, pongTimeout=1e6)
     talker = Peer(hub)
     stream: dict[str, list[str]] = {}  # epoch -> the texts numbered 1, 2, ... in it
@@ -121,13 +126,13 @@ def test_every_client_sees_the_rooms_stream_without_gap_or_duplicate(steps: list
         client.peer.transport.abortConnection()
 
 
-def _historyOf(room) -> list[dict]:
+def _historyOf(room: Room) -> list[dict[str, Any]]:
     import json
 
     return [json.loads(line) for line in room.history.lines()]
 
 
-def _lastSeq(hub, epoch: str, fallback: int) -> int:
+def _lastSeq(hub: ChatHub, epoch: str, fallback: int) -> int:
     room = hub.room("lobby")
     return room.seq if room is not None and room.epoch == epoch else fallback
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from tests.support.memory import Peer, V1Peer, makeHub
+from tests.support.memory import Peer, V1Peer, makeHub, roomOf
 
 
-def texts(lines: list[dict]) -> list[str]:
+def texts(lines: list[dict[str, Any]]) -> list[str]:
     return [line["text"] for line in lines if line["type"] == "message"]
 
 
@@ -133,7 +135,7 @@ def test_unrecoverable_since_gets_a_fresh_join_with_recovered_false(since: str) 
     for text in ("a", "b", "c", "d"):  # history keeps c and d only: after 0 is a gap
         talker.say(text)
     clock.advance(0)
-    epoch = hub.room("lobby").epoch
+    epoch = roomOf(hub, "lobby").epoch
     back = V1Peer(hub, query="since=" + since.format(epoch=epoch))
     lines = back.lines()
     assert lines[0]["recovered"] is False and lines[0]["seq"] == 4
@@ -146,12 +148,12 @@ def test_history_expires_and_an_empty_room_then_starts_a_new_epoch() -> None:
     talker = Peer(hub, path="/ws/r")
     talker.say("kept for a minute")
     clock.advance(0)
-    epoch = hub.room("r").epoch
+    epoch = roomOf(hub, "r").epoch
     talker.transport.abortConnection()
     assert hub.room("r") is not None, "a room with history outlives its members"
     clock.advance(59)
     assert [line["text"] for line in V1Peer(hub, "r").lines()[1:]] == ["kept for a minute"]
-    for peer in list(hub.room("r").v1):
+    for peer in list(roomOf(hub, "r").v1):
         peer.transport.abortConnection()
     clock.advance(1)
     assert hub.room("r") is None

@@ -20,6 +20,8 @@ from selenium.webdriver.remote.webelement import WebElement
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+# The two browsers of the browser tests' module fixture (tests/system/browser/conftest.py).
+Browsers = tuple[webdriver.Chrome, webdriver.Chrome]
 ARTIFACTS = Path(os.environ.get("TXCHAT_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts"))
 
 # Resolves once `condition` (a JavaScript expression over `log`, the #log element) holds:

@@ -79,8 +79,8 @@ def check(events: Iterable[Event], finalClients: set[Any] | None = None) -> Repo
     return report
 
 
-def _checkClient(client: Any, history: list[Event], report: Report, texts: dict, places: dict, seen: set,
-                 sent: dict, lastSeq: dict) -> None:
+def _checkClient(client: Any, history: list[Event], report: Report, texts: dict[Any, Any], places: dict[Any, Any],
+                 seen: set[Any], sent: dict[Any, Any], lastSeq: dict[Any, Any]) -> None:
     highest: dict[tuple[str, str], tuple[int, int]] = {}  # (room, epoch) -> (seq, index) of this client's last
     expected: int | None = None  # the next seq on this connection's current stream
     unnumbered: set[str] = set()
@@ -139,7 +139,7 @@ def _checkClient(client: Any, history: list[Event], report: Report, texts: dict,
             lastSeq[(room, epoch)] = max(lastSeq.get((room, epoch), 0), seq)
 
 
-def _checkReachedTheEnd(client: Any, history: list[Event], lastSeq: dict, report: Report) -> None:
+def _checkReachedTheEnd(client: Any, history: list[Event], lastSeq: dict[Any, Any], report: Report) -> None:
     welcomes = [e for e in history if e["k"] == "welcome"]
     if not welcomes:
         return

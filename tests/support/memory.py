@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import itertools
 import json
+from typing import Any, Callable
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import IPullProducer, IPushProducer
 from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -21,6 +23,7 @@ from bench import frames
 from txchat.config import Config
 from txchat.hub import ChatHub
 from txchat.protocol import ChatProtocol
+from txchat.rooms import Room
 
 
 class MemoryProtocol(ChatProtocol):
@@ -34,7 +37,7 @@ _ports = itertools.count(40000)
 
 
 class Transport(StringTransport):
-    def __init__(self, protocol, address):
+    def __init__(self, protocol: ChatProtocol, address: IPv4Address) -> None:
         super().__init__(peerAddress=address)
         self.protocol = protocol
         self.aborted = False
@@ -59,23 +62,23 @@ class Transport(StringTransport):
             if self.producer is not None and not self.streaming:
                 self.producer.resumeProducing()
 
-    def registerProducer(self, producer, streaming):
+    def registerProducer(self, producer: IPushProducer | IPullProducer, streaming: bool) -> None:
         super().registerProducer(producer, streaming)
         if not streaming:
             producer.resumeProducing()  # as Twisted does for a pull producer
 
-    def unregisterProducer(self):
+    def unregisterProducer(self) -> None:
         self.producer = None
 
-    def loseConnection(self):
+    def loseConnection(self) -> None:
         self.flush()
         self._lose(ConnectionDone())
 
-    def abortConnection(self):
+    def abortConnection(self) -> None:
         self.aborted = True
         self._lose(ConnectionAborted())
 
-    def _lose(self, reason):
+    def _lose(self, reason: Exception) -> None:
         if self.connected:
             self.connected = False
             self.disconnecting = True
@@ -93,16 +96,18 @@ class Peer:
         headers: dict[str, str] | None = None, path: str = "/ws",
     ) -> None:
         peer = IPv4Address("TCP", address, next(_ports))
-        self.protocol = hub.buildProtocol(peer)
-        self.transport = Transport(self.protocol, peer)
+        protocol = hub.buildProtocol(peer)
+        assert isinstance(protocol, ChatProtocol)
+        self.protocol: ChatProtocol = protocol
+        self.transport: Transport = Transport(self.protocol, peer)
         self.protocol.makeConnection(self.transport)
         self.protocol.dataReceived(frames.handshake(path, host=host, origin=origin, headers=headers))
         self.transport.flush()
         head, _, rest = self.transport.value().partition(b"\r\n\r\n")
-        self.status = int(head.split(b" ")[1])
-        self.head = head.decode("latin-1")
+        self.status: int = int(head.split(b" ")[1])
+        self.head: str = head.decode("latin-1")
         self.transport.clear()
-        self._pending = rest
+        self._pending: bytes = rest
         self.received: list[tuple[int, bytes]] = []
 
     @property
@@ -141,7 +146,7 @@ class Peer:
         return codes[0] if codes else None
 
 
-def makeHub(giveBack=lambda: None, **config) -> tuple[MemoryHub, Clock]:
+def makeHub(giveBack: Callable[[], None] = lambda: None, **config: Any) -> tuple[MemoryHub, Clock]:
     """A hub on a Clock; without history unless asked (a room with history outlives its
     members, and its expiry timer would outlive the test)."""
     clock = Clock()
@@ -150,13 +155,20 @@ def makeHub(giveBack=lambda: None, **config) -> tuple[MemoryHub, Clock]:
     return hub, clock
 
 
+def roomOf(hub: ChatHub, name: str) -> Room:
+    """The hub's room of that name, which the test expects to exist."""
+    room = hub.room(name)
+    assert room is not None, f"no room {name!r}"
+    return room
+
+
 class V1Peer(Peer):
     """A txchat.v1 client: its lines are JSON objects."""
 
-    def __init__(self, hub: ChatHub, room: str = "", query: str = "", **kwargs) -> None:
+    def __init__(self, hub: ChatHub, room: str = "", query: str = "", **kwargs: Any) -> None:
         headers = {"Sec-WebSocket-Protocol": "txchat.v1", **kwargs.pop("headers", {})}
         path = (f"/ws/{room}" if room else "/ws") + (f"?{query}" if query else "")
         super().__init__(hub, headers=headers, path=path, **kwargs)
 
-    def lines(self) -> list[dict]:
+    def lines(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.messages()]

@@ -13,7 +13,7 @@ def frame(payload: bytes) -> bytes:
 
 
 class Member:
-    def __init__(self, fanout: Fanout, pauseOnWrite: bool = False) -> None:
+    def __init__(self, fanout: Fanout[Member], pauseOnWrite: bool = False) -> None:
         self.fanout = fanout
         self.frames: list[bytes] = []
         self.pauseOnWrite = pauseOnWrite
@@ -26,7 +26,7 @@ class Member:
 
 
 def test_one_shared_frame_per_flush() -> None:
-    fanout = Fanout(10, frame)
+    fanout: Fanout[Member] = Fanout(10, frame)
     a, b = Member(fanout), Member(fanout)
     assert fanout.publish(b"x") is True
     assert fanout.publish(b"y") is False
@@ -36,14 +36,14 @@ def test_one_shared_frame_per_flush() -> None:
 
 
 def test_flush_with_nothing_published_writes_nothing() -> None:
-    fanout = Fanout(10, frame)
+    fanout: Fanout[Member] = Fanout(10, frame)
     a = Member(fanout)
     assert fanout.flush() == []
     assert a.frames == []
 
 
 def test_paused_member_gets_backlog_on_resume_in_order() -> None:
-    fanout = Fanout(10, frame)
+    fanout: Fanout[Member] = Fanout(10, frame)
     a, b = Member(fanout), Member(fanout)
     fanout.pause(b)
     for m in (b"1", b"2"):
@@ -58,7 +58,7 @@ def test_paused_member_gets_backlog_on_resume_in_order() -> None:
 
 
 def test_resume_without_backlog_writes_nothing() -> None:
-    fanout = Fanout(10, frame)
+    fanout: Fanout[Member] = Fanout(10, frame)
     a = Member(fanout)
     fanout.pause(a)
     fanout.resume(a)
@@ -67,7 +67,7 @@ def test_resume_without_backlog_writes_nothing() -> None:
 
 
 def test_pause_during_flush_is_safe_and_takes_effect_next_flush() -> None:
-    fanout = Fanout(10, frame)
+    fanout: Fanout[Member] = Fanout(10, frame)
     a = Member(fanout, pauseOnWrite=True)
     b = Member(fanout)
     fanout.publish(b"1")
@@ -79,7 +79,7 @@ def test_pause_during_flush_is_safe_and_takes_effect_next_flush() -> None:
 
 
 def test_overflowing_member_is_dropped_others_unaffected() -> None:
-    fanout = Fanout(3, frame)
+    fanout: Fanout[Member] = Fanout(3, frame)
     a, slow = Member(fanout), Member(fanout)
     fanout.pause(slow)
     fanout.publish(b"1")
@@ -95,7 +95,7 @@ def test_overflowing_member_is_dropped_others_unaffected() -> None:
 
 
 def test_a_single_batch_larger_than_the_queue_drops_a_paused_member() -> None:
-    fanout = Fanout(2, frame)
+    fanout: Fanout[Member] = Fanout(2, frame)
     slow = Member(fanout)
     fanout.pause(slow)
     for m in (b"1", b"2", b"3"):
@@ -104,7 +104,7 @@ def test_a_single_batch_larger_than_the_queue_drops_a_paused_member() -> None:
 
 
 def test_a_member_that_keeps_up_is_never_dropped_however_big_the_batch() -> None:
-    fanout = Fanout(2, frame)
+    fanout: Fanout[Member] = Fanout(2, frame)
     a = Member(fanout)
     for i in range(1000):
         fanout.publish(b"%d" % i)
@@ -113,7 +113,7 @@ def test_a_member_that_keeps_up_is_never_dropped_however_big_the_batch() -> None
 
 
 def test_remove_and_membership() -> None:
-    fanout = Fanout(2, frame)
+    fanout: Fanout[Member] = Fanout(2, frame)
     a, b = Member(fanout), Member(fanout)
     fanout.pause(b)
     assert set(fanout) == {a, b} and len(fanout) == 2
@@ -143,7 +143,7 @@ steps = st.lists(
 
 
 class Seat:
-    def __init__(self, fanout: Fanout) -> None:
+    def __init__(self, fanout: Fanout[Seat]) -> None:
         self.fanout = fanout
         self.received: list[bytes] = []
         self.fills = False  # its transport fills up on the next write, pausing it mid-flush
@@ -157,8 +157,9 @@ class Seat:
 
 @settings(max_examples=300)
 @given(steps, st.integers(1, 8))
-def test_every_member_that_stays_gets_every_message_once_in_hub_order(scenario: list[tuple[str, int]], limit: int) -> None:
-    fanout = Fanout(limit, lambda payload: payload)
+def test_every_member_that_stays_gets_every_message_once_in_hub_order(scenario: list[tuple[str, int]],
+                                                                      limit: int) -> None:
+    fanout: Fanout[Seat] = Fanout(limit, lambda payload: payload)
     members = [Seat(fanout) for _ in range(4)]
     joinedAt: dict[int, int] = {}  # member -> index of the first message it must see
     gone: set[int] = set()

@@ -3,19 +3,22 @@ one passes, and each broken promise is reported with the excerpt that shows it."
 
 from __future__ import annotations
 
+from typing import Any
 
-from tests.support.historycheck import check
+
+from tests.support.historycheck import Report, check
 
 
 class History:
     """Events as the fault clients record them, for one room."""
 
     def __init__(self) -> None:
-        self.events: list[dict] = []
+        self.events: list[dict[str, Any]] = []
         self.conns: dict[str, int] = {}
         self.epochs: dict[str, str] = {}
 
-    def welcome(self, c: str, epoch: str, seq: int, recovered=None, since=None) -> History:
+    def welcome(self, c: str, epoch: str, seq: int, recovered: bool | None = None,
+                since: list[Any] | None = None) -> History:
         self.conns[c] = self.conns.get(c, 0) + 1
         self.epochs[c] = epoch
         self.events.append({"c": c, "k": "welcome", "conn": self.conns[c], "t": 0, "room": "r", "epoch": epoch,
@@ -37,7 +40,7 @@ class History:
         return self
 
 
-def rules(report) -> list[str]:
+def rules(report: Report) -> list[str]:
     return [v.rule for v in report.violations]
 
 

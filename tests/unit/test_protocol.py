@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from txchat.protocol import normalise
 
-texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60)
+texts = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=60)
 
 
 @given(texts)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 from twisted.application.internet import backoffPolicy
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
 from txchat.redisbroker import RedisAddress, RedisBroker
@@ -22,8 +24,9 @@ def test_url_parsing() -> None:
 
 
 def test_reconnect_backoff_is_exponential_capped_and_on_the_injected_clock() -> None:
-    events = []
-    globalLogPublisher.addObserver(events.append)
+    events: list[LogEvent] = []
+    observer = cast(ILogObserver, events.append)
+    globalLogPublisher.addObserver(observer)
     clock = MemoryReactorClock()
     broker = RedisBroker("redis://127.0.0.1:6390", clock, retryDelay=backoffPolicy(0.2, 5.0, 2.0, jitter=lambda: 0))
     broker.start(lambda message: None, lambda room, process, count: None)
@@ -32,7 +35,7 @@ def test_reconnect_backoff_is_exponential_capped_and_on_the_injected_clock() -> 
         attempts = clock.tcpClients[:]
         del clock.tcpClients[:]
         for _, _, factory, _, _ in attempts:
-            factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))
+            factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))  # type: ignore[arg-type]
         clock.advance(0)  # the connection's Deferred fails in the next reactor turn
         return len(attempts)
 
@@ -46,7 +49,7 @@ def test_reconnect_backoff_is_exponential_capped_and_on_the_injected_clock() -> 
         assert refuseAll() == 2
     assert delays == [0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0]
     broker.stop()
-    globalLogPublisher.removeObserver(events.append)
+    globalLogPublisher.removeObserver(observer)
     assert clock.getDelayedCalls() == []
     outages = [e for e in events if "unreachable" in e.get("log_format", "")]
     assert len(outages) == 1, "the outage is logged once, not once per retry"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from twisted.application.service import MultiService
 from twisted.internet.testing import MemoryReactorClock
 
 import txchat
@@ -111,6 +112,7 @@ def test_bad_values_give_one_line_naming_the_option(args: list[str], option: str
 def test_make_service_listens_where_asked_and_stops_the_hub_last() -> None:
     reactor = MemoryReactorClock()
     service = makeService(parse("--listen", "tcp:9001:interface=127.0.0.1", "--listen", "tcp:9002"), reactor)
+    assert isinstance(service, MultiService)
     children = [c for c in service if isinstance(c, (HubService, Listener))]
     assert isinstance(children[0], HubService)
     assert all(isinstance(c, Listener) for c in children[1:]) and len(children) == 3

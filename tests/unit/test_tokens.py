@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from typing import Any
 
 import jwt
 import pytest
@@ -16,21 +17,21 @@ from txchat.tokens import TokenChecker, TokenRefused, tokenChecker
 SECRET = "correct horse battery staple, but longer"
 
 
-def publicPem(key) -> bytes:
+def publicPem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
     return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 @pytest.fixture(scope="module")
-def rsaKey():
+def rsaKey() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 @pytest.fixture(scope="module")
-def ecKey():
+def ecKey() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def hs(claims: dict, secret: str = SECRET, **headers) -> str:
+def hs(claims: dict[str, Any], secret: str = SECRET, **headers: Any) -> str:
     return jwt.encode(claims, secret, algorithm="HS256", headers=headers or None)
 
 
@@ -63,7 +64,8 @@ class TestTokens:
         (hs({"sub": 7}), "invalid token: Subject must be a string"),
         (hs({"sub": "u", "name": 5}), "invalid token: name must be a string"),
         (hs({"sub": "u", "rooms": "lobby"}), "invalid token: rooms must be a list of room names"),
-        (jwt.encode({"sub": "u"}, None, algorithm="none"), "invalid token: The specified alg value is not allowed"),
+        (jwt.encode({"sub": "u"}, None, algorithm="none"),  # type: ignore[arg-type]
+         "invalid token: The specified alg value is not allowed"),
     ])
     def test_bad_tokens_are_401_with_the_reason(self, token: str, reason: str) -> None:
         status, said = refusal(self.checker, token)
@@ -75,7 +77,8 @@ class TestTokens:
         assert refusal(self.checker, token, "lobby") == (403, "the token does not allow this room")
         assert self.checker.check(hs({"sub": "u", "rooms": ["*"]}), "anywhere").subject == "u"
 
-    def test_the_algorithm_is_the_keys_not_the_tokens(self, rsaKey: rsa.RSAPrivateKey, ecKey: ec.EllipticCurvePrivateKey) -> None:
+    def test_the_algorithm_is_the_keys_not_the_tokens(self, rsaKey: rsa.RSAPrivateKey,
+                                                      ecKey: ec.EllipticCurvePrivateKey) -> None:
         rs = TokenChecker.fromPublicKey(publicPem(rsaKey))
         es = TokenChecker.fromPublicKey(publicPem(ecKey))
         assert (rs.algorithm, es.algorithm) == ("RS256", "ES256")
@@ -102,7 +105,7 @@ class TestTokens:
         assert tokenChecker(None, None) is None
 
 
-def _hs256WithKey(claims: dict, key: bytes) -> str:
+def _hs256WithKey(claims: dict[str, Any], key: bytes) -> str:
     """An HS256 token whose HMAC key is C{key} (PyJWT itself refuses to make one)."""
     import hashlib
     import hmac

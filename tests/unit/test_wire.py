@@ -14,7 +14,7 @@ from txchat import wire
     ("/ws/", None), ("/ws/" + "r" * 65, None), ("/ws/a%20b", None), ("/ws/a/b", None), ("/ws/caf%C3%A9", None),
     ("/wsx", None), ("/ws/café", None),
 ])
-def test_room_names(path, room: str) -> None:
+def test_room_names(path: str, room: str | None) -> None:
     assert wire.roomFromPath(path) == room
 
 

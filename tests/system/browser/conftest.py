@@ -6,10 +6,9 @@ from __future__ import annotations
 from typing import Iterator
 
 import pytest
-from selenium import webdriver
 
 from bench.processes import Twistd
-from tests.support.browser import makeBrowser
+from tests.support.browser import Browsers, makeBrowser
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +19,7 @@ def chat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Twistd]:
 
 
 @pytest.fixture(scope="module")
-def browsers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[webdriver.Chrome, webdriver.Chrome]]:
+def browsers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browsers]:
     a = makeBrowser(tmp_path_factory.mktemp("profile-a"))
     b = makeBrowser(tmp_path_factory.mktemp("profile-b"))
     yield a, b

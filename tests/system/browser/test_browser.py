@@ -5,6 +5,7 @@ test leaves never shows in another."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import pytest
 from selenium import webdriver
@@ -12,13 +13,13 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from websockets.sync.client import connect as wsConnect
 
-from tests.support.browser import TRY_SOCKET, Page, makeBrowser
-from tests.support.certs import makeCertificate
 from bench.processes import Twistd
+from tests.support.browser import Browsers, Page, TRY_SOCKET, makeBrowser
+from tests.support.certs import makeCertificate
 
 
 @pytest.fixture
-def pages(chat: Twistd, browsers: tuple[webdriver.Chrome, webdriver.Chrome], room: str) -> tuple[Page, Page]:
+def pages(chat: Twistd, browsers: Browsers, room: str) -> tuple[Page, Page]:
     url = f"http://127.0.0.1:{chat.port}/room/{room}"
     return Page(browsers[0], url), Page(browsers[1], url)
 
@@ -47,10 +48,10 @@ def test_the_page_has_its_own_icon_and_the_console_stays_clean(chat: Twistd, tmp
         driver.quit()
     assert errors == [], errors
     assert "favicon" not in "".join(chat.lines[mark:])
-    assert len(icons) == 1 and icons[0].startswith("data:image/svg+xml,")
+    assert len(icons) == 1 and (icons[0] or "").startswith("data:image/svg+xml,")
 
 
-def test_the_root_page_is_the_lobby_and_speaks_to_plain_clients_there(chat: Twistd, browsers: tuple[webdriver.Chrome, webdriver.Chrome]) -> None:
+def test_the_root_page_is_the_lobby_and_speaks_to_plain_clients_there(chat: Twistd, browsers: Browsers) -> None:
     page = Page(browsers[0], f"http://127.0.0.1:{chat.port}/")
     assert page.element("room").text == "lobby"
     with wsConnect(f"ws://127.0.0.1:{chat.port}/ws") as plain:
@@ -76,14 +77,15 @@ def test_burst_of_100_arrives_as_100_entries_in_order(chat: Twistd, pages: tuple
     with wsConnect(f"ws://127.0.0.1:{chat.port}/ws/{room}") as client:
         for message in sent:
             client.send(message)
-        received = []
+        received: list[str] = []
         while len(received) < 100:
-            received += client.recv(timeout=10).split("\n")
+            received += cast(str, client.recv(timeout=10)).split("\n")
     assert received == sent
     assert a.texts(100) == sent
 
 
-def test_log_follows_new_entries_only_when_scrolled_to_the_bottom(chat: Twistd, pages: tuple[Page, Page], room: str) -> None:
+def test_log_follows_new_entries_only_when_scrolled_to_the_bottom(chat: Twistd, pages: tuple[Page, Page],
+                                                                  room: str) -> None:
     a, _ = pages
     with wsConnect(f"ws://127.0.0.1:{chat.port}/ws/{room}") as client:
         for i in range(200):
@@ -124,7 +126,8 @@ def test_page_without_websocket_support_says_so(chat: Twistd, tmp_path: Path) ->
         driver.quit()
 
 
-def test_stopping_the_server_shows_connection_closed_in_bold_with_its_reason(browsers: tuple[webdriver.Chrome, webdriver.Chrome], tmp_path: Path) -> None:
+def test_stopping_the_server_shows_connection_closed_in_bold_with_its_reason(browsers: Browsers,
+                                                                             tmp_path: Path) -> None:
     server = Twistd("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path)
     try:
         page = Page(browsers[0], f"http://127.0.0.1:{server.port}/")
@@ -158,7 +161,7 @@ def test_https_page_chats_over_wss(tmp_path: Path) -> None:
     assert "connect 127.0.0.1:" in server.log
 
 
-def test_foreign_origin_cannot_open_the_socket_unless_allowed(browsers: tuple[webdriver.Chrome, webdriver.Chrome], tmp_path: Path) -> None:
+def test_foreign_origin_cannot_open_the_socket_unless_allowed(browsers: Browsers, tmp_path: Path) -> None:
     other = Twistd("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path)
     otherOrigin = f"http://127.0.0.1:{other.port}"
     strict = Twistd("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path)

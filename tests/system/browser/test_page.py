@@ -8,6 +8,7 @@ import json
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any, cast
 
 import jwt
 import pytest
@@ -15,9 +16,11 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from websockets.sync.client import connect as wsConnect
+from websockets.sync.client import ClientConnection
+from websockets.typing import Subprotocol
 
-from tests.support.browser import ARTIFACTS, Page, makeBrowser
 from bench.processes import Twistd
+from tests.support.browser import ARTIFACTS, Browsers, Page, makeBrowser
 
 
 @pytest.fixture
@@ -25,18 +28,19 @@ def roomUrl(chat: Twistd, room: str) -> str:
     return f"http://127.0.0.1:{chat.port}/room/{room}"
 
 
-def v1(chat: Twistd, room: str, query: str = ""):
-    return wsConnect(f"ws://127.0.0.1:{chat.port}/ws/{room}{query}", subprotocols=["txchat.v1"])
+def v1(chat: Twistd, room: str, query: str = "") -> ClientConnection:
+    return wsConnect(f"ws://127.0.0.1:{chat.port}/ws/{room}{query}", subprotocols=[Subprotocol("txchat.v1")])
 
 
-def messagesFrom(client, count: int) -> list[dict]:
-    lines: list[dict] = []
+def messagesFrom(client: ClientConnection, count: int) -> list[dict[str, Any]]:
+    lines: list[dict[str, Any]] = []
     while len([line for line in lines if line["type"] == "message"]) < count:
-        lines += [json.loads(line) for line in client.recv(timeout=10).split("\n")]
+        lines += [json.loads(line) for line in cast(str, client.recv(timeout=10)).split("\n")]
     return [line for line in lines if line["type"] == "message"]
 
 
-def test_entries_show_name_local_time_and_text_own_distinct_and_grouped(browsers: tuple[webdriver.Chrome, webdriver.Chrome], roomUrl: str, chat: Twistd, room: str) -> None:
+def test_entries_show_name_local_time_and_text_own_distinct_and_grouped(browsers: Browsers, roomUrl: str, chat: Twistd,
+                                                                        room: str) -> None:
     ann, bob = Page(browsers[0], roomUrl, name="Ann"), Page(browsers[1], roomUrl, name="Bob")
     with v1(chat, room) as watcher:
         watcher.recv(timeout=10)  # welcome
@@ -60,7 +64,8 @@ def test_entries_show_name_local_time_and_text_own_distinct_and_grouped(browsers
     assert names == ["static", "absolute", "static"]
 
 
-def test_the_name_is_asked_once_kept_and_changeable_without_losing_anything(tmp_path: Path, chat: Twistd, roomUrl: str, room: str) -> None:
+def test_the_name_is_asked_once_kept_and_changeable_without_losing_anything(tmp_path: Path, chat: Twistd, roomUrl: str,
+                                                                            room: str) -> None:
     driver = makeBrowser(tmp_path / "profile")
     try:
         page = Page(driver, roomUrl, name=None)
@@ -108,7 +113,7 @@ def test_skipping_the_name_stays_anonymous_and_is_not_asked_again(tmp_path: Path
         driver.quit()
 
 
-def test_links_are_clickable_and_everything_else_is_text(browsers: tuple[webdriver.Chrome, webdriver.Chrome], roomUrl: str) -> None:
+def test_links_are_clickable_and_everything_else_is_text(browsers: Browsers, roomUrl: str) -> None:
     page = Page(browsers[0], roomUrl)
     text = ("see https://example.com/a?b=1&c=2, or (http://example.org/x). "
             "javascript:alert(1) <img src=x onerror=alert(1)> <a href='https://evil.test'>y</a>")
@@ -124,7 +129,7 @@ def test_links_are_clickable_and_everything_else_is_text(browsers: tuple[webdriv
     assert page.driver.find_elements(By.CSS_SELECTOR, "#log img") == []
 
 
-def test_history_shows_on_load(chat: Twistd, room: str, browsers: tuple[webdriver.Chrome, webdriver.Chrome], roomUrl: str) -> None:
+def test_history_shows_on_load(chat: Twistd, room: str, browsers: Browsers, roomUrl: str) -> None:
     with v1(chat, room, "?name=Eve") as eve:
         eve.recv(timeout=10)
         for i in range(3):
@@ -136,7 +141,8 @@ def test_history_shows_on_load(chat: Twistd, room: str, browsers: tuple[webdrive
         ("Eve", f"before you came {i}", i + 1) for i in range(3)]
 
 
-def test_rooms_are_apart_and_the_go_to_room_control_refuses_bad_names(chat: Twistd, browsers: tuple[webdriver.Chrome, webdriver.Chrome], room: str) -> None:
+def test_rooms_are_apart_and_the_go_to_room_control_refuses_bad_names(chat: Twistd, browsers: Browsers,
+                                                                      room: str) -> None:
     here = Page(browsers[0], f"http://127.0.0.1:{chat.port}/room/{room}", name="Ann")
     there = Page(browsers[1], f"http://127.0.0.1:{chat.port}/room/{room}.other", name="Bob")
     assert here.element("room").text == room and there.element("room").text == f"{room}.other"
@@ -157,7 +163,8 @@ def test_rooms_are_apart_and_the_go_to_room_control_refuses_bad_names(chat: Twis
     assert here.element("room").text == f"{room}.other"
 
 
-def test_online_counts_the_room_and_follows_leaves(tmp_path: Path, browsers: tuple[webdriver.Chrome, webdriver.Chrome], roomUrl: str, chat: Twistd, room: str) -> None:
+def test_online_counts_the_room_and_follows_leaves(tmp_path: Path, browsers: Browsers, roomUrl: str, chat: Twistd,
+                                                   room: str) -> None:
     first = Page(browsers[0], roomUrl)
     first.waitUntil("document.getElementById('online').textContent === '1 online'")
     second = Page(browsers[1], roomUrl)
@@ -175,7 +182,8 @@ def test_online_counts_the_room_and_follows_leaves(tmp_path: Path, browsers: tup
     assert second.texts() == ["Reconnected.", "while the other tab was away"]
 
 
-def test_text_over_the_limit_stays_in_the_input_with_a_hint(chat: Twistd, browsers: tuple[webdriver.Chrome, webdriver.Chrome], roomUrl: str, room: str) -> None:
+def test_text_over_the_limit_stays_in_the_input_with_a_hint(chat: Twistd, browsers: Browsers, roomUrl: str,
+                                                            room: str) -> None:
     ann, bob = Page(browsers[0], roomUrl, name="Ann"), Page(browsers[1], roomUrl, name="Bob")
     tooLong = "é" * 256 + "ab"  # 514 UTF-8 bytes in 258 characters: two over the server's 512
     ann.input.send_keys(tooLong)
@@ -194,7 +202,8 @@ def test_text_over_the_limit_stays_in_the_input_with_a_hint(chat: Twistd, browse
     assert ann.element("status").get_attribute("data-state") == "open"
 
 
-def test_a_long_session_keeps_1000_entries_and_a_burst_of_1000_renders(chat: Twistd, browsers: tuple[webdriver.Chrome, webdriver.Chrome], roomUrl: str, room: str) -> None:
+def test_a_long_session_keeps_1000_entries_and_a_burst_of_1000_renders(chat: Twistd, browsers: Browsers, roomUrl: str,
+                                                                       room: str) -> None:
     page = Page(browsers[0], roomUrl)
     page.driver.execute_script("""
         window.burst = {longest: 0, tasks: 0, first: null, last: null};

@@ -7,11 +7,12 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 import json
-from typing import Iterator
+from typing import Any, Iterator, cast
 
 import pytest
 from selenium import webdriver
 from websockets.sync.client import connect as wsConnect
+from websockets.typing import Subprotocol
 
 from bench.processes import Twistd
 from tests.support.browser import ARTIFACTS, Page, makeBrowser
@@ -34,8 +35,8 @@ def people(chat: Twistd) -> Iterator[None]:
     with contextlib.ExitStack() as stack:
         for room in ("garden", "porch"):
             url = f"ws://127.0.0.1:{chat.port}/ws/{room}"
-            bob = stack.enter_context(wsConnect(url + "?name=Bob", subprotocols=["txchat.v1"]))
-            cleo = stack.enter_context(wsConnect(url + "?name=Cleo", subprotocols=["txchat.v1"]))
+            bob = stack.enter_context(wsConnect(url + "?name=Bob", subprotocols=[Subprotocol("txchat.v1")]))
+            cleo = stack.enter_context(wsConnect(url + "?name=Cleo", subprotocols=[Subprotocol("txchat.v1")]))
             for client, text in ((bob, "Morning! Is the garden meeting still on for Saturday?"),
                                  (cleo, "Yes, 10:00 at the north gate."),
                                  (cleo, "The planting plan is here: https://example.org/garden/plan"),
@@ -43,7 +44,7 @@ def people(chat: Twistd) -> Iterator[None]:
                 client.send(text)
             received = 0
             while received < 4:
-                received += sum(json.loads(line)["type"] == "message" for line in bob.recv(timeout=10).split("\n"))
+                received += sum(json.loads(line)["type"] == "message" for line in cast(str, bob.recv(timeout=10)).split("\n"))
         yield
 
 
@@ -58,13 +59,14 @@ def colourScheme(driver: webdriver.Chrome, scheme: str) -> None:
     driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": scheme}]})
 
 
-def seriousViolations(driver: webdriver.Chrome) -> list[dict]:
+def seriousViolations(driver: webdriver.Chrome) -> list[dict[str, Any]]:
     driver.execute_script(AXE)
     return [v for v in driver.execute_async_script(RUN_AXE) if v["impact"] in ("serious", "critical")]
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_no_serious_accessibility_violations(chat: Twistd, people: None, browser: webdriver.Chrome, scheme: str) -> None:
+def test_no_serious_accessibility_violations(chat: Twistd, people: None, browser: webdriver.Chrome,
+                                             scheme: str) -> None:
     colourScheme(browser, scheme)
     try:
         page = Page(browser, f"http://127.0.0.1:{chat.port}/room/porch", name="Ann")

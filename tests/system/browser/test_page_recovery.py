@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, cast
 
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.keys import Keys
 from websockets.sync.client import connect as wsConnect
+from websockets.typing import Subprotocol
 
-from tests.support.browser import Page, makeBrowser
 from bench.processes import Twistd
 from bench.redisserver import RedisServer
+from tests.support.browser import Page, makeBrowser
 from tests.support.relay import Relay
 
 
@@ -42,7 +43,7 @@ def sendAndConfirm(port: int, room: str, texts: list[str]) -> None:
             sender.send(text)
         received: list[str] = []
         while len(received) < len(texts):
-            received += sender.recv(timeout=10).split("\n")
+            received += cast(str, sender.recv(timeout=10)).split("\n")
     assert received == texts
 
 
@@ -50,7 +51,8 @@ def messageTexts(page: Page) -> list[str]:
     return [entry["text"] for entry in page.entries() if entry["kind"] == "message"]
 
 
-def test_a_cut_connection_recovers_every_missed_message_once_in_order(browser: webdriver.Chrome, relays: list[Relay], tmp_path: Path) -> None:
+def test_a_cut_connection_recovers_every_missed_message_once_in_order(browser: webdriver.Chrome, relays: list[Relay],
+                                                                      tmp_path: Path) -> None:
     with Twistd("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path) as server:
         relay = Relay(server.port)
         relays.append(relay)
@@ -77,7 +79,8 @@ def test_a_cut_connection_recovers_every_missed_message_once_in_order(browser: w
         assert messageTexts(page)[-1] == "typed while away"
 
 
-def test_retries_back_off_with_jitter_from_under_a_second_to_at_most_ten(browser: webdriver.Chrome, relays: list[Relay], tmp_path: Path) -> None:
+def test_retries_back_off_with_jitter_from_under_a_second_to_at_most_ten(browser: webdriver.Chrome, relays: list[Relay],
+                                                                         tmp_path: Path) -> None:
     with Twistd("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path) as server:
         page = Page(browser, f"http://127.0.0.1:{server.port}/room/backoff")
         delays = page.driver.execute_script(
@@ -90,7 +93,8 @@ def test_retries_back_off_with_jitter_from_under_a_second_to_at_most_ten(browser
     assert all(len(set(d)) > 150 for d in delays), "jittered"
 
 
-def test_a_restart_without_redis_says_messages_may_be_missing(browser: webdriver.Chrome, relays: list[Relay], tmp_path: Path) -> None:
+def test_a_restart_without_redis_says_messages_may_be_missing(browser: webdriver.Chrome, relays: list[Relay],
+                                                              tmp_path: Path) -> None:
     first = Twistd("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path)
     relay = Relay(first.port)
     relays.append(relay)
@@ -113,7 +117,9 @@ def test_a_restart_without_redis_says_messages_may_be_missing(browser: webdriver
     assert [e["seq"] for e in entries if e["kind"] == "message"] == [1, 1], "a new stream"
 
 
-def test_a_killed_node_is_replaced_by_the_other_with_nothing_missing_or_doubled(browser: webdriver.Chrome, relays: list[Relay], tmp_path: Path) -> None:
+def test_a_killed_node_is_replaced_by_the_other_with_nothing_missing_or_doubled(browser: webdriver.Chrome,
+                                                                                relays: list[Relay],
+                                                                                tmp_path: Path) -> None:
     redis = RedisServer(tmp_path).start()
     nodes = [Twistd("--listen", "tcp:0:interface=127.0.0.1", "--redis", redis.url, cwd=tmp_path) for _ in range(2)]
     try:
@@ -123,7 +129,7 @@ def test_a_killed_node_is_replaced_by_the_other_with_nothing_missing_or_doubled(
         relay = Relay(doomed.port)
         relays.append(relay)
         page = Page(browser, f"http://127.0.0.1:{relay.port}/room/failover", name="Ann")
-        with wsConnect(f"ws://127.0.0.1:{survivor.port}/ws/failover", subprotocols=["txchat.v1"]) as bob:
+        with wsConnect(f"ws://127.0.0.1:{survivor.port}/ws/failover", subprotocols=[Subprotocol("txchat.v1")]) as bob:
             assert json.loads(bob.recv(timeout=10))["type"] == "welcome"
             page.say("before the crash")
             bob.send("bob before the crash")
@@ -135,9 +141,9 @@ def test_a_killed_node_is_replaced_by_the_other_with_nothing_missing_or_doubled(
             during = [f"while the node is down {i}" for i in range(20)]
             for text in during:
                 bob.send(text)
-            lines: list[dict] = []
+            lines: list[dict[str, Any]] = []
             while not any(line.get("text") == during[-1] for line in lines):
-                lines += [json.loads(line) for line in bob.recv(timeout=10).split("\n")]
+                lines += [json.loads(line) for line in cast(str, bob.recv(timeout=10)).split("\n")]
             relay.resume(survivor.port)
             page.driver.execute_script("window.dispatchEvent(new Event('online'))")
             page.waitForText(during[-1])
@@ -155,7 +161,8 @@ def test_a_killed_node_is_replaced_by_the_other_with_nothing_missing_or_doubled(
     assert seqs == list(range(1, len(seqs) + 1))
 
 
-def test_a_gap_longer_than_the_history_says_so_and_shows_the_history(browser: webdriver.Chrome, relays: list[Relay], tmp_path: Path) -> None:
+def test_a_gap_longer_than_the_history_says_so_and_shows_the_history(browser: webdriver.Chrome, relays: list[Relay],
+                                                                     tmp_path: Path) -> None:
     with Twistd("--listen", "tcp:0:interface=127.0.0.1", "--history", "20", cwd=tmp_path) as server:
         relay = Relay(server.port)
         relays.append(relay)

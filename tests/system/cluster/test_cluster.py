@@ -16,12 +16,13 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, cast
 
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as wsConnect
+from websockets.typing import Origin, Subprotocol
 
 from bench.processes import Twistd
 from bench.redisserver import RedisServer
@@ -33,12 +34,15 @@ NGINX_TEMPLATE = Path(__file__).resolve().parents[3] / "deploy" / "nginx-txchat.
 def receive(client: ClientConnection, count: int, timeout: float = 10) -> list[str]:
     lines: list[str] = []
     while len(lines) < count:
-        lines += client.recv(timeout=timeout).split("\n")
+        lines += cast(str, client.recv(timeout=timeout)).split("\n")
     return lines
 
 
+Cluster = tuple[RedisServer, list[Twistd]]  # Redis and the two processes
+
+
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[tuple[RedisServer, list[Twistd]]]:
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
     redis = RedisServer(tmp_path).start()
     nodes = []
     try:
@@ -57,7 +61,7 @@ def url(node: Twistd) -> str:
     return f"ws://127.0.0.1:{node.port}/ws"
 
 
-def test_clients_on_two_processes_chat_in_one_order(cluster: tuple[RedisServer, list[Twistd]]) -> None:
+def test_clients_on_two_processes_chat_in_one_order(cluster: Cluster) -> None:
     _, (one, two) = cluster
     with wsConnect(url(one)) as a, wsConnect(url(two)) as b, wsConnect(url(one)) as c, wsConnect(url(two)) as d:
         a.send("from one")
@@ -75,7 +79,7 @@ def test_clients_on_two_processes_chat_in_one_order(cluster: tuple[RedisServer, 
         assert sorted(orders[0]) == sorted(sent)
 
 
-def test_redis_outage_keeps_local_chat_and_recovery_needs_no_help(cluster: tuple[RedisServer, list[Twistd]]) -> None:
+def test_redis_outage_keeps_local_chat_and_recovery_needs_no_help(cluster: Cluster) -> None:
     redis, (one, two) = cluster
     with wsConnect(url(one)) as a, wsConnect(url(one)) as a2, wsConnect(url(two)) as b:
         marks = [len(one.lines), len(two.lines)]
@@ -154,12 +158,12 @@ def stopProcess(pid: int, timeout: float = 10) -> None:
         os.close(handle)
 
 
-def test_chat_through_nginx_across_both_processes(cluster: tuple[RedisServer, list[Twistd]], tmp_path: Path) -> None:
+def test_chat_through_nginx_across_both_processes(cluster: Cluster, tmp_path: Path) -> None:
     _, (one, two) = cluster
     port, pid = startNginx(tmp_path, [one.port, two.port])
     try:
         front = f"ws://127.0.0.1:{port}/ws"
-        origin = f"http://127.0.0.1:{port}"  # what a browser on the proxied page sends
+        origin = Origin(f"http://127.0.0.1:{port}")  # what a browser on the proxied page sends
         marks = [len(one.lines), len(two.lines)]
         with wsConnect(front, origin=origin) as a, wsConnect(front, origin=origin) as b:
             # Round robin: one client on each process.
@@ -171,7 +175,7 @@ def test_chat_through_nginx_across_both_processes(cluster: tuple[RedisServer, li
             b.send("and back")
             assert receive(a, 1) == ["and back"]
         with pytest.raises(InvalidStatus) as refused:
-            wsConnect(front, origin="http://evil.example").close()
+            wsConnect(front, origin=Origin("http://evil.example")).close()
         assert refused.value.response.status_code == 403
     finally:
         stopProcess(pid)
@@ -190,7 +194,7 @@ def test_the_readmes_cluster_script_chats_and_stops_every_piece(tmp_path: Path) 
     try:
         assert started.returncode == 0, started.stderr
         assert len(pids) == 4
-        origin = f"http://127.0.0.1:{front}"
+        origin = Origin(f"http://127.0.0.1:{front}")
         for _ in range(2):  # both processes have joined Redis once a message crosses both ways
             with wsConnect(f"ws://127.0.0.1:{front}/ws", origin=origin) as a, \
                  wsConnect(f"ws://127.0.0.1:{front}/ws", origin=origin) as b:
@@ -229,25 +233,25 @@ def running(pid: int) -> bool:
 
 def v1(node: Twistd, room: str = "general", query: str = "") -> ClientConnection:
     return wsConnect(f"ws://127.0.0.1:{node.port}/ws/{room}" + (f"?{query}" if query else ""),
-                     subprotocols=["txchat.v1"])
+                     subprotocols=[Subprotocol("txchat.v1")])
 
 
 def lines(client: ClientConnection, count: int, kinds: tuple[str, ...] = ("welcome", "message"),
-          timeout: float = 10) -> list[dict]:
+          timeout: float = 10) -> list[dict[str, Any]]:
     """The next C{count} lines of those kinds (presence lines skipped unless asked for); lines of
     a frame not asked for yet wait on the client for the next call."""
-    pending: list[dict] = client.__dict__.setdefault("pendingLines", [])
-    got: list[dict] = []
+    pending: list[dict[str, Any]] = client.__dict__.setdefault("pendingLines", [])
+    got: list[dict[str, Any]] = []
     while len(got) < count:
         if not pending:
-            pending += map(json.loads, client.recv(timeout=timeout).split("\n"))
+            pending += map(json.loads, cast(str, client.recv(timeout=timeout)).split("\n"))
         line = pending.pop(0)
         if line["type"] in kinds:
             got.append(line)
     return got
 
 
-def test_numbers_history_and_recovery_are_shared_by_both_processes(cluster: tuple[RedisServer, list[Twistd]]) -> None:
+def test_numbers_history_and_recovery_are_shared_by_both_processes(cluster: Cluster) -> None:
     _, (one, two) = cluster
     with v1(one, query="name=Ada") as a, wsConnect(url(two).replace("/ws", "/ws/general")) as plain:
         (welcome,) = lines(a, 1)
@@ -270,7 +274,7 @@ def test_numbers_history_and_recovery_are_shared_by_both_processes(cluster: tupl
             assert [(m["seq"], m["text"]) for m in got[1:]] == [(4, "while Ada is away"), (5, "and again")]
 
 
-def test_joins_during_continuous_traffic_on_the_other_process_miss_nothing(cluster: tuple[RedisServer, list[Twistd]]) -> None:
+def test_joins_during_continuous_traffic_on_the_other_process_miss_nothing(cluster: Cluster) -> None:
     _, (one, two) = cluster
     stop = threading.Event()
     sent: list[int] = []
@@ -308,7 +312,7 @@ def test_joins_during_continuous_traffic_on_the_other_process_miss_nothing(clust
         assert seen[0] <= joinedAt + 1, "history and the live stream meet without a gap"
 
 
-def test_presence_counts_both_processes_and_forgets_a_killed_one(cluster: tuple[RedisServer, list[Twistd]], tmp_path: Path) -> None:
+def test_presence_counts_both_processes_and_forgets_a_killed_one(cluster: Cluster, tmp_path: Path) -> None:
     redis, (one, two) = cluster
     third = Twistd("--listen", "tcp:0:interface=127.0.0.1", "--redis", redis.url, cwd=tmp_path)
     try:
@@ -328,7 +332,7 @@ def test_presence_counts_both_processes_and_forgets_a_killed_one(cluster: tuple[
         third.stop()
 
 
-def test_a_room_is_subscribed_only_while_it_has_members_here(cluster: tuple[RedisServer, list[Twistd]]) -> None:
+def test_a_room_is_subscribed_only_while_it_has_members_here(cluster: Cluster) -> None:
     redis, (one, _) = cluster
     probe = RedisProbe(redis.port)
     with wsConnect(url(one).replace("/ws", "/ws/lonely")):
@@ -343,7 +347,7 @@ def test_a_room_is_subscribed_only_while_it_has_members_here(cluster: tuple[Redi
     probe.close()
 
 
-def test_redis_lost_and_back_local_unnumbered_then_a_new_stream(cluster: tuple[RedisServer, list[Twistd]]) -> None:
+def test_redis_lost_and_back_local_unnumbered_then_a_new_stream(cluster: Cluster) -> None:
     redis, (one, _) = cluster
     with v1(one, "r") as a, wsConnect(url(one).replace("/ws", "/ws/r")) as plain:
         (welcome,) = lines(a, 1)
@@ -376,8 +380,8 @@ class RedisProbe:
         self.reader = hiredis.Reader()
         self.pack = hiredis.pack_command
 
-    def command(self, *args: str):
-        self.socket.sendall(self.pack(args))
+    def command(self, *args: str) -> Any:
+        self.socket.sendall(self.pack(args))  # type: ignore[arg-type]  # hiredis's stub types a 1-tuple
         while (reply := self.reader.gets()) is False:
             self.reader.feed(self.socket.recv(65536))
         return reply

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
 from bench.processes import Twistd
 from bench.redisserver import RedisServer
@@ -19,7 +20,7 @@ def test_a_post_to_one_process_reaches_members_on_the_other_with_its_number(tmp_
             node.waitFor("connected to Redis")
         one, two = nodes
         with v1(two.port, "orders", "name=Bea") as bea:
-            welcome = json.loads(bea.recv(timeout=10).split("\n")[0])
+            welcome = json.loads(cast(str, bea.recv(timeout=10)).split("\n")[0])
             bea.send("waiting for news")
             lines(bea, 1)
             status, answer = api(one.port, "POST", "/api/rooms/orders/messages", {"text": "Shipped!", "name": "Shop"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, AsyncIterator
 
 import pytest
 import pytest_twisted
@@ -10,8 +11,8 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.threads import deferToThread
 
-from tests.support.live import within
 from bench.redisserver import RedisServer
+from tests.support.live import within
 from txchat.config import Config
 from txchat.redisbroker import RedisBroker
 from txchat.redisclient import RedisConnection
@@ -25,7 +26,7 @@ class Inbox:
         self.messages: list[bytes] = []
         self.deliveries: list[Delivery] = []
         self.presence: list[tuple[str, str, int]] = []
-        self._waiting: list[tuple[int, Deferred]] = []
+        self._waiting: list[tuple[int, Deferred[list[bytes]]]] = []
 
     def onPresence(self, room: str, process: str, count: int) -> None:
         self.presence.append((room, process, count))
@@ -38,9 +39,9 @@ class Inbox:
         for d in ready:
             d.callback(self.messages)
 
-    def count(self, n: int) -> Deferred:
+    def count(self, n: int) -> Deferred[list[bytes]]:
         if len(self.messages) >= n:
-            d = Deferred()
+            d: Deferred[list[bytes]] = Deferred()
             d.callback(self.messages)
             return d
         d = Deferred()
@@ -49,14 +50,14 @@ class Inbox:
 
 
 @pytest_twisted.async_yield_fixture
-async def redis(tmp_path: Path):
+async def redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
     server = RedisServer(tmp_path)
     await deferToThread(server.start)
     yield server
     await deferToThread(server.stop)
 
 
-async def startBroker(url: str, rooms: tuple[str, ...] = ("lobby",), **kwargs) -> tuple[RedisBroker, Inbox]:
+async def startBroker(url: str, rooms: tuple[str, ...] = ("lobby",), **kwargs: Any) -> tuple[RedisBroker, Inbox]:
     inbox = Inbox()
     broker = RedisBroker(url, reactor, **kwargs)
     broker.start(inbox, inbox.onPresence)
@@ -146,7 +147,7 @@ async def test_full_publish_backlog_refuses_messages_and_recovers(redis: RedisSe
     await a.stop()
 
 
-def RedisConnectionTo(redis: RedisServer) -> Deferred:
+def RedisConnectionTo(redis: RedisServer) -> Deferred[RedisConnection]:
     from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
     return connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", redis.port), RedisConnection())

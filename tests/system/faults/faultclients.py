@@ -25,6 +25,7 @@ from urllib.parse import quote, urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
+from websockets.typing import Subprotocol
 
 Event = dict[str, Any]
 
@@ -50,10 +51,10 @@ class Client:
             self.conn += 1
             node = self.run.random.choice(self.run.nodes)
             asked = [self.epoch, self.lastSeq] if self.epoch is not None else None
-            query = f"name={self.name}" + (f"&since={quote(self.epoch, safe='')}:{self.lastSeq}" if asked else "")
+            query = f"name={self.name}" + (f"&since={quote(self.epoch, safe='')}:{self.lastSeq}" if self.epoch is not None else "")
             why = "closed"
             try:
-                async with connect(f"{node}/ws/{self.room}?{query}", subprotocols=["txchat.v1"],  # type: ignore[list-item]
+                async with connect(f"{node}/ws/{self.room}?{query}", subprotocols=[Subprotocol("txchat.v1")],
                                    ping_interval=1, ping_timeout=3, open_timeout=3, close_timeout=1,
                                    max_queue=None) as socket:
                     self.socket = socket

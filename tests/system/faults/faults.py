@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from tests.system.faults.faultnet import Link, Network, unavailable
-from tests.support.historycheck import Report, check
 from bench.processes import Twistd
+from tests.support.historycheck import Report, check
+from tests.system.faults.faultnet import Link, Network, unavailable
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 ROOT = Path(__file__).resolve().parents[3]
@@ -99,7 +99,7 @@ class FaultCluster:
         return f"ws://{self.clientLinks[i].address(self.nodeNs[i])}:8080"
 
     def startClients(self, clients: int = 6, senders: int = 3, rate: float = 4.0, reconnect: float = 0.05,
-                     seed: int = 1, rooms: str = "a,b") -> None:
+                     seed: int = 1, rooms: str = "a, ") -> None:
         nodes = ",".join(self.nodeUrl(i) for i in range(len(self.nodes)))
         self.clients = self.net.start(
             self.clientsNs, sys.executable, "-m", "tests.system.faults.faultclients", "--nodes", nodes, "--rooms", rooms,

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
+from tests.support.historycheck import Report
 from tests.system.faults import faults
 from tests.system.faults.faultnet import unavailable
-from tests.support.historycheck import Report
 
 
 @pytest.fixture
@@ -39,7 +39,13 @@ def clean(report: Report) -> Report:
     return report
 
 
-def events(cluster: faults.FaultCluster) -> list[dict]:
+def linesOf(cluster: faults.FaultCluster, node: int) -> list[str]:
+    twistd = cluster.nodes[node]
+    assert twistd is not None, f"node {node} is not running"
+    return twistd.lines
+
+
+def events(cluster: faults.FaultCluster) -> list[dict[str, Any]]:
     return [json.loads(line) for line in cluster.history.read_text().splitlines()]
 
 
@@ -67,7 +73,7 @@ def test_redis_killed_and_restarted_empty_then_with_its_data(cluster: faults.Fau
 
 
 def test_a_node_killed_while_its_clients_chat(cluster: faults.FaultCluster) -> None:
-    onNode0 = {line for line in cluster.nodes[0].lines if "connect 198.51.100." in line}
+    onNode0 = {line for line in linesOf(cluster, 0) if "connect 198.51.100." in line}
     faults.nodeKilled(cluster)
     report = clean(cluster.finish())
     assert onNode0 and report.reconnects >= 1
@@ -77,7 +83,7 @@ def test_a_node_killed_while_its_clients_chat(cluster: faults.FaultCluster) -> N
 def test_clients_cut_off_from_their_node_and_back(cluster: faults.FaultCluster) -> None:
     faults.clientsCutOff(cluster)
     report = clean(cluster.finish())
-    assert any("silent for" in line for line in cluster.nodes[0].lines), "the node closed the half-open connections"
+    assert any("silent for" in line for line in linesOf(cluster, 0)), "the node closed the half-open connections"
     assert report.reconnects >= 1
 
 
@@ -90,6 +96,6 @@ def test_a_flood_and_clients_that_never_read_while_a_node_is_cut_off(cluster: fa
         assert peak - before[i] < 200 * 1024, "memory stays bounded under the flood"
     # The clients that never read are dropped: for a full send queue, or (they answer no ping
     # either) as silent, whichever the node sees first.
-    dropped = [line for line in cluster.nodes[0].lines if "dropped slow client" in line or "silent for" in line]
-    assert len(dropped) >= 3, "".join(cluster.nodes[0].lines[-30:])
+    dropped = [line for line in linesOf(cluster, 0) if "dropped slow client" in line or "silent for" in line]
+    assert len(dropped) >= 3, "".join(linesOf(cluster, 0)[-30:])
     assert report.accepted > 1000, "the flood got through"

@@ -6,12 +6,13 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def runBench(tmp_path, cases: str, clients: int, messages: int, servers: str) -> tuple[dict, str]:
+def runBench(tmp_path: Path, cases: str, clients: int, messages: int, servers: str) -> tuple[dict[str, Any], str]:
     """One run of each case with a handful of clients: (the report, the table printed)."""
     out = tmp_path / "results.json"
     result = subprocess.run(

@@ -8,7 +8,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, cast
 
 import jwt
 import pytest
@@ -32,7 +32,7 @@ def test_signed_clients_chat_under_their_token_names_and_the_backend_posts_among
     port = signed.port
     with v1(port, "shop", f"token={token(name='Ada', rooms=['shop'])}&name=Forged") as ada, \
             wsConnect(f"ws://127.0.0.1:{port}/ws/shop?token={token(sub='user-2')}") as plain:
-        welcome = json.loads(ada.recv(timeout=10).split("\n")[0])
+        welcome = json.loads(cast(str, ada.recv(timeout=10)).split("\n")[0])
         ada.send("hello")
         status, answer = api(port, "POST", "/api/rooms/shop/messages", {"text": "Your order shipped", "name": "Shop"})
         assert status == 201 and answer == {"epoch": welcome["epoch"], "seq": 2}
@@ -40,7 +40,7 @@ def test_signed_clients_chat_under_their_token_names_and_the_backend_posts_among
             (1, "Ada", "hello"), (2, "Shop", "Your order shipped")]
         received: list[str] = []
         while len(received) < 2:
-            received += plain.recv(timeout=10).split("\n")
+            received += cast(str, plain.recv(timeout=10)).split("\n")
         assert received == ["hello", "Your order shipped"], "plain clients get the posted text too"
         assert api(port, "GET", "/api/rooms/shop") == (200, {"room": "shop", "epoch": welcome["epoch"], "seq": 2,
                                                             "online": 2})

@@ -21,18 +21,19 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
 from websockets.sync.client import connect as wsConnect
 
-from tests.support.live import connect, within
 from bench.processes import LISTENING, TWISTD, cleanEnvironment, twistdArgs
 from bench.processes import Twistd as TwistdProcess
+from tests.support.live import connect, within
 
 
 class Twistd(ProcessProtocol):
     def __init__(self) -> None:
         self.output = b""
-        self.listening: Deferred = Deferred()
-        self.ended: Deferred = Deferred()
+        self.listening: Deferred[int] = Deferred()
+        self.ended: Deferred[BaseException | None] = Deferred()
 
     def outReceived(self, data: bytes) -> None:
         self.output += data
@@ -42,7 +43,7 @@ class Twistd(ProcessProtocol):
 
     errReceived = outReceived
 
-    def processEnded(self, reason) -> None:
+    def processEnded(self, reason: Failure) -> None:
         if not self.listening.called:
             self.listening.errback(RuntimeError(self.output.decode()))
         self.ended.callback(reason.value)
