@@ -1,4 +1,4 @@
-"""Just enough RFC 6455 framing for tests that speak to the server byte by byte."""
+"""Just enough RFC 6455 framing for clients that speak to the server byte by byte (tests, the soak)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A throwaway redis-server (Debian's package) for tests: no persistence, stopped by PID."""
+"""A throwaway redis-server (Debian's package) for tests and benchmarks: no persistence, stopped by PID."""
 
 from __future__ import annotations
 

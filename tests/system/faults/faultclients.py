@@ -1,5 +1,6 @@
-"""txchat.v1 chat clients for fault runs, recording every line they get (tests/support/historycheck.py
-reads the record). Run inside the clients' network namespace by faults.py:
+"""txchat.v1 chat clients for fault runs, recording every line they get
+(tests/support/historycheck.py reads the record). Run inside the clients' network namespace by
+faults.py:
 
     python -m tests.system.faults.faultclients --nodes ws://198.51.100.2:8080,... --rooms a,b --clients 6 \\
         --senders 3 --rate 4 --reconnect 0.05 --seed 1 --out history.jsonl

@@ -99,11 +99,11 @@ class FaultCluster:
         return f"ws://{self.clientLinks[i].address(self.nodeNs[i])}:8080"
 
     def startClients(self, clients: int = 6, senders: int = 3, rate: float = 4.0, reconnect: float = 0.05,
-                     seed: int = 1, rooms: str = "a, ") -> None:
+                     seed: int = 1, rooms: str = "a,b") -> None:
         nodes = ",".join(self.nodeUrl(i) for i in range(len(self.nodes)))
         self.clients = self.net.start(
-            self.clientsNs, sys.executable, "-m", "tests.system.faults.faultclients", "--nodes", nodes, "--rooms", rooms,
-            "--clients", str(clients), "--senders", str(senders), "--rate", str(rate),
+            self.clientsNs, sys.executable, "-m", "tests.system.faults.faultclients", "--nodes", nodes,
+            "--rooms", rooms, "--clients", str(clients), "--senders", str(senders), "--rate", str(rate),
             "--reconnect", str(reconnect), "--seed", str(seed), "--out", str(self.history),
             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self._expect("ready")
