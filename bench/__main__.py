@@ -27,8 +27,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from tests.processes import LoggedProcess, Twistd
-from tests.redisserver import RedisServer
+from bench.processes import LoggedProcess, Twistd
+from bench.redisserver import RedisServer
 
 HERE = Path(__file__).resolve().parent
 # The load comes from one address and one sender floods by design: txchat's abuse limits off.
@@ -119,15 +119,15 @@ class Servers:
                 for cpu in ("0", "1"):
                     node = Twistd(*LISTEN, "--redis", self.redis.url, cwd=workdir, prefix=("taskset", "-c", cpu))
                     self.processes.append(node)
-                for node in self.processes:
-                    node.waitFor("connected to Redis")
+                for process in self.processes:
+                    process.waitFor("connected to Redis")
             elif kind == "txchat-cluster-core0":  # both processes share CPU 0, as one process has it
                 self.redis = RedisServer(workdir).start()
                 for _ in range(2):
                     node = Twistd(*LISTEN, "--redis", self.redis.url, cwd=workdir, prefix=("taskset", "-c", "0"))
                     self.processes.append(node)
-                for node in self.processes:
-                    node.waitFor("connected to Redis")
+                for process in self.processes:
+                    process.waitFor("connected to Redis")
             elif kind == "txchat-redis":  # one process, through Redis: the Redis path alone
                 self.redis = RedisServer(workdir).start()
                 node = Twistd(*LISTEN, *serverArgs, "--redis", self.redis.url, cwd=workdir, prefix=("taskset", "-c", "0"))
@@ -185,7 +185,7 @@ def lastResult(tool: str, name: str, stdout: str, stderr: str) -> dict[str, Any]
     lines = [line for line in stdout.splitlines() if line.startswith("{")]
     if not lines:
         raise RuntimeError(f"{tool} gave no result for {name}:\n{stderr[-2000:]}")
-    return json.loads(lines[-1])  # type: ignore[no-any-return]
+    return json.loads(lines[-1])
 
 
 def runOnce(options: argparse.Namespace, case: Case, kind: str) -> dict[str, Any]:

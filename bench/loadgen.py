@@ -161,6 +161,7 @@ class Run:
                     self.connectFailed += 1
                     print(f"connect failed: {e!r}", file=sys.stderr)
                     return
+                assert isinstance(client, Client)
                 connected.append((index, client, transport))
 
         connected: list[tuple[int, Client, WSTransport]] = []
@@ -195,6 +196,7 @@ class Run:
                 await asyncio.sleep(0.0005)
         else:
             pacer = self.pacer
+            assert pacer is not None
             while sent < options.m:
                 while sent < options.m and sent - pacer.received < options.window:
                     senders[sent % len(senders)].send(WSMsgType.TEXT, self.payload(sent))

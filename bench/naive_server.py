@@ -19,7 +19,7 @@ class NaiveProtocol(WebSocketServerProtocol):
     def onOpen(self) -> None:
         self.factory.clients.add(self)
 
-    def onClose(self, wasClean, code, reason) -> None:
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self.factory.clients.discard(self)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
@@ -53,7 +53,7 @@ def main() -> None:
     options = parser.parse_args()
     factory = NaiveFactory(options.prepared)
     port = reactor.listenTCP(options.port, factory, backlog=4096, interface="127.0.0.1")
-    print(f"naive server listening on {port.getHost().port}", flush=True)
+    print(f"naive server listening on {port.getHost().port}", flush=True)  # type: ignore[attr-defined]
     log.msg  # noqa: B018 - keep the import: Twisted logs nothing unless started
     reactor.run()
 

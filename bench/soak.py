@@ -31,13 +31,13 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from websockets.asyncio.client import connect
 
+from bench.frames import BINARY, PONG, TEXT, clientFrame, handshake
+from bench.processes import Twistd
 from bench.procstat import rssMiB
-from tests.frames import BINARY, PONG, TEXT, clientFrame, handshake
-from tests.processes import Twistd
 
 SERVER_OPTIONS = (
     "--listen", "tcp:0:interface=127.0.0.1:backlog=1024",
@@ -83,6 +83,7 @@ class Soak:
                     frame = await asyncio.wait_for(ws.recv(), 0.5)
                 except asyncio.TimeoutError:
                     continue
+                assert isinstance(frame, str)
                 for line in frame.split("\n"):
                     sender, _, rest = line.partition(":")
                     seq = int(rest.partition(":")[0])
@@ -144,7 +145,7 @@ class Soak:
                 self.counts["never-reading refused"] += 1
                 await asyncio.sleep(1)
                 continue
-            writer.transport.pause_reading()
+            cast(asyncio.Transport, writer.transport).pause_reading()
             self.counts["never-reading sockets"] += 1
             # Never read again, but stay alive with unsolicited pongs (RFC 6455 allows them):
             # the server must drop it for its full send queue or its stuck output, not for

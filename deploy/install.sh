@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install txchat into its own virtual environment, with Debian's python3 (which refuses a bare
-# `pip install`: PEP 668). Usage: bash deploy/install.sh [EXTRA]   (EXTRA: "test" for the suite)
+# `pip install`: PEP 668). Usage: bash deploy/install.sh [EXTRA [LAYER ...]]   (EXTRA: "test" for the suite)
 # The environment is $TXCHAT_VENV, by default .venv in the checkout; its bin/ holds twistd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,18 +16,32 @@ aptInstall() {
     DEBIAN_FRONTEND=noninteractive "${run[@]}" apt-get install -y --no-install-recommends "$@"
 }
 
+# With "test", the layers to run may follow (unit memory live process cluster browser faults);
+# none named: all of them. Only the layers named get the programs they drive for real.
+extra="${1:-}"
+if [ $# -gt 0 ]; then shift; fi
+layers=" ${*:-cluster browser faults} "
+wants() { [[ "$layers" == *" $1 "* ]]; }
+
 need=()
 # Debian splits venv's pip bootstrap into python3-venv.
 "$python" -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
-if [ "${1:-}" = test ]; then
-    # What the tests drive for real.
-    command -v chromium >/dev/null || need+=(chromium)
-    command -v chromedriver >/dev/null || need+=(chromium-driver)
-    command -v redis-server >/dev/null || need+=(redis-server)
-    command -v nginx >/dev/null || need+=(nginx)
-    command -v redis-cli >/dev/null || need+=(redis-tools)
+if [ "$extra" = test ]; then
+    if wants browser; then
+        command -v chromium >/dev/null || need+=(chromium)
+        command -v chromedriver >/dev/null || need+=(chromium-driver)
+    fi
+    if wants cluster || wants browser || wants faults; then
+        command -v redis-server >/dev/null || need+=(redis-server)
+    fi
+    if wants cluster; then
+        command -v nginx >/dev/null || need+=(nginx)
+        command -v redis-cli >/dev/null || need+=(redis-tools)
+    fi
     # The fault runs: network namespaces, veth links and traffic control.
-    { [ -x /usr/sbin/ip ] || [ -x /sbin/ip ]; } && { [ -x /usr/sbin/tc ] || [ -x /sbin/tc ]; } || need+=(iproute2)
+    if wants faults; then
+        { [ -x /usr/sbin/ip ] || [ -x /sbin/ip ]; } && { [ -x /usr/sbin/tc ] || [ -x /sbin/tc ]; } || need+=(iproute2)
+    fi
 fi
 if [ ${#need[@]} -gt 0 ]; then
     aptInstall "${need[@]}"
@@ -35,4 +49,4 @@ fi
 
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 # Not editable: twistd finds plugins only in a real install.
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check ".${1:+[$1]}"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check ".${extra:+[$extra]}"

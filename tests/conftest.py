@@ -1,13 +1,25 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterator
 
 import pytest
-from selenium import webdriver
 from twisted.internet import reactor
 
-from tests.browser import makeBrowser
-from tests.processes import Twistd
+HERE = Path(__file__).resolve().parent
+# A test's layer is its directory's: tests/unit -> unit, tests/system/cluster -> cluster.
+LAYERS = {HERE / "unit": "unit", HERE / "memory": "memory", HERE / "live": "live"} | {
+    HERE / "system" / name: name for name in ("process", "cluster", "browser", "faults")
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.path.resolve()
+        layers = [layer for directory, layer in LAYERS.items() if path.is_relative_to(directory)]
+        if len(layers) != 1:
+            raise pytest.UsageError(f"{item.nodeid}: a test goes in one of the layer directories (tests/README.md)")
+        item.add_marker(layers[0])
 
 
 def _isWaker(selectable: object) -> bool:
@@ -25,35 +37,11 @@ def cleanReactor() -> Iterator[None]:
     leftCalls = [c for c in reactor.getDelayedCalls() if c not in calls and c.active()]
     leftReaders = [r for r in reactor.getReaders() if r not in readers and not _isWaker(r)]
     leftWriters = [w for w in reactor.getWriters() if w not in writers and not _isWaker(w)]
-    described = [f"{c!r} on {getattr(c.func, '__self__', None)!r}" for c in leftCalls]
+    described = [f"{c!r} on {getattr(getattr(c, 'func', None), '__self__', None)!r}" for c in leftCalls]
     for call in leftCalls:
         call.cancel()
     for selectable in {*leftReaders, *leftWriters}:
-        reactor.removeReader(selectable)
-        reactor.removeWriter(selectable)
+        reactor.removeReader(selectable)  # type: ignore[arg-type]
+        reactor.removeWriter(selectable)  # type: ignore[arg-type]
     assert not leftCalls, f"test left delayed calls behind: {described}"
     assert not leftReaders and not leftWriters, f"test left connections behind: {leftReaders + leftWriters}"
-
-
-# For the browser tests: one txchat and two browsers per module; each test chats in a room
-# named after it, so the history one test leaves never shows in another.
-
-@pytest.fixture(scope="module")
-def chat(tmp_path_factory) -> Iterator[Twistd]:
-    server = Twistd("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path_factory.mktemp("chat"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def browsers(tmp_path_factory) -> Iterator[tuple[webdriver.Chrome, webdriver.Chrome]]:
-    a = makeBrowser(tmp_path_factory.mktemp("profile-a"))
-    b = makeBrowser(tmp_path_factory.mktemp("profile-b"))
-    yield a, b
-    a.quit()
-    b.quit()
-
-
-@pytest.fixture
-def room(request) -> str:
-    return request.node.name.removeprefix("test_")[:48]

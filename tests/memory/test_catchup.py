@@ -1,0 +1,213 @@
+"""What a process does when Redis comes back after it lost it, in memory: a stub broker whose
+snapshots the test answers, a hub on a task.Clock. (Found by the fault runs, bench/faults.py;
+tests/test_faults.py has the scenarios themselves.)"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+
+from tests.support.memory import MemoryHub, Peer, V1Peer
+from txchat.broker import Deliver, Presence, Snapshot
+from txchat.config import Config
+from txchat.rooms import Delivery
+
+
+class StubBroker:
+    """A broker that numbers nothing itself: the test delivers, and answers each snapshot."""
+
+    state = "up"
+    up = True
+    backlog = 0
+    dropped = 0
+
+    def __init__(self) -> None:
+        self.deliver: Callable[[Delivery], None] = lambda d: None
+        self.reconnected: Callable[[], None] = lambda: None
+        self.snapshots: list[tuple[str, Deferred[Any]]] = []
+
+    def start(self, deliver: Deliver, presence: Presence, reconnected: Callable[[], None] = lambda: None,
+              forgotten: Callable[[str], None] = lambda room: None) -> None:
+        self.deliver, self.reconnected = deliver, reconnected
+
+    def publish(self, message: Delivery) -> None:
+        pass
+
+    def post(self, message: Delivery) -> Deferred[Any]:
+        return succeed(None)
+
+    def stop(self) -> Deferred[None]:
+        return succeed(None)
+
+    def watch(self, room: str) -> None:
+        pass
+
+    def unwatch(self, room: str) -> None:
+        pass
+
+    def setOnline(self, room: str, count: int) -> None:
+        pass
+
+    def keeps(self, room: str) -> bool:
+        return False
+
+    def forget(self, room: str) -> None:
+        pass
+
+    def snapshot(self, room: str) -> Deferred[Snapshot | None]:
+        d: Deferred[Snapshot | None] = Deferred()
+        self.snapshots.append((room, d))
+        return d
+
+    def answer(self, epoch: str, seq: int, kept: range, which: int = 0) -> None:
+        _, d = self.snapshots.pop(which)
+        d.callback(Snapshot(epoch, seq, [message(n) for n in kept], {}))
+
+
+def message(seq: int, epoch: str = "E") -> Delivery:
+    return Delivery("r", b"m%d" % seq, "", 1000 * seq, seq, epoch)
+
+
+def setUp() -> tuple[MemoryHub, Clock, StubBroker, V1Peer]:
+    clock, broker = Clock(), StubBroker()
+    hub = MemoryHub(Config(history=50), clock, broker)
+    hub.startBroker()
+    member = V1Peer(hub, "r")
+    broker.answer("E", 1, range(1, 2))
+    clock.advance(0)
+    assert seqs(member) == [("welcome", 1), ("message", 1)]
+    return hub, clock, broker, member
+
+
+def seqs(peer: V1Peer) -> list[tuple[str, Any]]:
+    return [(line["type"], line.get("seq")) for line in peer.lines() if line["type"] != "presence"]
+
+
+def test_back_from_an_outage_the_missed_messages_come_first_then_what_arrived_meanwhile_once() -> None:
+    hub, clock, broker, member = setUp()
+    broker.up = False
+    broker.up = True
+    broker.reconnected()
+    broker.deliver(message(5))  # live, on the new subscription, before the catch-up is read
+    clock.advance(0)
+    assert seqs(member) == [], "held until the missed ones are in"
+    broker.answer("E", 5, range(1, 6))
+    broker.deliver(message(6))
+    clock.advance(0)
+    assert seqs(member) == [("message", 2), ("message", 3), ("message", 4), ("message", 5), ("message", 6)]
+
+
+def test_what_is_no_longer_kept_is_said_with_a_welcome_that_does_not_claim_recovery() -> None:
+    hub, clock, broker, member = setUp()
+    broker.reconnected()
+    broker.answer("E", 9, range(7, 10))  # 2..6 are gone from the history
+    clock.advance(0)
+    lines = [line for line in member.lines() if line["type"] != "presence"]
+    assert (lines[0]["type"], lines[0]["seq"], lines[0]["recovered"]) == ("welcome", 6, False)
+    assert [line["seq"] for line in lines[1:]] == [7, 8, 9]
+
+
+def test_a_join_during_the_catch_up_waits_for_it_and_then_gets_one_unbroken_stream() -> None:
+    hub, clock, broker, member = setUp()
+    broker.reconnected()  # the room's catch-up asks first...
+    joiner = V1Peer(hub, "r", "since=E:1")
+    broker.answer("E", 4, range(1, 5), which=1)  # ...but the joiner's snapshot is answered first
+    clock.advance(0)
+    assert joiner.lines() == [], "it waits for the room's catch-up"
+    broker.answer("E", 4, range(1, 5))
+    clock.advance(0)
+    assert seqs(member) == [("message", 2), ("message", 3), ("message", 4)]
+    lines = [line for line in joiner.lines() if line["type"] != "presence"]
+    assert (lines[0]["type"], lines[0]["recovered"]) == ("welcome", True)
+    assert [line["seq"] for line in lines[1:]] == [2, 3, 4]
+
+
+def test_a_client_ahead_of_a_process_cut_off_from_redis_is_told_to_try_again() -> None:
+    hub, clock, broker, member = setUp()
+    broker.up = False
+    ahead = V1Peer(hub, "r", "since=E:7")
+    assert ahead.status == 503
+    same = V1Peer(hub, "r", "since=E:1")
+    assert same.status == 101
+    lines = same.lines()
+    assert (lines[0]["type"], lines[0]["recovered"]) == ("welcome", True)
+
+
+def test_a_stream_that_started_over_meanwhile_comes_whole_after_a_new_welcome() -> None:
+    hub, clock, broker, member = setUp()
+    broker.reconnected()
+    broker.deliver(message(3, "F"))
+    _, d = broker.snapshots.pop(0)
+    d.callback(Snapshot("F", 3, [message(1, "F"), message(2, "F"), message(3, "F")], {}))
+    clock.advance(0)
+    lines = [line for line in member.lines() if line["type"] != "presence"]
+    assert (lines[0]["type"], lines[0]["epoch"], lines[0]["seq"], lines[0]["recovered"]) == ("welcome", "F", 0, False)
+    assert [line["seq"] for line in lines[1:]] == [1, 2, 3]
+
+
+def test_a_room_made_while_redis_was_away_tells_its_members_when_redis_numbers_arrive() -> None:
+    clock, broker = Clock(), StubBroker()
+    hub = MemoryHub(Config(history=50), clock, broker)
+    hub.startBroker()
+    broker.up = False
+    member = V1Peer(hub, "r")
+    (welcome,) = [line for line in member.lines() if line["type"] == "welcome"]
+    assert welcome["epoch"] != "E", "this process's own epoch, for now"
+    broker.up = True
+    broker.deliver(message(1))
+    clock.advance(0)
+    lines = [line for line in member.lines() if line["type"] != "presence"]
+    assert [(line["type"], line.get("epoch"), line["seq"]) for line in lines] == [("welcome", "E", 0), ("message", None, 1)]
+
+
+def test_a_joiner_who_finds_a_new_stream_does_not_leave_the_members_here_in_the_old_one() -> None:
+    hub, clock, broker, member = setUp()
+    joiner = V1Peer(hub, "r")
+    _, d = broker.snapshots.pop(0)
+    d.callback(Snapshot("F", 2, [message(1, "F"), message(2, "F")], {}))
+    clock.advance(0)
+    lines = [line for line in member.lines() if line["type"] != "presence"]
+    assert [(line["type"], line.get("epoch"), line["seq"]) for line in lines] == [
+        ("welcome", "F", 0), ("message", None, 1), ("message", None, 2)]
+    joined = [line for line in joiner.lines() if line["type"] != "presence"]
+    assert [(line["type"], line.get("epoch"), line["seq"]) for line in joined] == [
+        ("welcome", "F", 2), ("message", None, 1), ("message", None, 2)]
+
+
+def test_a_joiner_who_finds_a_new_empty_stream_has_the_members_here_told_of_it() -> None:
+    hub, clock, broker, member = setUp()
+    V1Peer(hub, "r")
+    _, d = broker.snapshots.pop(0)
+    d.callback(Snapshot("F", 0, [], {}))  # Redis came back empty: the joiner's read began stream F
+    broker.deliver(message(1, "F"))
+    clock.advance(0)
+    lines = [line for line in member.lines() if line["type"] != "presence"]
+    assert [(line["type"], line.get("epoch"), line["seq"]) for line in lines] == [("welcome", "F", 0), ("message", None, 1)]
+
+
+def test_plain_clients_of_a_room_made_while_redis_was_away_get_no_history_when_it_returns() -> None:
+    clock, broker = Clock(), StubBroker()
+    hub = MemoryHub(Config(history=50), clock, broker)
+    hub.startBroker()
+    broker.up = False
+    plain = Peer(hub, path="/ws/r")
+    broker.up = True
+    broker.reconnected()
+    _, d = broker.snapshots.pop(0)
+    d.callback(Snapshot("F", 2, [message(1, "F"), message(2, "F")], {}))  # said before they came
+    broker.deliver(message(3, "F"))
+    clock.advance(0)
+    assert plain.messages() == ["m3"], "only what was said after they came, as the gorilla chat does"
+
+
+def test_a_snapshot_read_before_the_channel_brings_its_messages_gives_nobody_anything_twice():
+    hub, clock, broker, member = setUp()
+    joiner = V1Peer(hub, "r")
+    broker.answer("E", 3, range(1, 4))  # Redis holds 2 and 3; the channel has not brought them yet
+    for seq in (2, 3, 4):
+        broker.deliver(message(seq))
+    clock.advance(0)
+    assert seqs(member) == [("message", 2), ("message", 3), ("message", 4)]
+    assert seqs(joiner) == [("welcome", 3), ("message", 1), ("message", 2), ("message", 3), ("message", 4)]

@@ -1,0 +1,274 @@
+"""Connection limits, trusted proxies, rate limiting, handshake deadlines, health."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+from prometheus_client import generate_latest
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Protocol
+from twisted.internet.testing import StringTransport
+from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
+from twisted.python.failure import Failure
+
+from bench import frames
+from tests.support.memory import Peer, Transport, makeHub
+from txchat.config import Config
+from txchat.protocol import ChatProtocol
+from txchat.site import ChatSite
+from txchat.webapp import makeRoot
+
+
+def test_max_connections_answers_503_and_leaves_the_others_alone() -> None:
+    hub, clock = makeHub(maxConnections=2)
+    a, b = Peer(hub), Peer(hub)
+    refused = Peer(hub)
+    assert refused.status == 503 and not refused.open
+    a.say("still here")
+    clock.advance(0)
+    assert b.messages() == ["still here"]
+    a.send(frames.clientFrame(frames.CLOSE, b"\x03\xe8"))
+    assert Peer(hub).status == 101  # a place came free
+
+
+def test_max_connections_per_ip() -> None:
+    hub, clock = makeHub(maxConnectionsPerIp=2)
+    first = [Peer(hub, address="192.0.2.1") for _ in range(2)]
+    assert [p.status for p in first] == [101, 101]
+    assert Peer(hub, address="192.0.2.1").status == 503
+    other = Peer(hub, address="192.0.2.2")
+    assert other.status == 101
+    other.say("others are unaffected")
+    clock.advance(0)
+    assert all(p.messages() == ["others are unaffected"] for p in first)
+
+
+def test_per_ip_limit_behind_a_trusted_proxy() -> None:
+    hub, clock = makeHub(maxConnectionsPerIp=1, trustedProxies=("127.0.0.1",))
+    viaProxy = {"X-Forwarded-For": "203.0.113.5"}
+    assert Peer(hub, headers=viaProxy).status == 101
+    assert Peer(hub, headers=viaProxy).status == 503
+    assert Peer(hub, headers={"X-Forwarded-For": "203.0.113.6"}).status == 101
+    # From anyone else, X-Forwarded-For is ignored: the peer itself is counted.
+    assert Peer(hub, address="198.51.100.1", headers={"X-Forwarded-For": "203.0.113.77"}).status == 101
+    assert Peer(hub, address="198.51.100.1", headers={"X-Forwarded-For": "203.0.113.78"}).status == 503
+
+
+def test_client_sending_too_fast_is_closed_with_1008_and_its_excess_goes_nowhere() -> None:
+    hub, clock = makeHub(rateLimit=5, rateBurst=5)
+    flooder, reader = Peer(hub), Peer(hub)
+    for i in range(8):
+        flooder.say(f"flood {i}")
+    clock.advance(0)
+    assert reader.messages() == [f"flood {i}" for i in range(5)]
+    assert flooder.closeCode() == 1008
+    closing = [p for op, p in flooder.received if op == frames.CLOSE]
+    assert b"rate limit" in closing[0]
+    reader.say("the others chat on")
+    clock.advance(0)
+    assert reader.messages() == ["the others chat on"]
+
+
+def test_client_within_the_rate_is_never_closed() -> None:
+    hub, clock = makeHub(rateLimit=5, rateBurst=5, pongTimeout=1e9, pingInterval=1e9)
+    talker, reader = Peer(hub), Peer(hub)
+    sent = []
+    for second in range(20):
+        for i in range(5):
+            sent.append(f"{second}.{i}")
+            talker.say(sent[-1])
+        clock.advance(1)
+    assert reader.messages() == sent
+    assert talker.open and talker.closeCode() is None
+
+
+def test_opening_handshake_must_finish_in_time() -> None:
+    hub, clock = makeHub(handshakeTimeout=10)
+    address = IPv4Address("TCP", "127.0.0.1", 1)
+    protocol = hub.buildProtocol(address)
+    assert isinstance(protocol, ChatProtocol)
+    transport = Transport(protocol, address)
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b"GET /ws HTTP/1.1\r\nHost: x\r\n")  # and nothing more
+    clock.advance(9.9)
+    assert transport.connected
+    clock.advance(0.1)
+    assert not transport.connected and transport.aborted
+    assert clock.getDelayedCalls() == []
+
+
+class SiteTransport(StringTransport):
+    """A connection whose protocol the site may hand over, as a TCP connection's."""
+
+    protocol: Protocol | None = None
+
+    def send(self, data: bytes) -> int:  # the socket's own send (MemoryProtocol's seam)
+        self.io.write(data)
+        return len(data)
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+
+class SiteClient:
+    """One HTTP connection to a ChatSite on a Clock, with the WebSocket fast lane (as twistd
+    runs it) or without it."""
+
+    def __init__(self, fastLane: bool = True, **config: Any) -> None:
+        self.hub, self.clock = makeHub()
+        site = ChatSite(
+            makeRoot(self.hub, health=self.hub.health), self.clock, Config(**config),
+            webSockets=(b"/ws", self.hub) if fastLane else None,
+        )
+        site.doStart()  # opens the access log
+        self.transport = SiteTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 2))
+        protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 2))
+        assert protocol is not None
+        self.transport.protocol = protocol
+        protocol.makeConnection(self.transport)
+
+    def send(self, data: bytes) -> None:
+        assert self.transport.protocol is not None
+        self.transport.protocol.dataReceived(data)
+
+    @property
+    def aborted(self) -> bool:
+        return self.transport.disconnecting
+
+
+@pytest.mark.parametrize("path", [b"/", b"/ws"])
+@pytest.mark.parametrize("fastLane", [True, False])
+def test_slowloris_headers_are_cut_at_the_deadline(path: bytes, fastLane: bool) -> None:
+    client = SiteClient(fastLane, handshakeTimeout=10)
+    request = b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nX-Slow: " + b"a" * 40
+    for i in range(0, len(request), 5):  # a few bytes every second: each resets an idle timer
+        client.send(request[i : i + 5])
+        client.clock.advance(1)
+        if client.aborted:
+            break
+    assert client.aborted
+    assert client.clock.seconds() <= 10
+
+
+def test_a_complete_request_in_time_is_served_and_the_deadline_restarts() -> None:
+    client = SiteClient(handshakeTimeout=10)
+    client.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert client.transport.value().startswith(b"HTTP/1.1 200")
+    assert client.transport.value().endswith(b"ok\n")
+    client.clock.advance(9.9)
+    assert not client.aborted
+    client.clock.advance(0.1)  # an idle keep-alive connection gets the same deadline
+    assert client.aborted
+
+
+def test_health_probes_stay_out_of_the_access_log() -> None:
+    client = SiteClient()
+    events: list[LogEvent] = []
+    observer = cast(ILogObserver, events.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        client.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    lines = [formatEvent(e) for e in events]
+    assert any('"GET /nope HTTP/1.1" 404' in line for line in lines)
+    assert not any("healthz" in line for line in lines)
+
+
+@pytest.mark.parametrize("header", [b"X-Big: " + b"b" * 2000, b"X-Huge: " + b"h" * 40000,
+                                    b"\r\n".join(b"X-%d: %s" % (i, b"m" * 50) for i in range(30))])
+@pytest.mark.parametrize("path", [b"/", b"/ws"])
+def test_oversized_headers_get_400(header: bytes, path: bytes) -> None:
+    client = SiteClient(maxHeaderSize=1024)
+    client.send(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n" + header + b"\r\n\r\n")
+    assert client.transport.value().startswith(b"HTTP/1.1 400")
+    assert client.aborted
+
+
+def test_health_and_metrics_count_what_happens() -> None:
+    hub, clock = makeHub(rateLimit=1, rateBurst=2, sendQueue=1)
+    assert hub.health() == (200, "ok")
+    a, b, slow = Peer(hub), Peer(hub), Peer(hub)
+    slow.stopReading()
+    a.say("one")
+    clock.advance(0)
+    b.say("two")
+    clock.advance(0)
+    b.say("three")
+    b.say("three again")  # b is over its rate
+    clock.advance(0)  # slow has "one" in its transport and "two" queued: "three" overflows
+    text = generate_latest(hub.metrics.registry).decode()
+
+    def value(name: str) -> float:
+        (line,) = [line for line in text.splitlines() if line.startswith(name + " ")]
+        return float(line.split()[-1])
+
+    assert value("txchat_messages_in_total") == 3
+    assert value('txchat_handshakes_total{outcome="accepted"}') == 3
+    assert value("txchat_rate_limited_clients_total") == 1
+    assert value("txchat_slow_clients_dropped_total") == 1
+    assert value("txchat_connections_open") == 3  # b and slow are closing, not yet gone
+    assert value("txchat_deliveries_total") == 3 + 2 + 1  # one: all three; two: a, b; three: a
+    assert value("txchat_frames_out_total") == 3 + 2 + 1
+    assert value("txchat_flush_seconds_count") == 3
+    assert value("txchat_broker_up") == 1
+
+
+def test_a_websocket_handshake_takes_the_fast_lane_even_in_pieces() -> None:
+    client = SiteClient()
+    request = frames.handshake()
+    for i in range(0, len(request), 7):
+        client.send(request[i : i + 7])
+    assert client.transport.value().startswith(b"HTTP/1.1 101")
+    assert isinstance(client.transport.protocol, ChatProtocol), "the WebSocket protocol took the connection"
+    assert len(client.hub) == 1
+    assert client.transport.producer is not None
+    client.transport.producer.resumeProducing()  # as TCP does once the 101 has gone out
+    client.send(frames.text("hi"))
+    client.clock.advance(0)
+    assert frames.parseFrames(client.transport.value().partition(b"\r\n\r\n")[2])[0] == [(frames.TEXT, b"hi")]
+    client.transport.protocol.connectionLost(Failure(ConnectionDone()))
+
+
+@pytest.mark.parametrize("request_, status", [
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", b"200"),
+    (b"HEAD /nope HTTP/1.1\r\nHost: x\r\n\r\n", b"404"),
+    (b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n", b"426"),
+    (b"POST /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nContent-Length: 0\r\n\r\n", b"405"),
+    (b"GET /wsx HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n", b"404"),
+    (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\n\r\n", b"426"),
+])
+def test_everything_else_goes_through_twisted_web(request_: bytes, status: bytes) -> None:
+    client = SiteClient()
+    client.send(request_)
+    assert client.transport.value().split(b" ")[1] == status
+
+
+def test_a_handshake_later_on_a_kept_alive_connection_still_works() -> None:
+    client = SiteClient()
+    client.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert client.transport.value().startswith(b"HTTP/1.1 200")
+    client.transport.clear()
+    client.send(frames.handshake())
+    assert client.transport.value().startswith(b"HTTP/1.1 101")
+    assert len(client.hub) == 1
+
+
+def test_every_handshake_is_counted_once_by_its_outcome():
+    hub, clock = makeHub(maxConnectionsPerIp=1, maxRooms=1)
+    kept = Peer(hub, path="/ws/a")
+    outcomes = [
+        Peer(hub, path="/nope"),  # not-found
+        Peer(hub, origin="http://elsewhere.example"),  # origin
+        Peer(hub, path="/ws/a"),  # max-connections-per-ip
+        Peer(hub, path="/ws/b", address="127.0.0.2"),  # max-rooms
+    ]
+    assert [kept.status] + [p.status for p in outcomes] == [101, 404, 403, 503, 503]
+    text = generate_latest(hub.metrics.registry).decode()
+    counted = {line.split('"')[1]: float(line.split()[-1])
+               for line in text.splitlines() if line.startswith("txchat_handshakes_total{")}
+    assert counted == {"accepted": 1, "refused-not-found": 1, "refused-origin": 1,
+                       "refused-max-connections-per-ip": 1, "refused-max-rooms": 1}
+    hub.closeAll()

@@ -1,0 +1,205 @@
+"""The Redis broker against a real redis-server, and its reconnect schedule on a task.Clock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.threads import deferToThread
+
+from bench.redisserver import RedisServer
+from tests.support.live import within
+from txchat.config import Config
+from txchat.redisbroker import RedisBroker
+from txchat.redisclient import RedisConnection
+from txchat.rooms import Delivery
+
+
+class Inbox:
+    """Collects deliveries (their texts in C{messages}); a test waits for a count."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+        self.deliveries: list[Delivery] = []
+        self.presence: list[tuple[str, str, int]] = []
+        self._waiting: list[tuple[int, Deferred[list[bytes]]]] = []
+        self._said: list[Deferred[Any]] = []
+
+    def onPresence(self, room: str, process: str, count: int) -> None:
+        self.presence.append((room, process, count))
+        said, self._said = self._said, []
+        for d in said:
+            d.callback(self.presence)
+
+    def nextPresence(self) -> Deferred:
+        d = Deferred()
+        self._said.append(d)
+        return within(d)
+
+    def __call__(self, message: Delivery) -> None:
+        self.deliveries.append(message)
+        self.messages.append(message.text)
+        ready = [d for n, d in self._waiting if len(self.messages) >= n]
+        self._waiting = [(n, d) for n, d in self._waiting if len(self.messages) < n]
+        for d in ready:
+            d.callback(self.messages)
+
+    def count(self, n: int) -> Deferred[list[bytes]]:
+        if len(self.messages) >= n:
+            d: Deferred[list[bytes]] = Deferred()
+            d.callback(self.messages)
+            return d
+        d = Deferred()
+        self._waiting.append((n, d))
+        return within(d)
+
+
+@pytest_twisted.async_yield_fixture
+async def redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    await deferToThread(server.start)
+    yield server
+    await deferToThread(server.stop)
+
+
+async def startBroker(url: str, rooms: tuple[str, ...] = ("lobby",), **kwargs: Any) -> tuple[RedisBroker, Inbox]:
+    inbox = Inbox()
+    broker = RedisBroker(url, reactor, **kwargs)
+    broker.start(inbox, inbox.onPresence)
+    for room in rooms:
+        broker.watch(room)
+    await within(broker.when("up"))
+    return broker, inbox
+
+
+def message(text: bytes, room: str = "lobby") -> Delivery:
+    return Delivery(room, text, "", 0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_processes_deliver_in_one_order(redis: RedisServer) -> None:
+    a, inboxA = await startBroker(redis.url)
+    b, inboxB = await startBroker(redis.url)
+    sent = [b"m%d" % i for i in range(200)]
+    for i, text in enumerate(sent):
+        (a if i % 3 else b).publish(message(text))
+    assert inboxA.messages == [] and inboxB.messages == []  # nothing delivered ahead of Redis
+    await inboxA.count(200)
+    await inboxB.count(200)
+    assert inboxA.messages == inboxB.messages
+    assert sorted(inboxA.messages) == sorted(sent)
+    # Numbered by Redis, in the order delivered, in one epoch.
+    assert [d.seq for d in inboxA.deliveries] == list(range(1, 201))
+    assert len({d.epoch for d in inboxA.deliveries + inboxB.deliveries}) == 1
+    await DeferredList([a.stop(), b.stop()])
+
+
+@pytest_twisted.ensureDeferred
+async def test_outage_keeps_local_chat_and_recovers_by_itself(redis: RedisServer) -> None:
+    a, inboxA = await startBroker(redis.url)
+    b, inboxB = await startBroker(redis.url)
+    await deferToThread(redis.kill)
+    await within(DeferredList([a.when("down"), b.when("down")]))
+    a.publish(message(b"during the outage"))
+    assert inboxA.messages == [b"during the outage"]  # local clients still chat
+    assert inboxA.deliveries[0].seq is None  # unnumbered: Redis is the numberer
+    assert inboxB.messages == []  # the other process does not get it
+    await deferToThread(redis.start)  # the same port again
+    await within(DeferredList([a.when("up"), b.when("up")]), 20)
+    a.publish(message(b"after"))
+    assert (await inboxB.count(1))[-1] == b"after"
+    assert (await inboxA.count(2))[-1] == b"after"
+    await DeferredList([a.stop(), b.stop()])
+
+
+@pytest_twisted.ensureDeferred
+async def test_unreachable_at_start_serves_locally_then_joins(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path)
+    await deferToThread(server.start)
+    await deferToThread(server.stop)  # a port where nothing listens, for now
+    inbox = Inbox()
+    broker = RedisBroker(server.url, reactor)
+    broker.start(inbox, inbox.onPresence)
+    broker.watch("lobby")
+    await within(broker.when("down"))
+    broker.publish(message(b"alone"))
+    assert inbox.messages == [b"alone"]
+    await deferToThread(server.start)
+    try:
+        await within(broker.when("up"), 20)
+        broker.publish(message(b"joined"))
+        assert (await inbox.count(2))[-1] == b"joined"
+    finally:
+        await broker.stop()
+        await deferToThread(server.stop)
+
+
+@pytest_twisted.ensureDeferred
+async def test_full_publish_backlog_refuses_messages_and_recovers(redis: RedisServer) -> None:
+    a, inbox = await startBroker(redis.url, config=Config(redisBacklog=10))
+    pause = await within(RedisConnectionTo(redis))
+    await within(pause.command(b"CLIENT", b"PAUSE", b"1500", b"ALL"))
+    for i in range(15):
+        a.publish(message(b"p%d" % i))
+    assert a.backlog == 10 and a.dropped == 5
+    assert inbox.messages == []
+    await inbox.count(10)  # once Redis resumes, the ten it took arrive, in order
+    assert inbox.messages == [b"p%d" % i for i in range(10)]
+    a.publish(message(b"drained"))
+    assert (await inbox.count(11))[-1] == b"drained"
+    pause.transport.loseConnection()
+    await pause.lost
+    await a.stop()
+
+
+def RedisConnectionTo(redis: RedisServer) -> Deferred[RedisConnection]:
+    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+
+    return connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", redis.port), RedisConnection())
+
+
+@pytest_twisted.ensureDeferred
+async def test_rooms_have_their_own_channels_numbers_and_history(redis: RedisServer) -> None:
+    a, inboxA = await startBroker(redis.url, rooms=("one",))
+    b, inboxB = await startBroker(redis.url, rooms=("two",), config=Config(history=3))
+    for i in range(5):
+        a.publish(message(b"one %d" % i, "one"))
+        a.publish(message(b"two %d" % i, "two"))
+    await inboxA.count(5)
+    await inboxB.count(5)
+    assert inboxA.messages == [b"one %d" % i for i in range(5)]  # each process: its rooms only
+    assert inboxB.messages == [b"two %d" % i for i in range(5)]
+    assert [d.seq for d in inboxB.deliveries] == [1, 2, 3, 4, 5]  # each room numbers its own
+    snapshot = await within(b.snapshot("two"))
+    assert snapshot.epoch == inboxB.deliveries[0].epoch and snapshot.seq == 5
+    assert [d.seq for d in snapshot.history] == [1, 2, 3, 4, 5]  # a's config keeps 50
+    b.unwatch("two")
+    probe = await within(RedisConnectionTo(redis))
+    channels = await within(probe.command(b"PUBSUB", b"CHANNELS", b"txchat:*"))
+    assert channels == [b"txchat:one"], "subscribed only while there are members"
+    probe.transport.loseConnection()
+    await probe.lost
+    await DeferredList([a.stop(), b.stop()])
+
+
+@pytest.mark.cluster
+@pytest_twisted.ensureDeferred
+async def test_the_scripts_json_carries_any_text_name_and_count_exactly(redis):
+    a, inboxA = await startBroker(redis.url)
+    b, _ = await startBroker(redis.url)
+    text, name = 'quote " backslash \\ slash / 日本 😀 ]}, "m"', 'Ada "the" \\ /'
+    a.publish(Delivery("lobby", text.encode(), name, 1_764_534_000_123))
+    await inboxA.count(1)
+    (got,) = inboxA.deliveries
+    assert (got.text.decode(), got.name, got.time, got.seq) == (text, name, 1_764_534_000_123, 1)
+    said = inboxA.nextPresence()
+    b.setOnline("lobby", 3)
+    await said
+    assert inboxA.presence == [("lobby", b.process, 3)]
+    snapshot = await within(a.snapshot("lobby"))
+    assert snapshot.history == [got] and snapshot.others == {b.process: 3}
+    await DeferredList([a.stop(), b.stop()])

@@ -1,0 +1,110 @@
+"""The v1 wire format on plain values."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from txchat import wire
+
+
+@pytest.mark.parametrize("path, room", [
+    ("/ws", "lobby"), ("/ws/lobby", "lobby"), ("/ws/a.b_c~d-E9", "a.b_c~d-E9"), ("/ws/" + "r" * 64, "r" * 64),
+    ("/ws/", None), ("/ws/" + "r" * 65, None), ("/ws/a%20b", None), ("/ws/a/b", None), ("/ws/caf%C3%A9", None),
+    ("/wsx", None), ("/ws/café", None),
+])
+def test_room_names(path: str, room: str | None) -> None:
+    assert wire.roomFromPath(path) == room
+
+
+@pytest.mark.parametrize("raw", ["abc", "x:", ":5", "e:-1", "e:1.5", "e:", ""])
+def test_malformed_since(raw: str) -> None:
+    with pytest.raises(wire.BadRequest):
+        wire.since(raw.encode())
+
+
+def test_since_keeps_an_epoch_with_colons_whole() -> None:
+    assert wire.since(b"a:b:12") == ("a:b", 12)
+    uri = "/ws?since=e1%3A7&name=%20Bo%09b%20&token=a.b.c"
+    assert wire.handshakeParams(uri, v1=True, signed=False) == wire.Handshake("Bob", ("e1", 7), None)
+    # Signed: the name is the token's, and name= is not even read; a plain client has no since.
+    assert wire.handshakeParams(uri, v1=True, signed=True) == wire.Handshake("", ("e1", 7), "a.b.c")
+    assert wire.handshakeParams(uri + "&name=%ff", v1=False, signed=True) == wire.Handshake("", None, "a.b.c")
+
+
+def test_lines_are_compact_json_with_escaped_newlines() -> None:
+    line = wire.message(3, 1700, "Ada", "two\nlines \u2028 ok")
+    assert b"\n" not in line and b" " not in line.replace(b"lines \xe2\x80\xa8 ok", b"")
+    assert json.loads(line) == {"type": "message", "seq": 3, "time": 1700, "name": "Ada", "text": "two\nlines \u2028 ok"}
+    assert json.loads(wire.message(None, 1, "", "x")) == {"type": "message", "time": 1, "name": "", "text": "x"}
+    assert json.loads(wire.presence(4)) == {"type": "presence", "online": 4}
+
+
+@pytest.mark.parametrize("query, name", [
+    ("name=Ada", "Ada"),
+    ("name=%20Ada%0A%20", "Ada"),
+    ("name=Ada+Lovelace", "Ada Lovelace"),
+    ("name=%E6%97%A5", "\u65e5"),
+    ("na%6De=Ada", "Ada"),           # an escaped key is the same key
+    ("other=%zz&name=Ada", "Ada"),   # what the protocol does not read is not judged
+])
+def test_names_are_percent_decoded(query, name):
+    assert wire.handshakeParams(f"/ws?{query}", v1=True, signed=False).name == name
+
+
+@pytest.mark.parametrize("query, parameter", [
+    ("name=%zz", "name"), ("name=%", "name"), ("name=a%4", "name"), ("name=%g0", "name"),
+    ("since=e%zz:1", "since"), ("since=e:1%", "since"),
+])
+def test_a_bad_percent_escape_is_a_bad_request_naming_the_parameter(query, parameter):
+    with pytest.raises(wire.BadRequest, match=f"^{parameter}: bad percent-encoding"):
+        wire.handshakeParams(f"/ws?{query}", v1=True, signed=False)
+
+
+def test_a_token_with_a_bad_escape_is_a_bad_request_and_a_good_one_is_decoded():
+    with pytest.raises(wire.BadRequest, match="^token: bad percent-encoding"):
+        wire.handshakeParams("/ws?token=abc%2", v1=False, signed=True)
+    assert wire.handshakeParams("/ws?token=a%2Eb", v1=False, signed=True).token == "a.b"
+
+
+def test_a_seed_client_s_query_is_not_read():
+    assert wire.handshakeParams("/ws?name=%zz&since=%zz", v1=False, signed=False) == wire.Handshake("", None, None)
+
+
+@pytest.mark.parametrize("name, valid", [
+    ("lobby", True), ("a", True), ("r" * 64, True), ("a.b", True), (".a", True), ("a..", True), ("_", True),
+    ("~.-", True), ("-", True),
+    ("", False), (".", False), ("..", False), ("." * 64, False), ("r" * 65, False), ("two words", False),
+    ("caf\u00e9", False), ("a/b", False), ("a%2E", False),
+])
+def test_room_names_of_only_dots_are_invalid(name, valid):
+    assert wire.validRoom(name) is valid
+    assert (wire.roomFromPath(f"/ws/{name}") == name) is valid
+
+
+@pytest.mark.parametrize("raw, cleaned", [
+    (b"plain text", b"plain text"),
+    (b"nul\x00bell\x07esc\x1b[0m", b"nulbellesc[0m"),
+    (b"tab\tand\nline", b"tab\tand\nline"),
+    (b"crlf\r\ncr\rend", b"crlf\ncr\nend"),
+    (bytes(range(32)), b"\t\n\n"),  # the CR is a line break
+    (b"del\x7f and C1 \xc2\x85 stay (not C0)", b"del\x7f and C1 \xc2\x85 stay (not C0)"),
+    ("日本語 \u202e\u200b stay in text".encode(), "日本語 \u202e\u200b stay in text".encode()),
+])
+def test_text_loses_c0_controls_but_line_breaks_and_tabs(raw, cleaned):
+    assert wire.cleanText(raw) == cleaned
+    cleaned.decode("utf-8")  # still UTF-8: C0 bytes are never part of a multi-byte character
+
+
+@pytest.mark.parametrize("raw, cleaned", [
+    (" Ada ", "Ada"),
+    ("Ada\x07\x1b\x7f\u0085", "Ada"),                      # controls (Cc)
+    ("Admin\u200b", "Admin"),                              # zero-width space (Cf)
+    ("\u202eAdmin\u202c", "Admin"),                        # right-to-left override ... pop
+    ("\u2066A\u2069\u200e\u200f\u00ad\ufeff", "A"),        # isolates, marks, soft hyphen, BOM
+    ("日本 \u05e9\u05dc\u05d5\u05dd", "日本 \u05e9\u05dc\u05d5\u05dd"),  # scripts stay, any direction
+    ("\u200b \u200b", ""),
+])
+def test_names_lose_control_and_format_characters(raw, cleaned):
+    assert wire.cleanName(raw) == cleaned
