@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txchat import memory, wire
-from txchat.autobahn_internals import protocolWithOptions, useClock
+from txchat.autobahn_internals import framedText, protocolWithOptions, useClock
 from txchat.broker import Broker, LocalBroker, Snapshot
 from txchat.config import Config
 from txchat.limits import ConnectionLimits, TrustedProxies
@@ -105,8 +105,7 @@ class ChatHub(WebSocketServerFactory):
             refused=lambda: self.broker.dropped,
         )
 
-    def _frame(self, payload: bytes) -> bytes:
-        return self.prepareMessage(payload).payloadHybi
+    _frame = framedText
 
     # -- membership -----------------------------------------------------------------------
 

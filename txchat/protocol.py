@@ -19,24 +19,25 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Callable
 
-from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
-from twisted.internet.interfaces import (
-    IAddress,
-    IDelayedCall,
-    IPullProducer,
-    IPushProducer,
-    ISSLTransport,
-    ITransport,
-)
-from twisted.internet.tcp import Connection
+from twisted.internet.interfaces import IAddress, IDelayedCall, IPullProducer, IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from txchat import wire
-from txchat.autobahn_internals import cancelCloseTimer, failConnection, feed
+from txchat.autobahn_internals import (
+    ServerProtocol,
+    cancelCloseTimer,
+    dropConnection,
+    failConnection,
+    feed,
+    isOpen,
+    requestUri,
+    sendCloseFrame,
+)
 from txchat.limits import TokenBucket
 from txchat.tokens import TokenChecker, TokenRefused
+from txchat.twisted_internals import directSend
 
 if TYPE_CHECKING:
     from txchat.hub import ChatHub
@@ -56,14 +57,6 @@ def normalise(payload: bytes) -> bytes:
     return payload.decode("utf-8").replace("\n", " ").strip().encode("utf-8")
 
 
-def directSend(transport: ITransport) -> Callable[[bytes], int] | None:
-    """The socket's own send, for a plain TCP or UNIX connection; None where bytes must go
-    through the transport (TLS, or a reactor of another kind)."""
-    if isinstance(transport, Connection) and not ISSLTransport.providedBy(transport):
-        return transport.getHandle().send
-    return None
-
-
 def describePeer(address: IAddress) -> str:
     host = getattr(address, "host", None)
     if host is None:
@@ -73,7 +66,7 @@ def describePeer(address: IAddress) -> str:
 
 
 @implementer(IPullProducer, IPushProducer)
-class ChatProtocol(WebSocketServerProtocol):
+class ChatProtocol(ServerProtocol):
     factory: ChatHub
 
     peerName = "-"
@@ -132,7 +125,7 @@ class ChatProtocol(WebSocketServerProtocol):
         tokens = hub.tokens
         if self.v1 or tokens is not None:
             try:
-                asked = wire.handshakeParams(self.http_request_uri, self.v1, tokens is not None)
+                asked = wire.handshakeParams(requestUri(self), self.v1, tokens is not None)
             except wire.BadRequest as e:
                 hub.refused("bad-request")
                 raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, str(e)) from None
@@ -199,7 +192,7 @@ class ChatProtocol(WebSocketServerProtocol):
             self.factory.register(self)
         except Exception:
             _log.failure("could not open {peer}", peer=self.peerName)
-            self.dropConnection(abort=True)
+            dropConnection(self)
 
     # -- messages -------------------------------------------------------------------------
 
@@ -223,13 +216,10 @@ class ChatProtocol(WebSocketServerProtocol):
 
     # -- output ---------------------------------------------------------------------------
 
-    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
-        # Autobahn's frames (handshake, pings, pongs, closes) pass here: keep them in line.
-        self.write(data)
-
     def write(self, data: bytes) -> None:
         """Send now if nothing waits before this; what the socket does not take waits in the
-        transport, and the client is behind until that has drained."""
+        transport, and the client is behind until that has drained. Autobahn's own frames
+        (handshake, pings, pongs, closes) come here too (L{ServerProtocol.sendData})."""
         if self._socketSend is None:
             self.transport.write(data)  # through TLS: the transport says when it is full
             return
@@ -304,19 +294,15 @@ class ChatProtocol(WebSocketServerProtocol):
         """End this client's chat output and start the closing handshake with C{code}.
 
         C{sendCloseFrame}, unlike Autobahn's C{sendClose}, takes 1001 and 1008."""
-        if self.state == self.STATE_OPEN:
-            self.sendCloseFrame(code, reason.encode("utf-8"))
+        if isOpen(self):
+            sendCloseFrame(self, code, reason)
         else:
             self._stopOutput()
 
-    def sendCloseFrame(self, code: int | None = None, reasonUtf8: bytes | None = None, isReply: bool = False) -> None:
-        # Every close, ours or the client's, passes here: nothing may follow the close frame.
+    def outputEnds(self) -> None:
+        # Every close frame, ours or the reply to the client's, and every drop: nothing may
+        # follow the close frame.
         self._stopOutput()
-        super().sendCloseFrame(code, reasonUtf8, isReply)
-
-    def dropConnection(self, abort: bool = False) -> None:
-        self._stopOutput()
-        super().dropConnection(abort)
 
     def _stopOutput(self) -> None:
         if not self._member:
