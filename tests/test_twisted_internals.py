@@ -17,6 +17,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.protocols.policies import WrappingFactory
+from twisted.web import http
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
@@ -315,4 +316,35 @@ def test_BodyLimit_passes_a_body_within_the_bound_in_chunks():
     channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                          b"6\r\n012345\r\n4\r\n6789\r\n0\r\n\r\n")
     assert _Limited.refused == [] and resource.rendered == [b"0123456789"]
+    channel.connectionLost(None)
+
+
+class _Keeps(Resource):
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[Request] = []
+
+    def render(self, request: Request) -> bytes:
+        self.requests.append(request)
+        return b"ok"
+
+
+@pytest.mark.unit
+def test_combinedLogLine_shows_the_uri_and_referrer_given_where_combinedLogFormatter_reads_them():
+    resource = _Keeps()
+    site = Site(resource, reactor=Clock())
+    site.protocol = HTTPChannel  # type: ignore[assignment]
+    channel: Any = site.buildProtocol(None)
+    channel.makeConnection(StringTransport())
+    channel.dataReceived(_get(b"Referer: http://x/room/a?token=secret-r", b"User-Agent: ua")
+                         .replace(b"GET / ", b"GET /ws?token=secret-u "))
+    [request] = resource.requests
+    timestamp = "[30/Nov/2026:20:00:00 +0000]"
+    assert twisted_internals.combinedLogLine(timestamp, request, request.uri, request.getHeader(b"referer")) \
+        == http.combinedLogFormatter(timestamp, request), "the stand-in changed more than the two answers"
+    line = twisted_internals.combinedLogLine(timestamp, request, b"/ws", b"http://x/room/a")
+    assert '"GET /ws HTTP/1.1" 200 2 "http://x/room/a" "ua"' in line
+    assert "secret" not in line
     channel.connectionLost(None)
