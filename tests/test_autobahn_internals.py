@@ -222,3 +222,18 @@ def test_framedText_is_prepareMessage_payloadHybi_one_unmasked_text_frame():
         frame = autobahn_internals.framedText  # as a method, the way the hub uses it
 
     assert Hub().frame(b"hi") == b"\x81\x02hi"
+
+
+def test_feed_skips_nothing_of_dataReceived_but_its_debug_line():
+    """ChatProtocol.dataReceived calls feed instead of Autobahn's dataReceived: that must do
+    no more than hand the bytes to _dataReceived (a counter or a timer there would be lost)."""
+    protocol, transport, clock = _connect()
+    fed: list[bytes] = []
+    protocol._dataReceived = fed.append
+    before = dict(vars(protocol))
+    WebSocketServerProtocol.dataReceived(protocol, b"bytes")
+    assert fed == [b"bytes"]
+    assert vars(protocol) == before, "Autobahn's dataReceived now changes the protocol's state"
+    assert clock.getDelayedCalls() == [] and transport.value() == b""
+    del protocol._dataReceived
+    protocol.connectionLost(Failure(ConnectionDone()))
