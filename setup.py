@@ -14,8 +14,15 @@ setup(
     packages=["txchat", "txchat.web", "twisted.plugins"],
     package_dir={"txchat.web": "web"},
     package_data={"txchat": ["py.typed"], "txchat.web": ["home.html"], "twisted.plugins": ["txchat_plugin.py"]},
-    # Capped at the releases tested: txchat uses a few private parts of Autobahn
-    # (txchat/autobahn_internals.py), and Twisted's logging and producer behaviour.
+    # Capped below the next releases (tested: Twisted 26.10, Autobahn 26.10): txchat relies on
+    # private parts of both, each fenced and tested by name. Autobahn (autobahn_internals.py):
+    # _batched_timer, CONFIG_ATTRS, _dataReceived, _fail_connection, closeHandshakeTimeoutCall,
+    # the sendData/sendCloseFrame/dropConnection overrides, state, http_request_uri,
+    # PreparedMessage.payloadHybi. Twisted (twisted_internals.py): a tcp.Connection's socket
+    # send and its pull-producer resumes, hand-over of a live transport (protocol,
+    # wrappedProtocol), HTTPChannel's totalHeadersSize/MAX_LENGTH, allHeadersReceived and
+    # requestDone, Request's gotLength/handleContentChunk/requestReceived, and what
+    # combinedLogFormatter reads from a request.
     install_requires=[
         "twisted[tls]>=24.7,<26.11",
         "autobahn>=24.4,<26.11",

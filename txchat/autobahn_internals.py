@@ -11,9 +11,40 @@ from types import FunctionType
 from typing import Any, Callable, TypeVar
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 P = TypeVar("P", bound=WebSocketServerProtocol)
+
+
+class ServerProtocol(WebSocketServerProtocol):
+    """Autobahn's server protocol with its undocumented output and closing methods overridden
+    in one place, for a subclass that owns its output.
+
+    Autobahn writes every frame of its own (the handshake's response, pings, pongs, closes)
+    through C{sendData}, sends every close frame (ours, or the reply to the client's) through
+    C{sendCloseFrame}, and ends every connection it gives up on (timeouts, protocol errors)
+    through C{dropConnection}. None of the three is in its interfaces."""
+
+    def write(self, data: bytes) -> None:
+        """Where Autobahn's own frames go (the subclass's way out, in line with its own)."""
+        raise NotImplementedError
+
+    def outputEnds(self) -> None:
+        """Called before any close frame is sent and before the connection is dropped."""
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        # Autobahn's frames pass here: keep them in line with the subclass's own output.
+        self.write(data)
+
+    def sendCloseFrame(self, code: int | None = None, reasonUtf8: bytes | None = None, isReply: bool = False) -> None:
+        # Nothing may follow a close frame.
+        self.outputEnds()
+        super().sendCloseFrame(code, reasonUtf8, isReply)
+
+    def dropConnection(self, abort: bool = False) -> None:
+        self.outputEnds()
+        super().dropConnection(abort)
 
 
 class _ClockTimer:
@@ -64,3 +95,40 @@ def cancelCloseTimer(protocol: WebSocketServerProtocol) -> None:
     timer = protocol.closeHandshakeTimeoutCall
     if timer is not None and timer.active():
         timer.cancel()
+
+
+def isOpen(protocol: WebSocketServerProtocol) -> bool:
+    """Whether the connection is open: handshake done, no close frame sent or received.
+
+    Autobahn's public C{is_open} is a Deferred that fires once; the state it keeps is the
+    only way to ask later."""
+    return protocol.state == WebSocketProtocol.STATE_OPEN
+
+
+def sendCloseFrame(protocol: WebSocketServerProtocol, code: int, reason: str) -> None:
+    """Start the closing handshake with C{code}: Autobahn's public C{sendClose} refuses every
+    code but 1000 and 3000-4999, and the chat closes with 1001, 1008 and 1013 too."""
+    protocol.sendCloseFrame(code, reason.encode("utf-8"))
+
+
+def dropConnection(protocol: WebSocketServerProtocol) -> None:
+    """Abort the connection the way Autobahn does when it gives up on one (its state closed,
+    C{onClose} called), for a connection that cannot be opened."""
+    protocol.dropConnection(abort=True)
+
+
+def requestUri(protocol: WebSocketServerProtocol) -> str:
+    """The handshake's request target as the client sent it, query still percent-encoded.
+
+    Autobahn's C{ConnectionRequest.params} has the query decoded to text already, invalid
+    UTF-8 replaced; the raw query is what lets a bad name be refused rather than mangled."""
+    return protocol.http_request_uri
+
+
+def framedText(factory: WebSocketServerFactory, payload: bytes) -> bytes:
+    """C{payload} as one server text frame, to be written as it is to every client.
+
+    A prepared message's frame (its undocumented C{payloadHybi}) is framed once for all;
+    Autobahn's public C{sendPreparedMessage} would pass it through C{sendData} per client.
+    A hub uses this as its method (C{_frame = framedText}): no call is added per message."""
+    return factory.prepareMessage(payload).payloadHybi

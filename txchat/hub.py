@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txchat import memory, wire
-from txchat.autobahn_internals import protocolWithOptions, useClock
+from txchat.autobahn_internals import framedText, protocolWithOptions, useClock
 from txchat.broker import Broker, MemoryBroker
 from txchat.config import Config
 from txchat.gate import Claim, Gate
@@ -151,8 +151,7 @@ class ChatHub(WebSocketServerFactory):
             refused=lambda: self.broker.dropped,
         )
 
-    def _frame(self, payload: bytes) -> bytes:
-        return self.prepareMessage(payload).payloadHybi
+    _frame = framedText
 
     # -- membership -----------------------------------------------------------------------
 

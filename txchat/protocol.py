@@ -19,43 +19,38 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Callable
 
-from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
-from twisted.internet.interfaces import (
-    IDelayedCall,
-    IPullProducer,
-    IPushProducer,
-    ISSLTransport,
-    ITransport,
-)
-from twisted.internet.tcp import Connection
+from twisted.internet.interfaces import IDelayedCall, IPullProducer, IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from txchat.autobahn_internals import cancelCloseTimer, failConnection, feed
+from txchat.autobahn_internals import (
+    ServerProtocol,
+    cancelCloseTimer,
+    dropConnection,
+    failConnection,
+    feed,
+    isOpen,
+    requestUri,
+    sendCloseFrame,
+)
 from txchat.gate import Handshake, Refusal, Ticket
 from txchat.limits import TokenBucket
+from txchat.twisted_internals import directSend
 from txchat.wire import CLOSE_POLICY, CLOSE_TOKEN_EXPIRED, CLOSE_UNSUPPORTED_DATA, cleanText, describePeer, normalise
 
 if TYPE_CHECKING:
     from txchat.hub import ChatHub
     from txchat.rooms import Room
 
-__all__ = ["ChatProtocol", "directSend", "normalise"]  # (normalise, once defined here, is still found here)
 
 _log = Logger()
 
 
-def directSend(transport: ITransport) -> Callable[[bytes], int] | None:
-    """The socket's own send, for a plain TCP or UNIX connection; None where bytes must go
-    through the transport (TLS, or a reactor of another kind)."""
-    if isinstance(transport, Connection) and not ISSLTransport.providedBy(transport):
-        return transport.getHandle().send
-    return None
 
 
 @implementer(IPullProducer, IPushProducer)
-class ChatProtocol(WebSocketServerProtocol):
+class ChatProtocol(ServerProtocol):
     factory: ChatHub
 
     peerName = "-"
@@ -111,7 +106,7 @@ class ChatProtocol(WebSocketServerProtocol):
         verdict = self.factory.gate.admit(Handshake(
             path=request.path,
             protocols=request.protocols,
-            uri=self.http_request_uri,
+            uri=requestUri(self),
             origin=headers.get("origin"),
             host=headers.get("host"),
             peerHost=getattr(self.transport.getPeer(), "host", "unix"),
@@ -155,7 +150,7 @@ class ChatProtocol(WebSocketServerProtocol):
             self.factory.register(self)
         except Exception:
             _log.failure("could not open {peer}", peer=self.peerName)
-            self.dropConnection(abort=True)
+            dropConnection(self)
 
     # -- messages -------------------------------------------------------------------------
 
@@ -180,13 +175,10 @@ class ChatProtocol(WebSocketServerProtocol):
 
     # -- output ---------------------------------------------------------------------------
 
-    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
-        # Autobahn's frames (handshake, pings, pongs, closes) pass here: keep them in line.
-        self.write(data)
-
     def write(self, data: bytes) -> None:
         """Send now if nothing waits before this; what the socket does not take waits in the
-        transport, and the client is behind until that has drained."""
+        transport, and the client is behind until that has drained. Autobahn's own frames
+        (handshake, pings, pongs, closes) come here too (L{ServerProtocol.sendData})."""
         if self._socketSend is None:
             self.transport.write(data)  # through TLS: the transport says when it is full
             return
@@ -261,19 +253,15 @@ class ChatProtocol(WebSocketServerProtocol):
         """End this client's chat output and start the closing handshake with C{code}.
 
         C{sendCloseFrame}, unlike Autobahn's C{sendClose}, takes 1001 and 1008."""
-        if self.state == self.STATE_OPEN:
-            self.sendCloseFrame(code, reason.encode("utf-8"))
+        if isOpen(self):
+            sendCloseFrame(self, code, reason)
         else:
             self._stopOutput()
 
-    def sendCloseFrame(self, code: int | None = None, reasonUtf8: bytes | None = None, isReply: bool = False) -> None:
-        # Every close, ours or the client's, passes here: nothing may follow the close frame.
+    def outputEnds(self) -> None:
+        # Every close frame, ours or the reply to the client's, and every drop: nothing may
+        # follow the close frame.
         self._stopOutput()
-        super().sendCloseFrame(code, reasonUtf8, isReply)
-
-    def dropConnection(self, abort: bool = False) -> None:
-        self._stopOutput()
-        super().dropConnection(abort)
 
     def _stopOutput(self) -> None:
         if not self._member:

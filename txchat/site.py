@@ -15,30 +15,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.interfaces import IAddress, IDelayedCall, IProtocol, IProtocolFactory, ITransport
+from twisted.internet.interfaces import IAddress, IDelayedCall, IProtocolFactory, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
-from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 from twisted.web import http
-from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import Site
 
 from txchat.config import Config
+from txchat.twisted_internals import BodyLimit, ChannelHooks, combinedLogLine, handOver, limitHeaders
 from txchat.webapp import asksForWebSocket
 from txchat.wire import describePeer
 
 _log = Logger()
 
 
-class _Channel(HTTPChannel):
+class _Channel(ChannelHooks):
     """An HTTP connection that must send each request's headers within a deadline.
 
     Twisted's own timeout restarts at every byte, so a client that trickles a header a byte at
-    a time (slowloris) would never meet it; this one is counted from the request's start."""
+    a time (slowloris) would never meet it; this one is counted from the request's start.
+    The site sets C{clock} and C{headerTimeout} on each (L{ChatSite.httpChannel})."""
 
-    transport: Any  # a TCP, TLS or UNIX connection
+    clock: IReactorTime
     headerTimeout = Config.handshakeTimeout
     # What is left of the first request's deadline, when the fast lane has used some of it.
     firstTimeout: float | None = None
@@ -49,24 +49,22 @@ class _Channel(HTTPChannel):
         self._startDeadline(self.firstTimeout)
 
     def _startDeadline(self, timeout: float | None = None) -> None:
-        self._deadline = self.callLater(self.headerTimeout if timeout is None else timeout, self._tooSlow)
+        self._deadline = self.clock.callLater(self.headerTimeout if timeout is None else timeout, self._tooSlow)
 
     def _stopDeadline(self) -> None:
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
         self._deadline = None
 
-    def allHeadersReceived(self) -> None:
+    def headersReceived(self) -> None:
         self._stopDeadline()
-        super().allHeadersReceived()
 
-    def requestDone(self, request: Request) -> None:
-        super().requestDone(request)
-        if self.transport is not None and not self.transport.disconnecting:
-            self._startDeadline()  # the next request on this connection gets its own
+    def awaitingRequest(self) -> None:
+        self._startDeadline()  # the next request on this connection gets its own
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        # As Twisted answers headers that are too large in all: a 400, not a silent close.
+        # LineReceiver's documented hook for a line over MAX_LENGTH. As Twisted answers
+        # headers that are too large in all: a 400, not a silent close.
         self.transport.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
         self.transport.loseConnection()
 
@@ -77,18 +75,6 @@ class _Channel(HTTPChannel):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._stopDeadline()
         super().connectionLost(reason)
-
-
-def _handOver(transport: ITransport, protocol: IProtocol) -> None:
-    """Make C{protocol} the one that C{transport} delivers to (a TLS transport is a wrapper)."""
-    current: Any = transport
-    if isinstance(current, ProtocolWrapper):
-        current.wrappedProtocol = protocol
-    elif isinstance(current.protocol, ProtocolWrapper):
-        current.protocol.wrappedProtocol = protocol
-    else:
-        current.protocol = protocol
-    protocol.makeConnection(transport)
 
 
 def _upgradeHeader(head: bytes) -> bytes | None:
@@ -143,9 +129,9 @@ class _FirstRequest(Protocol):
         transport, self.transport = self.transport, None
         protocol: Any = factory.buildProtocol(self.address) if factory is not None else None  # type: ignore[arg-type]
         if protocol is None:
-            protocol = Site.buildProtocol(self.site, self.address)
+            protocol = self.site.httpChannel(self.address)
             protocol.firstTimeout = left  # the request's deadline runs on, not over again
-        _handOver(transport, protocol)
+        handOver(transport, protocol)
         protocol.dataReceived(data)
 
     def _stopDeadline(self) -> None:
@@ -161,36 +147,14 @@ class _FirstRequest(Protocol):
         self._stopDeadline()
 
 
-class _Request(Request):
+class _Request(BodyLimit):
     """A request whose body may be at most C{maxBodySize} bytes: a larger one is answered 413
     and its connection closed, before the body is read, or as soon as it passes the bound
-    (chunked)."""
+    (chunked). The site sets C{maxBodySize} on each (L{ChatSite.buildRequest})."""
 
     maxBodySize = Config.maxBodySize
-    _received = 0
-    _refused = False
 
-    def gotLength(self, length: int | None) -> None:
-        if length is not None and length > self.maxBodySize:
-            self._refuse()
-            return
-        super().gotLength(length)
-
-    def handleContentChunk(self, data: bytes) -> None:
-        if self._refused:
-            return
-        self._received += len(data)
-        if self._received > self.maxBodySize:
-            self._refuse()
-            return
-        super().handleContentChunk(data)
-
-    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
-        if not self._refused:
-            super().requestReceived(command, path, version)
-
-    def _refuse(self) -> None:
-        self._refused = True
+    def bodyTooLarge(self) -> None:
         transport: Any = self.channel.transport
         # JSON, as every answer of the API (the only part that takes a body) is.
         body = b'{"error":"the request body is more than %d bytes"}\n' % self.maxBodySize
@@ -200,24 +164,12 @@ class _Request(Request):
         self.channel.loseConnection()
 
 
-class _WithoutQuery:
-    """A request as the access log sees it: its URI and referrer without their query strings,
-    which may carry a token (nothing txchat logs ever shows one)."""
-
-    def __init__(self, request: http.Request) -> None:
-        self._request = request
-        self.uri = request.uri.partition(b"?")[0]
-
-    def getHeader(self, name: bytes) -> bytes | None:
-        value = self._request.getHeader(name)
-        return value.partition(b"?")[0] if value is not None and name.lower() == b"referer" else value
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._request, name)
-
-
 def accessLine(timestamp: str, request: http.Request) -> str:
-    return http.combinedLogFormatter(timestamp, _WithoutQuery(request))
+    """The access log's line: the URI and referrer without their query strings, which may
+    carry a token (nothing txchat logs ever shows one)."""
+    referrer = request.getHeader(b"referer")
+    return combinedLogLine(timestamp, request, request.uri.partition(b"?")[0],
+                           referrer.partition(b"?")[0] if referrer is not None else None)
 
 
 class ChatSite(Site):
@@ -226,6 +178,7 @@ class ChatSite(Site):
 
     quietPaths = (b"/healthz",)  # a load balancer's probes would drown the access log
     noisy = False  # no "Starting factory <...>" lines: the listener says where the chat is
+    protocol = _Channel  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -239,24 +192,33 @@ class ChatSite(Site):
             take the fast lane to C{factory}; the same path must lead to the factory in
             C{root} too, for handshakes that come later on a kept-alive connection.
         """
-        requests = type("Request", (_Request,), {"maxBodySize": config.maxBodySize})
-        super().__init__(root, requestFactory=requests, reactor=reactor, logFormatter=accessLine)
+        super().__init__(root, requestFactory=self.buildRequest, reactor=reactor, logFormatter=accessLine)
         self.displayTracebacks = False
         self.headerTimeout = config.handshakeTimeout
         self.maxHeaderSize = config.maxHeaderSize
+        self.maxBodySize = config.maxBodySize
         self._webSockets = webSockets
         self.fastLanePrefix = b"GET " + webSockets[0] if webSockets is not None else b""
-        self.protocol = type(  # type: ignore[method-assign]
-            "Channel", (_Channel,),
-            {"headerTimeout": config.handshakeTimeout, "totalHeadersSize": config.maxHeaderSize,
-             "MAX_LENGTH": max(config.maxHeaderSize, HTTPChannel.MAX_LENGTH)},
-        )
 
     # Not always an HTTP channel: a _FirstRequest, which hands over to one or to a WebSocket.
     def buildProtocol(self, addr: IAddress | None) -> Protocol | None:  # type: ignore[override]
         if self._webSockets is None:
-            return super().buildProtocol(addr)
+            return self.httpChannel(addr)
         return _FirstRequest(self, addr)
+
+    def httpChannel(self, addr: IAddress | None) -> Any:
+        """An HTTP channel (of C{protocol}, L{_Channel} or a subclass) with this site's limits."""
+        channel: Any = super().buildProtocol(addr)
+        channel.clock = self.reactor
+        channel.headerTimeout = self.headerTimeout
+        limitHeaders(channel, self.maxHeaderSize)
+        return channel
+
+    def buildRequest(self, *args: Any) -> _Request:
+        """The site's requestFactory: a request with this site's bound on bodies."""
+        request = _Request(*args)
+        request.maxBodySize = self.maxBodySize
+        return request
 
     def fastLaneFactory(self, path: bytes, head: bytes) -> IProtocolFactory | None:
         """The factory for a GET of C{path} that may take the fast lane, or None."""

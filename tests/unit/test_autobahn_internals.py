@@ -3,10 +3,16 @@ one: when an Autobahn release changes one of them, the test named for it fails h
 
 from __future__ import annotations
 
+import pytest
+
 import inspect
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 
 from bench import frames
 from tests.support.memory import Peer, makeHub
@@ -61,3 +67,173 @@ def test_the_internals_do_their_jobs_on_a_real_connection() -> None:
     assert not timer.active()
     peer.transport.abortConnection()
     assert clock.getDelayedCalls() == []
+
+
+# -- the protocol's overrides and the fence functions, on a bare ServerProtocol ------------
+
+ENDS = b"<output ends>"
+
+
+class _Recording(autobahn_internals.ServerProtocol):
+    """A ServerProtocol that keeps what it is asked to write, and notes when output ends."""
+
+    uri: str | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.out.append(data)
+
+    def outputEnds(self) -> None:
+        self.out.append(ENDS)
+
+    def onConnect(self, request):
+        self.uri = autobahn_internals.requestUri(self)
+        return None
+
+
+class _Transport(StringTransport):
+    def unregisterProducer(self) -> None:
+        self.producer = None  # as a TCP transport does, with or without a producer
+
+
+def _connect(path: str = "/ws") -> tuple[_Recording, StringTransport, Clock]:
+    """A bare ServerProtocol of Autobahn's on a string transport, its handshake done."""
+    clock = Clock()
+    factory = WebSocketServerFactory()
+    factory.protocol = _Recording
+    factory.setProtocolOptions(failByDrop=False, openHandshakeTimeout=5, closeHandshakeTimeout=1,
+                               autoPingInterval=0)
+    autobahn_internals.useClock(factory, clock)
+    protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+    transport = _Transport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(frames.handshake(path))
+    return protocol, transport, clock
+
+
+def _written(protocol: _Recording) -> list[tuple[int, bytes] | bytes]:
+    """The protocol's output after the handshake response: frames, and where output ended."""
+    out: list[tuple[int, bytes] | bytes] = []
+    for chunk in protocol.out[1:]:
+        if chunk == ENDS:
+            out.append(ENDS)
+        else:
+            parsed, rest = frames.parseFrames(chunk)
+            assert rest == b""
+            out.extend(parsed)
+    return out
+
+
+def test_sendData_carries_every_frame_autobahn_writes():
+    protocol, transport, clock = _connect()
+    assert protocol.out[0].startswith(b"HTTP/1.1 101 "), "the handshake's answer did not pass sendData"
+    protocol.sendPing(b"p")
+    protocol.dataReceived(frames.clientFrame(frames.PING, b"q"))
+    protocol.sendClose(1000)
+    assert _written(protocol) == [(frames.PING, b"p"), (frames.PONG, b"q"), ENDS,
+                                  (frames.CLOSE, b"\x03\xe8")]
+    assert transport.value() == b"", "Autobahn wrote around sendData"
+    protocol.connectionLost(Failure(ConnectionDone()))
+    autobahn_internals.cancelCloseTimer(protocol)
+    assert clock.getDelayedCalls() == []
+
+
+def test_sendCloseFrame_sends_the_close_codes_sendClose_refuses():
+    protocol, transport, clock = _connect()
+    with pytest.raises(Exception, match="invalid close code"):
+        protocol.sendClose(1008, "policy")
+    autobahn_internals.sendCloseFrame(protocol, 1008, "policy")
+    assert _written(protocol) == [ENDS, (frames.CLOSE, b"\x03\xf0policy")]
+    assert not autobahn_internals.isOpen(protocol)
+    clock.advance(1)  # the client does not answer: Autobahn drops the connection
+    assert transport.disconnecting
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert clock.getDelayedCalls() == []
+
+
+def test_sendCloseFrame_replies_to_the_clients_close():
+    """The reply to a client's close passes the override too, output ended before it (and
+    again as the server then drops the connection, as a server closes TCP first)."""
+    protocol, transport, clock = _connect()
+    protocol.dataReceived(frames.clientFrame(frames.CLOSE, b"\x03\xe9"))
+    assert _written(protocol) == [ENDS, (frames.CLOSE, b"\x03\xe8"), ENDS]
+    assert transport.disconnecting
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert clock.getDelayedCalls() == []
+
+
+def test_dropConnection_is_how_autobahn_gives_up_on_a_connection():
+    """Autobahn's opening-handshake timeout drops through the override; the fence function
+    aborts."""
+    clock = Clock()
+    factory = WebSocketServerFactory()
+    factory.protocol = _Recording
+    factory.setProtocolOptions(openHandshakeTimeout=5)
+    autobahn_internals.useClock(factory, clock)
+    silent = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+    transport = _Transport()
+    silent.makeConnection(transport)
+    clock.advance(5)
+    assert silent.out == [ENDS] and transport.disconnecting
+    silent.connectionLost(Failure(ConnectionDone()))
+
+    protocol, transport, clock = _connect()
+    autobahn_internals.dropConnection(protocol)
+    assert _written(protocol) == [ENDS]
+    assert transport.disconnecting and not autobahn_internals.isOpen(protocol)
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert clock.getDelayedCalls() == []
+
+
+def test_isOpen_reads_autobahns_state():
+    clock = Clock()
+    factory = WebSocketServerFactory()
+    factory.protocol = _Recording
+    autobahn_internals.useClock(factory, clock)
+    protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+    protocol.makeConnection(_Transport())
+    assert not autobahn_internals.isOpen(protocol)  # still connecting
+    protocol.dataReceived(frames.handshake())
+    assert autobahn_internals.isOpen(protocol)
+    protocol.sendClose(1000)
+    assert not autobahn_internals.isOpen(protocol)
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert not autobahn_internals.isOpen(protocol)
+    for call in clock.getDelayedCalls():
+        call.cancel()
+
+
+def test_requestUri_is_the_request_target_as_sent_when_onConnect_runs():
+    protocol, transport, clock = _connect("/ws/room?name=%FF%20x&since=a%3A1")
+    assert protocol.uri == "/ws/room?name=%FF%20x&since=a%3A1"
+    protocol.connectionLost(Failure(ConnectionDone()))
+
+
+def test_framedText_is_prepareMessage_payloadHybi_one_unmasked_text_frame():
+    factory = WebSocketServerFactory()
+    assert autobahn_internals.framedText(factory, b"hi") == b"\x81\x02hi"
+    long = b"x" * 300
+    assert autobahn_internals.framedText(factory, long) == b"\x81\x7e\x01\x2c" + long
+
+    class Hub(WebSocketServerFactory):
+        frame = autobahn_internals.framedText  # as a method, the way the hub uses it
+
+    assert Hub().frame(b"hi") == b"\x81\x02hi"
+
+
+def test_feed_skips_nothing_of_dataReceived_but_its_debug_line():
+    """ChatProtocol.dataReceived calls feed instead of Autobahn's dataReceived: that must do
+    no more than hand the bytes to _dataReceived (a counter or a timer there would be lost)."""
+    protocol, transport, clock = _connect()
+    fed: list[bytes] = []
+    protocol._dataReceived = fed.append
+    before = dict(vars(protocol))
+    WebSocketServerProtocol.dataReceived(protocol, b"bytes")
+    assert fed == [b"bytes"]
+    assert vars(protocol) == before, "Autobahn's dataReceived now changes the protocol's state"
+    assert clock.getDelayedCalls() == [] and transport.value() == b""
+    del protocol._dataReceived
+    protocol.connectionLost(Failure(ConnectionDone()))

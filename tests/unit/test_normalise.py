@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from txchat.protocol import normalise
+from txchat.wire import normalise
 
 texts = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=60)
 

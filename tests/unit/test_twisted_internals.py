@@ -1,0 +1,183 @@
+"""The private parts of Twisted that txchat uses (txchat/twisted_internals.py), checked one by
+one against the real Twisted: when a release changes one of them, the test named for it fails
+here. These are the HTTP ones, on a string transport (the transport ones: tests/live)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor, ssl
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol, serverFromString
+from twisted.internet.interfaces import IPullProducer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.protocols.policies import WrappingFactory
+from twisted.web import http
+from twisted.web.http import HTTPChannel
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
+from zope.interface import implementer
+
+from tests.support.certs import makeCertificate
+from tests.support.live import within
+from txchat import twisted_internals
+
+
+# -- HTTP, on a string transport ------------------------------------------------------------
+
+
+class _Echo(Resource):
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rendered: list[bytes] = []
+
+    def render(self, request: Request) -> bytes:
+        body = request.content.read() if request.content is not None else b""
+        self.rendered.append(body)
+        return body
+
+
+def _channel(
+    protocol: type[HTTPChannel] = HTTPChannel, requestFactory: Any = None,
+) -> tuple[Any, StringTransport, _Echo]:
+    resource = _Echo()
+    site = Site(resource, requestFactory=requestFactory, reactor=Clock())
+    site.protocol = protocol  # type: ignore[assignment]
+    channel: Any = site.buildProtocol(None)
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    return channel, transport, resource
+
+
+def _get(*headers: bytes) -> bytes:
+    return b"\r\n".join([b"GET / HTTP/1.1", b"Host: x", *headers]) + b"\r\n\r\n"
+
+
+@pytest.mark.parametrize("limited", [True, False])
+def test_limitHeaders_sets_what_HTTPChannel_counts_the_request_head_against(limited: bool):
+    channel, transport, _ = _channel()
+    if limited:
+        twisted_internals.limitHeaders(channel, 100)
+    channel.dataReceived(_get(*[b"X-%d: %s" % (i, b"a" * 40) for i in range(3)]))
+    status = transport.value().split(b"\r\n")[0]
+    assert status == (b"HTTP/1.1 400 Bad Request" if limited else b"HTTP/1.1 200 OK")
+    channel.connectionLost(None)
+
+
+@pytest.mark.parametrize("length, answered", [(18000, True), (21000, False)])
+def test_limitHeaders_raises_the_line_bound_MAX_LENGTH_with_it(length: int, answered: bool):
+    """A line over Twisted's own MAX_LENGTH passes once the bound is raised; one over the new
+    bound goes to LineReceiver's lineLengthExceeded, whose default closes the connection."""
+    assert HTTPChannel.MAX_LENGTH < 18000
+    channel, transport, _ = _channel()
+    twisted_internals.limitHeaders(channel, 20000)
+    channel.dataReceived(_get(b"X-Long: " + b"a" * length))
+    assert transport.value().startswith(b"HTTP/1.1 200 OK") == answered
+    assert transport.disconnecting != answered
+    channel.connectionLost(None)
+
+
+class _Hooks(twisted_internals.ChannelHooks):
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[str] = []
+
+    def headersReceived(self) -> None:
+        self.events.append("headers")
+
+    def awaitingRequest(self) -> None:
+        self.events.append("awaiting")
+
+
+def test_ChannelHooks_see_allHeadersReceived_and_requestDone():
+    channel, transport, resource = _channel(_Hooks)
+    channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n")
+    assert channel.events == ["headers"] and resource.rendered == []
+    channel.dataReceived(b"abc")
+    assert resource.rendered == [b"abc"]
+    assert channel.events == ["headers", "awaiting"]
+    channel.dataReceived(_get(b"Connection: close"))
+    assert len(resource.rendered) == 2
+    assert channel.events == ["headers", "awaiting", "headers"], "awaiting a request on a closing connection"
+    assert transport.disconnecting
+    channel.connectionLost(None)
+
+
+class _Limited(twisted_internals.BodyLimit):
+    maxBodySize = 10
+    refused: list[int] = []
+
+    def bodyTooLarge(self) -> None:
+        self.refused.append(self._received)
+        self.channel.loseConnection()
+
+
+@pytest.mark.parametrize("body, refusedAt", [(b"0123456789", None), (b"0123456789a", 0)])
+def test_BodyLimit_sees_gotLength_before_the_body(body: bytes, refusedAt: int | None):
+    _Limited.refused = []
+    channel, transport, resource = _channel(requestFactory=_Limited)
+    channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body))
+    assert _Limited.refused == ([] if refusedAt is None else [refusedAt])
+    channel.dataReceived(body)
+    assert resource.rendered == ([body] if refusedAt is None else [])
+    channel.connectionLost(None)
+
+
+def test_BodyLimit_counts_handleContentChunk_and_stops_requestReceived():
+    _Limited.refused = []
+    channel, transport, resource = _channel(requestFactory=_Limited)
+    channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    channel.dataReceived(b"6\r\n012345\r\n")
+    assert _Limited.refused == []
+    channel.dataReceived(b"6\r\n6789ab\r\n")
+    assert _Limited.refused == [12]
+    channel.dataReceived(b"0\r\n\r\n")
+    assert resource.rendered == [], "a refused request was run"
+    channel.connectionLost(None)
+
+
+def test_BodyLimit_passes_a_body_within_the_bound_in_chunks():
+    _Limited.refused = []
+    channel, transport, resource = _channel(requestFactory=_Limited)
+    channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"6\r\n012345\r\n4\r\n6789\r\n0\r\n\r\n")
+    assert _Limited.refused == [] and resource.rendered == [b"0123456789"]
+    channel.connectionLost(None)
+
+
+class _Keeps(Resource):
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[Request] = []
+
+    def render(self, request: Request) -> bytes:
+        self.requests.append(request)
+        return b"ok"
+
+
+def test_combinedLogLine_shows_the_uri_and_referrer_given_where_combinedLogFormatter_reads_them():
+    resource = _Keeps()
+    site = Site(resource, reactor=Clock())
+    site.protocol = HTTPChannel  # type: ignore[assignment]
+    channel: Any = site.buildProtocol(None)
+    channel.makeConnection(StringTransport())
+    channel.dataReceived(_get(b"Referer: http://x/room/a?token=secret-r", b"User-Agent: ua")
+                         .replace(b"GET / ", b"GET /ws?token=secret-u "))
+    [request] = resource.requests
+    timestamp = "[30/Nov/2026:20:00:00 +0000]"
+    assert twisted_internals.combinedLogLine(timestamp, request, request.uri, request.getHeader(b"referer")) \
+        == http.combinedLogFormatter(timestamp, request), "the stand-in changed more than the two answers"
+    line = twisted_internals.combinedLogLine(timestamp, request, b"/ws", b"http://x/room/a")
+    assert '"GET /ws HTTP/1.1" 200 2 "http://x/room/a" "ua"' in line
+    assert "secret" not in line
+    channel.connectionLost(None)
+
