@@ -17,6 +17,7 @@ from typing import Iterator
 
 import pytest
 from websockets.sync.client import connect as wsConnect
+from websockets.typing import Origin
 
 pytestmark = pytest.mark.cluster
 
@@ -88,7 +89,7 @@ def upstream(config: str, name: str) -> str:
 
 
 @pytest.mark.parametrize("count", [2, 3])
-def test_node_ports_give_as_many_nodes_and_as_many_tabs_land_on_all(tmp_path, count):
+def test_node_ports_give_as_many_nodes_and_as_many_tabs_land_on_all(tmp_path: Path, count: int) -> None:
     """As many browser tabs as nodes, each on a node of its own: with round robin over every
     request, two nodes got both tabs' WebSockets on one (the page GET takes the other turn)."""
     run = tmp_path / "run"
@@ -107,13 +108,14 @@ def test_node_ports_give_as_many_nodes_and_as_many_tabs_land_on_all(tmp_path, co
 
         # Browser tabs: each loads the page, then opens its WebSocket; nginx says which
         # node took the WebSocket (docs/cluster.md shows the same header in a browser).
-        origin = f"http://127.0.0.1:{front}"
+        origin = Origin(f"http://127.0.0.1:{front}")
         landed = []
         with contextlib.ExitStack() as tabs:
             for _ in range(count):
                 with urllib.request.urlopen(f"{origin}/room/demo", timeout=10) as page:
                     assert page.status == 200
                 tab = tabs.enter_context(wsConnect(f"ws://127.0.0.1:{front}/ws/demo", origin=origin))
+                assert tab.response is not None
                 landed.append(tab.response.headers.get("X-Txchat-Node"))
         assert set(landed) <= {f"127.0.0.1:{port}" for port in nodes}, landed
         assert len(set(landed)) == count, f"tabs sharing a node: {landed}"
@@ -125,7 +127,7 @@ def test_node_ports_give_as_many_nodes_and_as_many_tabs_land_on_all(tmp_path, co
         assert pids(run) == before, "a second start started more"
 
 
-def test_a_busy_redis_port_is_reported_in_one_line(tmp_path):
+def test_a_busy_redis_port_is_reported_in_one_line(tmp_path: Path) -> None:
     run = tmp_path / "run"
     front, one, two = freePorts(3)
     with socket.socket() as busy:

@@ -41,7 +41,7 @@ def say(port: int, text: str) -> None:
         assert sender.recv(timeout=10) == text
 
 
-def test_the_documented_client_survives_a_server_restart(tmp_path):
+def test_the_documented_client_survives_a_server_restart(tmp_path: Path) -> None:
     port = freePort()
     listen = f"tcp:{port}:interface=127.0.0.1"
     server = Twistd("--listen", listen, cwd=tmp_path)
