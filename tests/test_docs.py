@@ -78,6 +78,12 @@ def _linkTargets(text: str) -> list[str]:
     return re.findall(r"\]\(([^)\s]+)\)", text)
 
 
+def _anchors(doc: Path) -> set[str]:
+    """The anchors GitHub gives a Markdown file's headings."""
+    headings = re.findall(r"^#+ (.*)$", doc.read_text(), re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
 # A path into the repository named in the text: one of its top-level directories or files.
 REPO_PATH = re.compile(
     r"(?<![\w/.$~-])((?:txchat|tests|deploy|web|bench|docs|artifacts|twisted|\.ci)/[\w./*-]*[\w*]"
@@ -91,9 +97,11 @@ def test_every_link_and_repository_path_in_the_docs_exists(doc: Path) -> None:
     assert "../shared" not in text
     missing = []
     for target in _linkTargets(text):
-        if re.match(r"[a-z]+:", target) or target.startswith("#"):
-            continue  # a URL (https:, mailto:) or an anchor in the same file
-        if not (doc.parent / target.split("#")[0]).exists():
+        if re.match(r"[a-z]+:", target):
+            continue  # a URL (https:, mailto:)
+        path, _, anchor = target.partition("#")
+        linked = doc.parent / path if path else doc
+        if not linked.exists() or anchor and (linked.suffix != ".md" or anchor not in _anchors(linked)):
             missing.append(target)
     for path in REPO_PATH.findall(text):
         if path.endswith("/"):
