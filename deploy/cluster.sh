@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Two txchat processes sharing one Redis, behind nginx, all on this machine (README, "Several
-# processes, one chat"). Debian's redis-server and nginx; txchat installed by deploy/install.sh.
+# txchat processes sharing one Redis, behind nginx, all on this machine (docs/cluster.md).
+# Debian's redis-server and nginx; txchat installed by deploy/install.sh.
 #
 #   bash deploy/cluster.sh start     # then open http://127.0.0.1:8080/
-#   bash deploy/cluster.sh stop      # stops nginx, both txchat processes and Redis
+#   bash deploy/cluster.sh stop      # stops nginx, every txchat process and Redis
 #
-# Run files (pid files, logs, nginx's temporary files) go to $TXCHAT_RUN, by default
-# /tmp/txchat-cluster, never into the checkout. Ports: FRONT_PORT (8080), NODE_PORTS
-# ("8081 8082"), REDIS_PORT (6379); everything listens on 127.0.0.1 only.
+# Run files (pid files, logs, nginx's configuration and temporary files) go to $TXCHAT_RUN, by
+# default /tmp/txchat-cluster, never into the checkout. Ports: FRONT_PORT (8080), NODE_PORTS
+# ("8081 8082": one txchat process each), REDIS_PORT (6379); everything listens on 127.0.0.1
+# only. TXCHAT_VENV names the virtual environment whose twistd runs (.venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run="${TXCHAT_RUN:-/tmp/txchat-cluster}"
@@ -16,10 +17,58 @@ front="${FRONT_PORT:-8080}"
 read -r -a nodes <<< "${NODE_PORTS:-8081 8082}"
 redisPort="${REDIS_PORT:-6379}"
 
+say() { echo "txchat cluster: $*" >&2; }
+
+alive() {  # the process a pid file names is running
+    [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
+nginxConfig() {
+    # The sample configuration with this run's ports: each upstream gets one server line per
+    # node, in place of the sample's.
+    awk -v front="$front" -v nodes="${nodes[*]}" '
+        /^[[:space:]]*upstream / { inUpstream = 1; written = 0 }
+        inUpstream && /^[[:space:]]*server 127\.0\.0\.1:[0-9]+;/ {
+            if (!written) {
+                indent = $0; sub(/server.*/, "", indent)
+                count = split(nodes, ports, " ")
+                for (i = 1; i <= count; i++) print indent "server 127.0.0.1:" ports[i] ";"
+                written = 1
+            }
+            next
+        }
+        inUpstream && /^[[:space:]]*}/ { inUpstream = 0 }
+        { sub(/listen 127\.0\.0\.1:8080;/, "listen 127.0.0.1:" front ";"); print }
+    ' deploy/nginx-txchat.conf
+}
+
 start() {
+    if [ "${#nodes[@]}" -eq 0 ]; then
+        say "NODE_PORTS names no port"; exit 2
+    fi
+    for pidfile in "$run/nginx/nginx.pid" "$run/redis.pid" "$run"/node*.pid; do
+        if alive "$pidfile"; then
+            say "already running ($pidfile names process $(cat "$pidfile")): bash deploy/cluster.sh stop first"
+            exit 1
+        fi
+    done
     mkdir -p "$run/nginx/tmp"
+    rm -f "$run/nginx/nginx.pid" "$run/redis.pid" "$run"/node*.pid  # (stale: nothing runs)
+    trap 'say "start failed: stopping what started"; stop >/dev/null; exit 1' ERR
+
+    # Daemonised, redis-server returns before it binds; it writes its pid file only once it
+    # listens, and exits if it cannot.
     redis-server --bind 127.0.0.1 --port "$redisPort" --save '' --appendonly no --daemonize yes \
         --pidfile "$run/redis.pid" --logfile "$run/redis.log" --dir "$run"
+    for _ in $(seq 50); do
+        alive "$run/redis.pid" && break
+        sleep 0.1
+    done
+    if ! alive "$run/redis.pid"; then
+        say "Redis did not start on 127.0.0.1:$redisPort: $(tail -n 1 "$run/redis.log" 2>/dev/null)"
+        exit 1
+    fi
+
     for i in "${!nodes[@]}"; do
         # nginx is the only client these processes see: --trusted-proxy makes the per-address
         # limit and the logs use the visitor's address from X-Forwarded-For.
@@ -27,18 +76,16 @@ start() {
             --port "${nodes[$i]}" --interface 127.0.0.1 --redis "redis://127.0.0.1:$redisPort" \
             --trusted-proxy 127.0.0.1
     done
-    sed -e "s/listen 127.0.0.1:8080;/listen 127.0.0.1:$front;/" \
-        -e "s/server 127.0.0.1:8081;/server 127.0.0.1:${nodes[0]};/" \
-        -e "s/server 127.0.0.1:8082;/server 127.0.0.1:${nodes[1]};/" \
-        deploy/nginx-txchat.conf > "$run/nginx/nginx.conf"
+    nginxConfig > "$run/nginx/nginx.conf"
     nginx -e stderr -c "$run/nginx/nginx.conf" -p "$run/nginx/"
-    echo "txchat cluster: open http://127.0.0.1:$front/ (run files in $run)"
+    trap - ERR
+    echo "txchat cluster: open http://127.0.0.1:$front/ (${#nodes[@]} nodes on ports ${nodes[*]}; run files in $run)"
 }
 
 stop() {
-    [ -f "$run/nginx/nginx.pid" ] && nginx -e stderr -s quit -c "$run/nginx/nginx.conf" -p "$run/nginx/" || true
+    alive "$run/nginx/nginx.pid" && nginx -e stderr -s quit -c "$run/nginx/nginx.conf" -p "$run/nginx/" || true
     for pidfile in "$run"/node*.pid "$run/redis.pid"; do
-        [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+        alive "$pidfile" && kill "$(cat "$pidfile")" 2>/dev/null || true
     done
     echo "txchat cluster: stopped (logs stay in $run)"
 }

@@ -108,7 +108,8 @@ class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
         "Serve the chat page at / and its WebSocket at /ws on one port. "
-        "Every page open on the server chats with every other one."
+        "Each page chats with the others in its room: / and /ws are the lobby, "
+        "/room/NAME and /ws/NAME room NAME."
     )
 
     optParameters = [
