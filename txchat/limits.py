@@ -11,6 +11,15 @@ from typing import Iterable
 # Redis, log files, a page or API request in flight.
 FILES_HELD_BACK = 64
 
+MAX_FRAGMENTS = 64
+"""Frames one message may come in; a 65th closes the connection with 1009, as a message too big.
+
+Without a bound, a client that sends empty continuation frames holds a message open for ever:
+it never grows past --max-message-size and, never ending, never counts against --rate-limit.
+Browsers send each message in one frame; client libraries that fragment do so at a buffer's
+size (gorilla/websocket's is 4 KiB), so 64 frames carry 256 KiB from them, far past any chat
+message. A constant, not an option: no honest client comes near it."""
+
 
 def _isAddress(text: str) -> bool:
     try:

@@ -35,9 +35,17 @@ from txchat.autobahn_internals import (
     sendCloseFrame,
 )
 from txchat.gate import Handshake, Refusal, Ticket
-from txchat.limits import TokenBucket
+from txchat.limits import MAX_FRAGMENTS, TokenBucket
 from txchat.twisted_internals import directSend
-from txchat.wire import CLOSE_POLICY, CLOSE_TOKEN_EXPIRED, CLOSE_UNSUPPORTED_DATA, cleanText, describePeer, normalise
+from txchat.wire import (
+    CLOSE_MESSAGE_TOO_BIG,
+    CLOSE_POLICY,
+    CLOSE_TOKEN_EXPIRED,
+    CLOSE_UNSUPPORTED_DATA,
+    cleanText,
+    describePeer,
+    normalise,
+)
 
 if TYPE_CHECKING:
     from txchat.hub import ChatHub
@@ -75,6 +83,7 @@ class ChatProtocol(ServerProtocol):
     # The address this connection counts against (the client's, even behind a trusted proxy).
     _admittedAs: str | None = None
     _bucket: TokenBucket | None = None
+    _fragments = 0  # frames of the message coming in
     _lastHeard = 0.0
     # When the client's signed identity expires (seconds since the Unix epoch, as the clock says).
     _expires = math.inf
@@ -156,9 +165,17 @@ class ChatProtocol(ServerProtocol):
 
     def onMessageBegin(self, isBinary: bool) -> None:
         super().onMessageBegin(isBinary)
+        self._fragments = 0
         if isBinary:
             # Autobahn's own path for failing a connection, as it takes for 1007 and 1009.
             failConnection(self, CLOSE_UNSUPPORTED_DATA, "binary messages are not accepted")
+
+    def onMessageFrameBegin(self, length: int) -> None:
+        # Autobahn's streaming API calls this for every frame of a message, the first included.
+        super().onMessageFrameBegin(length)
+        self._fragments += 1
+        if self._fragments > MAX_FRAGMENTS and isOpen(self):
+            failConnection(self, CLOSE_MESSAGE_TOO_BIG, f"a message in more than {MAX_FRAGMENTS} frames")
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if not self._member:

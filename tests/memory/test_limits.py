@@ -16,6 +16,7 @@ from twisted.python.failure import Failure
 from bench import frames
 from tests.support.memory import Peer, Transport, makeHub
 from txchat.config import Config
+from txchat.limits import MAX_FRAGMENTS
 from txchat.protocol import ChatProtocol
 from txchat.site import ChatSite
 from txchat.webapp import makeRoot
@@ -272,3 +273,53 @@ def test_every_handshake_is_counted_once_by_its_outcome():
     assert counted == {"accepted": 1, "refused-not-found": 1, "refused-origin": 1,
                        "refused-max-connections-per-ip": 1, "refused-max-rooms": 1}
     hub.closeAll()
+
+
+def _fragmented(parts: list[bytes], fin: bool = True) -> bytes:
+    """One text message in len(parts) frames: a text frame, then continuations."""
+    return b"".join(
+        frames.clientFrame(frames.CONTINUATION if i else frames.TEXT, part, fin=fin and i == len(parts) - 1)
+        for i, part in enumerate(parts)
+    )
+
+
+def test_a_message_in_64_frames_is_delivered_and_the_count_starts_again_with_the_next() -> None:
+    hub, clock = makeHub()
+    sender, reader = Peer(hub), Peer(hub)
+    sender.send(_fragmented([b"%d," % i for i in range(MAX_FRAGMENTS)]))
+    sender.send(_fragmented([b""] * (MAX_FRAGMENTS - 1) + [b"again"]))
+    clock.advance(0)
+    assert reader.messages() == ["".join(f"{i}," for i in range(MAX_FRAGMENTS)), "again"]
+    assert sender.open and sender.closeCode() is None
+
+
+@pytest.mark.parametrize("fin", [True, False])
+def test_a_message_in_65_frames_closes_its_sender_with_1009_and_nothing_of_it_is_delivered(fin: bool) -> None:
+    assert MAX_FRAGMENTS == 64
+    hub, clock = makeHub()
+    sender, reader = Peer(hub), Peer(hub)
+    sender.send(_fragmented([b"x"] + [b""] * MAX_FRAGMENTS, fin))  # 65 frames, all but one empty
+    clock.advance(0)
+    assert sender.closeCode() == 1009
+    assert reader.messages() == []
+    reader.say("the others chat on")
+    clock.advance(0)
+    assert reader.messages() == ["the others chat on"]
+    assert reader.open and reader.closeCode() is None
+
+
+def test_endless_empty_continuations_are_cut_at_the_65th_frame() -> None:
+    hub, clock = makeHub(rateLimit=1, rateBurst=1)  # a message never ends: the rate never sees one
+    sender, reader = Peer(hub), Peer(hub)
+    sender.send(frames.clientFrame(frames.TEXT, b"", fin=False))
+    for i in range(1, 601):
+        sender.send(frames.clientFrame(frames.CONTINUATION, b"", fin=False))
+        if i == MAX_FRAGMENTS - 1:
+            assert sender.read() == [], "closed before the 65th frame"
+    closes = [p for op, p in sender.read() if op == frames.CLOSE]
+    assert [frames.closeCode(p) for p in closes] == [1009], "one close frame, however much more comes"
+    sender.send(frames.clientFrame(frames.CLOSE, closes[0][:2]))  # the client answers the close
+    assert not sender.open
+    reader.say("still here")
+    clock.advance(0)
+    assert reader.messages() == ["still here"]
