@@ -91,7 +91,7 @@ _SETTINGS: list[tuple[str, str, type, float, str]] = [
      "Messages a second a client may send on average; a faster one is closed with 1008 (0: no limit)."),
     ("rate-burst", "rateBurst", int, 1, "Messages a client may send at once, within --rate-limit."),
     ("handshake-timeout", "handshakeTimeout", float, 0.001,
-     "Seconds a connection has to send its request headers, and then to finish the WebSocket handshake."),
+     "Seconds a connection has to send each request (headers and body), and then to finish the WebSocket handshake."),
     ("close-timeout", "closeTimeout", float, 0.001, "Seconds a client has to answer a close before it is cut."),
     ("max-header-size", "maxHeaderSize", int, 256,
      "Bytes of request line and headers; a larger request gets HTTP 400."),

@@ -164,6 +164,79 @@ def test_a_complete_request_in_time_is_served_and_the_deadline_restarts() -> Non
     assert client.aborted
 
 
+class LogLines:
+    """The text of every log event while it is open."""
+
+    def __init__(self) -> None:
+        self.events: list[LogEvent] = []
+
+    def __enter__(self) -> list[LogEvent]:
+        globalLogPublisher.addObserver(cast(ILogObserver, self.events.append))
+        return self.events
+
+    def __exit__(self, *exc: object) -> None:
+        globalLogPublisher.removeObserver(cast(ILogObserver, self.events.append))
+
+
+BODY_STARTS = [
+    b"POST /api/rooms/r/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{",
+    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n",
+    b"POST /ws HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n",
+    b"PUT /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nabcd",
+]
+
+
+@pytest.mark.parametrize("start", BODY_STARTS)
+@pytest.mark.parametrize("fastLane", [True, False])
+def test_a_body_that_never_comes_is_cut_at_the_deadline_and_the_chat_goes_on(start: bytes, fastLane: bool) -> None:
+    client = SiteClient(fastLane, handshakeTimeout=10)
+    a, b = Peer(client.hub), Peer(client.hub)
+    with LogLines() as events:
+        client.send(start)
+        for _ in range(20):  # a byte of body now and then: each resets an idle timer
+            client.clock.advance(0.5)
+            if client.transport.disconnected:
+                break
+            client.send(b"1\r\nb\r\n" if b"chunked" in start else b"b" if b"100" in start else b"")
+    assert client.transport.disconnected, "the request's body held its connection past the deadline"
+    assert client.clock.seconds() == 10
+    assert client.transport.value() == b"", "nothing was answered: the request never came in whole"
+    lines = [formatEvent(e) for e in events]
+    assert lines == ["cut 127.0.0.1:2: no complete request within 10s"]
+    a.say("the chat goes on")
+    client.clock.advance(0)
+    assert b.messages() == ["the chat goes on"]
+
+
+def test_the_whole_request_counts_from_its_start_not_from_its_headers() -> None:
+    client = SiteClient(handshakeTimeout=10)
+    client.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n")
+    client.clock.advance(6)
+    client.send(b"\r\nab")  # the headers are in at 6 s; the body has until 10 s, not 16 s
+    client.clock.advance(3.9)
+    assert not client.transport.disconnected
+    client.clock.advance(0.1)
+    assert client.transport.disconnected
+
+
+def test_a_request_whose_body_is_in_before_the_deadline_is_answered_and_the_next_gets_its_own() -> None:
+    client = SiteClient(handshakeTimeout=10)
+    client.send(b"POST /api/rooms/r/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 13\r\n\r\n{\"text\":\"hi\"")
+    client.clock.advance(9.9)
+    assert client.transport.value() == b""
+    client.send(b"}")
+    assert client.transport.value().startswith(b"HTTP/1.1 404")  # the API is off: its JSON 404
+    client.transport.clear()
+    client.clock.advance(9.9)  # idle keep-alive: the next request's deadline started at the answer
+    assert not client.transport.disconnected
+    client.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert client.transport.value().startswith(b"HTTP/1.1 200")
+    client.clock.advance(9.9)
+    assert not client.transport.disconnected
+    client.clock.advance(0.1)
+    assert client.transport.disconnected
+
+
 def test_health_probes_stay_out_of_the_access_log() -> None:
     client = SiteClient()
     events: list[LogEvent] = []

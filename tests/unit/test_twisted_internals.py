@@ -89,23 +89,27 @@ class _Hooks(twisted_internals.ChannelHooks):
         super().__init__()
         self.events: list[str] = []
 
-    def headersReceived(self) -> None:
-        self.events.append("headers")
+    def contentReceived(self) -> None:
+        self.events.append("content")
 
     def awaitingRequest(self) -> None:
         self.events.append("awaiting")
 
 
-def test_ChannelHooks_see_allHeadersReceived_and_requestDone():
+def test_ChannelHooks_see_allContentReceived_before_the_request_runs_and_requestDone() -> None:
     channel, transport, resource = _channel(_Hooks)
-    channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n")
-    assert channel.events == ["headers"] and resource.rendered == []
-    channel.dataReceived(b"abc")
+    channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nab")
+    assert channel.events == [] and resource.rendered == [], "the body is not in yet"
+    channel.dataReceived(b"c")
     assert resource.rendered == [b"abc"]
-    assert channel.events == ["headers", "awaiting"]
+    assert channel.events == ["content", "awaiting"], "content in, run, answered: in that order"
+    channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+    assert channel.events == ["content", "awaiting"]
+    channel.dataReceived(b"0\r\n\r\n")
+    assert channel.events == ["content", "awaiting", "content", "awaiting"]
     channel.dataReceived(_get(b"Connection: close"))
-    assert len(resource.rendered) == 2
-    assert channel.events == ["headers", "awaiting", "headers"], "awaiting a request on a closing connection"
+    assert len(resource.rendered) == 3
+    assert channel.events[4:] == ["content"], "awaiting a request on a closing connection"
     assert transport.disconnecting
     channel.connectionLost(None)
 
