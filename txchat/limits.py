@@ -123,3 +123,46 @@ class TokenBucket:
             return False
         self.tokens -= 1
         return True
+
+
+class RateLimits:
+    """The buckets of --rate-limit: with signed identities, one for each user (the token's
+    C{sub}), shared by all of that user's connections on this process, so that ten tabs do not
+    get ten times the rate; without them, one for each connection, as the seed's clients had.
+
+    A user's bucket is kept while any of their connections is open, and freed with the last:
+    what is held is bounded by the connections. A connection keeps its bucket, so a message
+    costs what it did before, one L{TokenBucket.take}."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._shared: dict[str, tuple[TokenBucket, int]] = {}  # sub -> (bucket, connections)
+
+    def acquire(self, subject: str | None, now: float) -> TokenBucket | None:
+        """The bucket for a connection opening now, of user C{subject} (None: not signed);
+        None without a rate limit. Each acquired bucket is given back with L{release}."""
+        if not self.rate:
+            return None
+        if subject is None:
+            return TokenBucket(self.rate, self.burst, now)
+        bucket, holders = self._shared.get(subject) or (TokenBucket(self.rate, self.burst, now), 0)
+        self._shared[subject] = (bucket, holders + 1)
+        return bucket
+
+    def release(self, subject: str | None) -> None:
+        """A connection that acquired a bucket has closed."""
+        if subject is None:
+            return
+        bucket, holders = self._shared[subject]
+        if holders > 1:
+            self._shared[subject] = (bucket, holders - 1)
+        else:
+            del self._shared[subject]
+
+    def __contains__(self, subject: str) -> bool:
+        return subject in self._shared
+
+    def __len__(self) -> int:
+        """Users with a shared bucket."""
+        return len(self._shared)

@@ -147,8 +147,7 @@ class ChatProtocol(ServerProtocol):
             else:
                 self.behind = False
                 self.transport.registerProducer(self, True)
-            if config.rateLimit:
-                self._bucket = TokenBucket(config.rateLimit, config.rateBurst, self.factory.clock.seconds())
+            self._bucket = self.factory.rateLimits.acquire(self._subject, self.factory.clock.seconds())
             self._opened = self._member = True
             now = self.factory.clock.seconds()
             self._nextPing = now + config.pingInterval
@@ -160,6 +159,11 @@ class ChatProtocol(ServerProtocol):
         except Exception:
             _log.failure("could not open {peer}", peer=self.peerName)
             dropConnection(self)
+
+    @property
+    def _subject(self) -> str | None:
+        """The signed identity's user, whose connections share a rate limit."""
+        return self.ticket.subject if self.ticket is not None else None
 
     # -- messages -------------------------------------------------------------------------
 
@@ -293,6 +297,9 @@ class ChatProtocol(ServerProtocol):
 
     def onClose(self, wasClean: bool, code: int | None, reason: Any) -> None:
         self._stopOutput()
+        if self._bucket is not None:
+            self._bucket = None
+            self.factory.rateLimits.release(self._subject)
         admittedAs, self._admittedAs = self._admittedAs, None
         cancelCloseTimer(self)
         self.factory.disconnected(self, admittedAs)

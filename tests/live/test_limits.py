@@ -21,7 +21,8 @@ class NeverFinishes(Protocol):
         self.lost: Deferred[float] = Deferred()
 
     def connectionMade(self) -> None:
-        self.transport.write(b"POST /api/rooms/lobby/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")  # type: ignore[union-attr]
+        assert self.transport is not None
+        self.transport.write(b"POST /api/rooms/lobby/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
 
     def dataReceived(self, data: bytes) -> None:
         self.received += data

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, cast
 
+import jwt
 import pytest
 from prometheus_client import generate_latest
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
 from bench import frames
-from tests.support.memory import Peer, Transport, makeHub
+from tests.support.memory import MemoryHub, Peer, Transport, makeHub
 from txchat.config import Config
 from txchat.limits import MAX_FRAGMENTS
 from txchat.protocol import ChatProtocol
@@ -330,7 +333,7 @@ def test_a_handshake_later_on_a_kept_alive_connection_still_works() -> None:
     assert len(client.hub) == 1
 
 
-def test_every_handshake_is_counted_once_by_its_outcome():
+def test_every_handshake_is_counted_once_by_its_outcome() -> None:
     hub, clock = makeHub(maxConnectionsPerIp=1, maxRooms=1)
     kept = Peer(hub, path="/ws/a")
     outcomes = [
@@ -396,3 +399,91 @@ def test_endless_empty_continuations_are_cut_at_the_65th_frame() -> None:
     reader.say("still here")
     clock.advance(0)
     assert reader.messages() == ["still here"]
+
+
+SECRET = "a secret of thirty-two bytes or more, for HS256"
+
+
+def signedPeer(hub: MemoryHub, sub: str) -> Peer:
+    token = jwt.encode({"sub": sub, "name": sub.title()}, SECRET, algorithm="HS256")
+    peer = Peer(hub, path=f"/ws?token={token}")
+    assert peer.status == 101
+    return peer
+
+
+def signedHub(**config: Any) -> tuple[MemoryHub, Clock]:
+    hub, clock = makeHub(tokenSecret=SECRET, rateLimit=1, rateBurst=3, **config)
+    clock.advance(time.time())  # tokens are checked against the clock, which reads the wall clock's time
+    return hub, clock
+
+
+def closeReason(peer: Peer) -> bytes:
+    return [p for op, p in peer.received + peer.read() if op == frames.CLOSE][0][2:]
+
+
+def test_with_tokens_one_user_s_connections_share_one_rate() -> None:
+    hub, clock = signedHub()
+    tab1, tab2, reader = signedPeer(hub, "u"), signedPeer(hub, "u"), signedPeer(hub, "r")
+    tab1.say("one")
+    tab2.say("two")
+    tab1.say("three")  # the burst of 3, used by the two tabs together
+    tab2.say("four")
+    clock.advance(0)
+    assert reader.messages() == ["one", "two", "three"]
+    assert tab2.closeCode() == 1008 and closeReason(tab2) == b"rate limit exceeded"
+    assert tab1.open and tab1.closeCode() is None
+    clock.advance(1)  # one more message a second, for the user's remaining tab
+    tab1.say("five")
+    clock.advance(0)
+    assert reader.messages() == ["five"]
+    assert tab1.closeCode() is None
+
+
+def test_with_tokens_another_user_has_a_rate_of_their_own() -> None:
+    hub, clock = signedHub()
+    tab1, tab2, other = signedPeer(hub, "u"), signedPeer(hub, "u"), signedPeer(hub, "v")
+    for text in ("a", "b", "c"):
+        tab1.say(text)
+    for text in ("x", "y", "z"):
+        other.say(text)
+    clock.advance(0)
+    assert tab2.messages() == ["a", "b", "c", "x", "y", "z"]
+    assert other.open and other.closeCode() is None
+    tab2.say("over")  # the user's burst is spent: the tab that goes past it is closed
+    assert tab2.closeCode() == 1008
+    clock.advance(1)
+    other.say("still mine")
+    clock.advance(0)
+    assert tab1.messages()[-1] == "still mine"
+    assert other.closeCode() is None
+
+
+def test_without_tokens_each_connection_has_its_own_rate() -> None:
+    hub, clock = makeHub(rateLimit=1, rateBurst=3)
+    a, b, reader = Peer(hub), Peer(hub), Peer(hub)
+    for text in ("1", "2", "3"):
+        a.say("a" + text)
+        b.say("b" + text)
+    clock.advance(0)
+    assert len(reader.messages()) == 6
+    assert a.closeCode() is None and b.closeCode() is None
+    assert len(hub.rateLimits) == 0, "nothing shared without signed identities"
+    a.say("a4")
+    assert a.closeCode() == 1008 and b.open
+
+
+def test_a_user_s_shared_rate_is_freed_with_their_last_connection() -> None:
+    hub, clock = signedHub()
+    tab1, tab2 = signedPeer(hub, "u"), signedPeer(hub, "u")
+    assert "u" in hub.rateLimits and len(hub.rateLimits) == 1
+    for text in ("1", "2", "3"):
+        tab1.say(text)  # the burst used up
+    tab1.send(frames.clientFrame(frames.CLOSE, b"\x03\xe8"))
+    assert not tab1.open and "u" in hub.rateLimits, "kept while the user has a connection"
+    tab2.send(frames.clientFrame(frames.CLOSE, b"\x03\xe8"))
+    assert not tab2.open and "u" not in hub.rateLimits and len(hub.rateLimits) == 0
+    again, reader = signedPeer(hub, "u"), signedPeer(hub, "r")
+    for text in ("4", "5", "6"):  # a new connection later: a new bucket, with its whole burst
+        again.say(text)
+    clock.advance(0)
+    assert reader.messages() == ["4", "5", "6"] and again.closeCode() is None
