@@ -50,6 +50,7 @@ class _Channel(ChannelHooks):
         self._startDeadline(self.firstTimeout)
 
     def _startDeadline(self, timeout: float | None = None) -> None:
+        self._stopDeadline()
         self._deadline = self.clock.callLater(self.requestTimeout if timeout is None else timeout, self._tooSlow)
 
     def _stopDeadline(self) -> None:

@@ -63,8 +63,9 @@ class ChannelHooks(HTTPChannel):
 
     Twisted's own timeout restarts at every byte received; a deadline for a whole request
     (headers and body) needs to know when the request is in (C{allContentReceived}, called
-    just before it runs) and when the next one may start (C{requestDone}), two undocumented
-    methods of HTTPChannel."""
+    just before it runs) and when the next one may start (C{requestDone}, which then runs
+    the requests that came meanwhile), two undocumented methods of HTTPChannel, and whether
+    the connection stays open for another (its undocumented C{persistent})."""
 
     transport: Any  # a TCP, TLS or UNIX connection; None once it is lost
 
@@ -79,10 +80,12 @@ class ChannelHooks(HTTPChannel):
         super().allContentReceived()
 
     def requestDone(self, request: Request) -> None:
-        super().requestDone(request)
-        # Not persistent: the channel has closed the connection already.
-        if self.transport is not None and not self.transport.disconnecting:
+        # Before the requests that were pipelined behind this one run (in super's call), so
+        # that the first of them is in before the next is awaited. Not persistent: the
+        # channel closes the connection.
+        if self.persistent:
             self.awaitingRequest()
+        super().requestDone(request)
 
 
 class BodyLimit(Request):

@@ -15,6 +15,8 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
 
 from bench import frames
 from tests.support.memory import MemoryHub, Peer, Transport, makeHub
@@ -238,6 +240,43 @@ def test_a_request_whose_body_is_in_before_the_deadline_is_answered_and_the_next
     assert not client.transport.disconnected
     client.clock.advance(0.1)
     assert client.transport.disconnected
+
+
+class Held(Resource):
+    """Answers each request when the test says so."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: list[Request] = []
+
+    def render_GET(self, request: Request) -> int:
+        self.waiting.append(request)
+        return NOT_DONE_YET
+
+
+def test_requests_pipelined_behind_a_slow_one_leave_one_deadline() -> None:
+    clock, held = Clock(), Held()
+    site = ChatSite(held, clock, Config(handshakeTimeout=10))
+    transport = SiteTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 2))
+    channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 2))
+    assert channel is not None
+    channel.makeConnection(transport)
+    get = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    channel.dataReceived(get + get)  # the second waits until the first is answered
+    clock.advance(1)
+    held.waiting.pop().finish()  # the first; the second runs at once and waits in turn
+    held.waiting.pop().finish()  # the connection is idle from here: its deadline is at 11 s
+    clock.advance(5)
+    channel.dataReceived(get)  # at 6 s, a third request, answered at once
+    held.waiting.pop().finish()
+    clock.advance(9.9)
+    assert not transport.disconnected, "cut by a deadline of an earlier request"
+    clock.advance(0.1)
+    assert transport.disconnected
+    channel.connectionLost(Failure(ConnectionDone()))  # as TCP tells it after the abort
+    assert clock.getDelayedCalls() == []
 
 
 def test_health_probes_stay_out_of_the_access_log() -> None:

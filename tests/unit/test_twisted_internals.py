@@ -20,7 +20,7 @@ from twisted.protocols.policies import WrappingFactory
 from twisted.web import http
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
 from tests.support.certs import makeCertificate
@@ -111,6 +111,32 @@ def test_ChannelHooks_see_allContentReceived_before_the_request_runs_and_request
     assert len(resource.rendered) == 3
     assert channel.events[4:] == ["content"], "awaiting a request on a closing connection"
     assert transport.disconnecting
+    channel.connectionLost(None)
+
+
+class _Held(Resource):
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: list[Request] = []
+
+    def render(self, request: Request) -> int:
+        self.waiting.append(request)
+        return NOT_DONE_YET
+
+
+def test_ChannelHooks_await_the_next_request_before_requestDone_runs_those_pipelined() -> None:
+    site = Site(_Held(), reactor=Clock())
+    site.protocol = _Hooks  # type: ignore[assignment]
+    channel: Any = site.buildProtocol(None)
+    channel.makeConnection(StringTransport())
+    channel.dataReceived(_get() + _get())
+    assert channel.events == ["content"], "the second waits for the first's answer"
+    site.resource.waiting.pop().finish()
+    assert channel.events == ["content", "awaiting", "content"]
+    site.resource.waiting.pop().finish()
+    assert channel.events == ["content", "awaiting", "content", "awaiting"]
     channel.connectionLost(None)
 
 
