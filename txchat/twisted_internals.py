@@ -83,7 +83,7 @@ class ChannelHooks(HTTPChannel):
         # Before the requests that were pipelined behind this one run (in super's call), so
         # that the first of them is in before the next is awaited. Not persistent: the
         # channel closes the connection.
-        if self.persistent:
+        if self.persistent and self.transport is not None and not self.transport.disconnecting:
             self.awaitingRequest()
         super().requestDone(request)
 
