@@ -30,8 +30,8 @@ class Config:
     trustedProxies: tuple[str, ...] = ()
     rateLimit: float = 0.0
     rateBurst: int = 100
-    # HTTP and the WebSocket handshake: the request's headers, then the handshake, each within
-    # handshakeTimeout; headers of at most maxHeaderSize bytes.
+    # HTTP and the WebSocket handshake: each request (headers and body), then the handshake,
+    # each within handshakeTimeout; headers of at most maxHeaderSize bytes.
     handshakeTimeout: float = 10.0
     maxHeaderSize: int = 16384
     closeTimeout: float = 1.0

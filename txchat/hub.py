@@ -24,7 +24,7 @@ from txchat.autobahn_internals import framedText, protocolWithOptions, useClock
 from txchat.broker import Broker, MemoryBroker
 from txchat.config import Config
 from txchat.gate import Claim, Gate
-from txchat.limits import ConnectionLimits, TrustedProxies
+from txchat.limits import ConnectionLimits, RateLimits, TrustedProxies
 from txchat.metrics import Metrics
 from txchat.origin import OriginPolicy
 from txchat.presence import Presence
@@ -116,6 +116,7 @@ class ChatHub(WebSocketServerFactory):
             ConnectionLimits(config.maxConnections, config.maxConnectionsPerIp),
             tokenChecker(config.tokenSecret, config.tokenPublicKey), self.metrics.handshakes, self.hold,
         )
+        self.rateLimits = RateLimits(config.rateLimit, config.rateBurst)  # its members' buckets
         self.setProtocolOptions(
             versions=[13],
             webStatus=False,

@@ -11,6 +11,15 @@ from typing import Iterable
 # Redis, log files, a page or API request in flight.
 FILES_HELD_BACK = 64
 
+MAX_FRAGMENTS = 64
+"""Frames one message may come in; a 65th closes the connection with 1009, as a message too big.
+
+Without a bound, a client that sends empty continuation frames holds a message open for ever:
+it never grows past --max-message-size and, never ending, never counts against --rate-limit.
+Browsers send each message in one frame; client libraries that fragment do so at a buffer's
+size (gorilla/websocket's is 4 KiB), so 64 frames carry 256 KiB from them, far past any chat
+message. A constant, not an option: no honest client comes near it."""
+
 
 def _isAddress(text: str) -> bool:
     try:
@@ -114,3 +123,46 @@ class TokenBucket:
             return False
         self.tokens -= 1
         return True
+
+
+class RateLimits:
+    """The buckets of --rate-limit: with signed identities, one for each user (the token's
+    C{sub}), shared by all of that user's connections on this process, so that ten tabs do not
+    get ten times the rate; without them, one for each connection, as the seed's clients had.
+
+    A user's bucket is kept while any of their connections is open, and freed with the last:
+    what is held is bounded by the connections. A connection keeps its bucket, so a message
+    costs what it did before, one L{TokenBucket.take}."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._shared: dict[str, tuple[TokenBucket, int]] = {}  # sub -> (bucket, connections)
+
+    def acquire(self, subject: str | None, now: float) -> TokenBucket | None:
+        """The bucket for a connection opening now, of user C{subject} (None: not signed);
+        None without a rate limit. Each acquired bucket is given back with L{release}."""
+        if not self.rate:
+            return None
+        if subject is None:
+            return TokenBucket(self.rate, self.burst, now)
+        bucket, holders = self._shared.get(subject) or (TokenBucket(self.rate, self.burst, now), 0)
+        self._shared[subject] = (bucket, holders + 1)
+        return bucket
+
+    def release(self, subject: str | None) -> None:
+        """A connection that acquired a bucket has closed."""
+        if subject is None:
+            return
+        bucket, holders = self._shared[subject]
+        if holders > 1:
+            self._shared[subject] = (bucket, holders - 1)
+        else:
+            del self._shared[subject]
+
+    def __contains__(self, subject: str) -> bool:
+        return subject in self._shared
+
+    def __len__(self) -> int:
+        """Users with a shared bucket."""
+        return len(self._shared)

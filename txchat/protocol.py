@@ -35,9 +35,17 @@ from txchat.autobahn_internals import (
     sendCloseFrame,
 )
 from txchat.gate import Handshake, Refusal, Ticket
-from txchat.limits import TokenBucket
+from txchat.limits import MAX_FRAGMENTS, TokenBucket
 from txchat.twisted_internals import directSend
-from txchat.wire import CLOSE_POLICY, CLOSE_TOKEN_EXPIRED, CLOSE_UNSUPPORTED_DATA, cleanText, describePeer, normalise
+from txchat.wire import (
+    CLOSE_MESSAGE_TOO_BIG,
+    CLOSE_POLICY,
+    CLOSE_TOKEN_EXPIRED,
+    CLOSE_UNSUPPORTED_DATA,
+    cleanText,
+    describePeer,
+    normalise,
+)
 
 if TYPE_CHECKING:
     from txchat.hub import ChatHub
@@ -75,6 +83,7 @@ class ChatProtocol(ServerProtocol):
     # The address this connection counts against (the client's, even behind a trusted proxy).
     _admittedAs: str | None = None
     _bucket: TokenBucket | None = None
+    _fragments = 0  # frames of the message coming in
     _lastHeard = 0.0
     # When the client's signed identity expires (seconds since the Unix epoch, as the clock says).
     _expires = math.inf
@@ -138,8 +147,7 @@ class ChatProtocol(ServerProtocol):
             else:
                 self.behind = False
                 self.transport.registerProducer(self, True)
-            if config.rateLimit:
-                self._bucket = TokenBucket(config.rateLimit, config.rateBurst, self.factory.clock.seconds())
+            self._bucket = self.factory.rateLimits.acquire(self._subject, self.factory.clock.seconds())
             self._opened = self._member = True
             now = self.factory.clock.seconds()
             self._nextPing = now + config.pingInterval
@@ -152,13 +160,26 @@ class ChatProtocol(ServerProtocol):
             _log.failure("could not open {peer}", peer=self.peerName)
             dropConnection(self)
 
+    @property
+    def _subject(self) -> str | None:
+        """The signed identity's user, whose connections share a rate limit."""
+        return self.ticket.subject if self.ticket is not None else None
+
     # -- messages -------------------------------------------------------------------------
 
     def onMessageBegin(self, isBinary: bool) -> None:
         super().onMessageBegin(isBinary)
+        self._fragments = 0
         if isBinary:
             # Autobahn's own path for failing a connection, as it takes for 1007 and 1009.
             failConnection(self, CLOSE_UNSUPPORTED_DATA, "binary messages are not accepted")
+
+    def onMessageFrameBegin(self, length: int) -> None:
+        # Autobahn's streaming API calls this for every frame of a message, the first included.
+        super().onMessageFrameBegin(length)
+        self._fragments += 1
+        if self._fragments > MAX_FRAGMENTS and isOpen(self):
+            failConnection(self, CLOSE_MESSAGE_TOO_BIG, f"a message in more than {MAX_FRAGMENTS} frames")
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if not self._member:
@@ -276,6 +297,9 @@ class ChatProtocol(ServerProtocol):
 
     def onClose(self, wasClean: bool, code: int | None, reason: Any) -> None:
         self._stopOutput()
+        if self._bucket is not None:
+            self._bucket = None
+            self.factory.rateLimits.release(self._subject)
         admittedAs, self._admittedAs = self._admittedAs, None
         cancelCloseTimer(self)
         self.factory.disconnected(self, admittedAs)

@@ -32,14 +32,15 @@ _log = Logger()
 
 
 class _Channel(ChannelHooks):
-    """An HTTP connection that must send each request's headers within a deadline.
+    """An HTTP connection that must send each request, headers and body, within a deadline.
 
-    Twisted's own timeout restarts at every byte, so a client that trickles a header a byte at
-    a time (slowloris) would never meet it; this one is counted from the request's start.
-    The site sets C{clock} and C{headerTimeout} on each (L{ChatSite.httpChannel})."""
+    Twisted's own timeout restarts at every byte, so a client that trickles a header or a body
+    a byte at a time (slowloris), or never sends the body it announced, would hold the
+    connection for minutes; this deadline is counted from the request's start to its last byte.
+    The site sets C{clock} and C{requestTimeout} on each (L{ChatSite.httpChannel})."""
 
     clock: IReactorTime
-    headerTimeout = Config.handshakeTimeout
+    requestTimeout = Config.handshakeTimeout
     # What is left of the first request's deadline, when the fast lane has used some of it.
     firstTimeout: float | None = None
     _deadline: IDelayedCall | None = None
@@ -49,14 +50,15 @@ class _Channel(ChannelHooks):
         self._startDeadline(self.firstTimeout)
 
     def _startDeadline(self, timeout: float | None = None) -> None:
-        self._deadline = self.clock.callLater(self.headerTimeout if timeout is None else timeout, self._tooSlow)
+        self._stopDeadline()
+        self._deadline = self.clock.callLater(self.requestTimeout if timeout is None else timeout, self._tooSlow)
 
     def _stopDeadline(self) -> None:
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
         self._deadline = None
 
-    def headersReceived(self) -> None:
+    def contentReceived(self) -> None:
         self._stopDeadline()
 
     def awaitingRequest(self) -> None:
@@ -70,7 +72,7 @@ class _Channel(ChannelHooks):
 
     def _tooSlow(self) -> None:
         self._deadline = None
-        _cut(self.transport, self.headerTimeout)
+        _cut(self.transport, self.requestTimeout)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._stopDeadline()
@@ -104,7 +106,7 @@ class _FirstRequest(Protocol):
         self._deadline: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
-        self._deadline = self.site.reactor.callLater(self.site.headerTimeout, self._tooSlow)
+        self._deadline = self.site.reactor.callLater(self.site.requestTimeout, self._tooSlow)
 
     def dataReceived(self, data: bytes) -> None:
         buffer = self._buffer + data if self._buffer else data
@@ -141,7 +143,7 @@ class _FirstRequest(Protocol):
 
     def _tooSlow(self) -> None:
         self._deadline = None
-        _cut(self.transport, self.site.headerTimeout)
+        _cut(self.transport, self.site.requestTimeout)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._stopDeadline()
@@ -173,8 +175,8 @@ def accessLine(timestamp: str, request: http.Request) -> str:
 
 
 class ChatSite(Site):
-    """The site, with a deadline for request headers, a bound on their size, and a fast lane
-    for WebSocket handshakes."""
+    """The site, with a deadline for each request (headers and body), a bound on the size of
+    its headers, and a fast lane for WebSocket handshakes."""
 
     quietPaths = (b"/healthz",)  # a load balancer's probes would drown the access log
     noisy = False  # no "Starting factory <...>" lines: the listener says where the chat is
@@ -194,7 +196,7 @@ class ChatSite(Site):
         """
         super().__init__(root, requestFactory=self.buildRequest, reactor=reactor, logFormatter=accessLine)
         self.displayTracebacks = False
-        self.headerTimeout = config.handshakeTimeout
+        self.requestTimeout = config.handshakeTimeout
         self.maxHeaderSize = config.maxHeaderSize
         self.maxBodySize = config.maxBodySize
         self._webSockets = webSockets
@@ -210,7 +212,7 @@ class ChatSite(Site):
         """An HTTP channel (of C{protocol}, L{_Channel} or a subclass) with this site's limits."""
         channel: Any = super().buildProtocol(addr)
         channel.clock = self.reactor
-        channel.headerTimeout = self.headerTimeout
+        channel.requestTimeout = self.requestTimeout
         limitHeaders(channel, self.maxHeaderSize)
         return channel
 

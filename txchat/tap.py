@@ -88,10 +88,11 @@ _SETTINGS: list[tuple[str, str, type, float, str]] = [
     ("max-connections-per-ip", "maxConnectionsPerIp", int, 0,
      "WebSocket clients at once from one address; more get HTTP 503 (0: no limit)."),
     ("rate-limit", "rateLimit", float, 0,
-     "Messages a second a client may send on average; a faster one is closed with 1008 (0: no limit)."),
+     "Messages a second a client may send on average (with signed identities: a user, over all their "
+     "connections); a faster one is closed with 1008 (0: no limit)."),
     ("rate-burst", "rateBurst", int, 1, "Messages a client may send at once, within --rate-limit."),
     ("handshake-timeout", "handshakeTimeout", float, 0.001,
-     "Seconds a connection has to send its request headers, and then to finish the WebSocket handshake."),
+     "Seconds a connection has to send each request (headers and body), and then to finish the WebSocket handshake."),
     ("close-timeout", "closeTimeout", float, 0.001, "Seconds a client has to answer a close before it is cut."),
     ("max-header-size", "maxHeaderSize", int, 256,
      "Bytes of request line and headers; a larger request gets HTTP 400."),

@@ -59,29 +59,33 @@ def limitHeaders(channel: HTTPChannel, size: int) -> None:
 
 
 class ChannelHooks(HTTPChannel):
-    """HTTPChannel with the two points of a request's life that a header deadline needs.
+    """HTTPChannel with the two points of a request's life that a request deadline needs.
 
     Twisted's own timeout restarts at every byte received; a deadline for a whole request
-    head needs to know when the head is complete (C{allHeadersReceived}) and when the next
-    request may start (C{requestDone}), two undocumented methods of HTTPChannel."""
+    (headers and body) needs to know when the request is in (C{allContentReceived}, called
+    just before it runs) and when the next one may start (C{requestDone}, which then runs
+    the requests that came meanwhile), two undocumented methods of HTTPChannel, and whether
+    the connection stays open for another (its undocumented C{persistent})."""
 
     transport: Any  # a TCP, TLS or UNIX connection; None once it is lost
 
-    def headersReceived(self) -> None:
-        """Every header of the request is in (its body may follow)."""
+    def contentReceived(self) -> None:
+        """The request is in whole, headers and body; it runs next."""
 
     def awaitingRequest(self) -> None:
         """A request is answered and the connection stays open for another."""
 
-    def allHeadersReceived(self) -> None:
-        self.headersReceived()
-        super().allHeadersReceived()
+    def allContentReceived(self) -> None:
+        self.contentReceived()  # first: a request that is answered at once awaits the next
+        super().allContentReceived()
 
     def requestDone(self, request: Request) -> None:
-        super().requestDone(request)
-        # Not persistent: the channel has closed the connection already.
-        if self.transport is not None and not self.transport.disconnecting:
+        # Before the requests that were pipelined behind this one run (in super's call), so
+        # that the first of them is in before the next is awaited. Not persistent: the
+        # channel closes the connection.
+        if self.persistent and self.transport is not None and not self.transport.disconnecting:
             self.awaitingRequest()
+        super().requestDone(request)
 
 
 class BodyLimit(Request):

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, cast
 
+import jwt
 import pytest
 from prometheus_client import generate_latest
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
 
 from bench import frames
-from tests.support.memory import Peer, Transport, makeHub
+from tests.support.memory import MemoryHub, Peer, Transport, makeHub
 from txchat.config import Config
+from txchat.limits import MAX_FRAGMENTS
 from txchat.protocol import ChatProtocol
 from txchat.site import ChatSite
 from txchat.webapp import makeRoot
@@ -163,6 +169,116 @@ def test_a_complete_request_in_time_is_served_and_the_deadline_restarts() -> Non
     assert client.aborted
 
 
+class LogLines:
+    """The text of every log event while it is open."""
+
+    def __init__(self) -> None:
+        self.events: list[LogEvent] = []
+
+    def __enter__(self) -> list[LogEvent]:
+        globalLogPublisher.addObserver(cast(ILogObserver, self.events.append))
+        return self.events
+
+    def __exit__(self, *exc: object) -> None:
+        globalLogPublisher.removeObserver(cast(ILogObserver, self.events.append))
+
+
+BODY_STARTS = [
+    b"POST /api/rooms/r/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{",
+    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n",
+    b"POST /ws HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n",
+    b"PUT /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nabcd",
+]
+
+
+@pytest.mark.parametrize("start", BODY_STARTS)
+@pytest.mark.parametrize("fastLane", [True, False])
+def test_a_body_that_never_comes_is_cut_at_the_deadline_and_the_chat_goes_on(start: bytes, fastLane: bool) -> None:
+    client = SiteClient(fastLane, handshakeTimeout=10)
+    a, b = Peer(client.hub), Peer(client.hub)
+    with LogLines() as events:
+        client.send(start)
+        for _ in range(20):  # a byte of body now and then: each resets an idle timer
+            client.clock.advance(0.5)
+            if client.transport.disconnected:
+                break
+            client.send(b"1\r\nb\r\n" if b"chunked" in start else b"b" if b"100" in start else b"")
+    assert client.transport.disconnected, "the request's body held its connection past the deadline"
+    assert client.clock.seconds() == 10
+    assert client.transport.value() == b"", "nothing was answered: the request never came in whole"
+    lines = [formatEvent(e) for e in events]
+    assert lines == ["cut 127.0.0.1:2: no complete request within 10s"]
+    a.say("the chat goes on")
+    client.clock.advance(0)
+    assert b.messages() == ["the chat goes on"]
+
+
+def test_the_whole_request_counts_from_its_start_not_from_its_headers() -> None:
+    client = SiteClient(handshakeTimeout=10)
+    client.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n")
+    client.clock.advance(6)
+    client.send(b"\r\nab")  # the headers are in at 6 s; the body has until 10 s, not 16 s
+    client.clock.advance(3.9)
+    assert not client.transport.disconnected
+    client.clock.advance(0.1)
+    assert client.transport.disconnected
+
+
+def test_a_request_whose_body_is_in_before_the_deadline_is_answered_and_the_next_gets_its_own() -> None:
+    client = SiteClient(handshakeTimeout=10)
+    client.send(b"POST /api/rooms/r/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 13\r\n\r\n{\"text\":\"hi\"")
+    client.clock.advance(9.9)
+    assert client.transport.value() == b""
+    client.send(b"}")
+    assert client.transport.value().startswith(b"HTTP/1.1 404")  # the API is off: its JSON 404
+    client.transport.clear()
+    client.clock.advance(9.9)  # idle keep-alive: the next request's deadline started at the answer
+    assert not client.transport.disconnected
+    client.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert client.transport.value().startswith(b"HTTP/1.1 200")
+    client.clock.advance(9.9)
+    assert not client.transport.disconnected
+    client.clock.advance(0.1)
+    assert client.transport.disconnected
+
+
+class Held(Resource):
+    """Answers each request when the test says so."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: list[Request] = []
+
+    def render_GET(self, request: Request) -> int:
+        self.waiting.append(request)
+        return NOT_DONE_YET
+
+
+def test_requests_pipelined_behind_a_slow_one_leave_one_deadline() -> None:
+    clock, held = Clock(), Held()
+    site = ChatSite(held, clock, Config(handshakeTimeout=10))
+    transport = SiteTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 2))
+    channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 2))
+    assert channel is not None
+    channel.makeConnection(transport)
+    get = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    channel.dataReceived(get + get)  # the second waits until the first is answered
+    clock.advance(1)
+    held.waiting.pop().finish()  # the first; the second runs at once and waits in turn
+    held.waiting.pop().finish()  # the connection is idle from here: its deadline is at 11 s
+    clock.advance(5)
+    channel.dataReceived(get)  # at 6 s, a third request, answered at once
+    held.waiting.pop().finish()
+    clock.advance(9.9)
+    assert not transport.disconnected, "cut by a deadline of an earlier request"
+    clock.advance(0.1)
+    assert transport.disconnected
+    channel.connectionLost(Failure(ConnectionDone()))  # as TCP tells it after the abort
+    assert clock.getDelayedCalls() == []
+
+
 def test_health_probes_stay_out_of_the_access_log() -> None:
     client = SiteClient()
     events: list[LogEvent] = []
@@ -256,7 +372,7 @@ def test_a_handshake_later_on_a_kept_alive_connection_still_works() -> None:
     assert len(client.hub) == 1
 
 
-def test_every_handshake_is_counted_once_by_its_outcome():
+def test_every_handshake_is_counted_once_by_its_outcome() -> None:
     hub, clock = makeHub(maxConnectionsPerIp=1, maxRooms=1)
     kept = Peer(hub, path="/ws/a")
     outcomes = [
@@ -272,3 +388,141 @@ def test_every_handshake_is_counted_once_by_its_outcome():
     assert counted == {"accepted": 1, "refused-not-found": 1, "refused-origin": 1,
                        "refused-max-connections-per-ip": 1, "refused-max-rooms": 1}
     hub.closeAll()
+
+
+def _fragmented(parts: list[bytes], fin: bool = True) -> bytes:
+    """One text message in len(parts) frames: a text frame, then continuations."""
+    return b"".join(
+        frames.clientFrame(frames.CONTINUATION if i else frames.TEXT, part, fin=fin and i == len(parts) - 1)
+        for i, part in enumerate(parts)
+    )
+
+
+def test_a_message_in_64_frames_is_delivered_and_the_count_starts_again_with_the_next() -> None:
+    hub, clock = makeHub()
+    sender, reader = Peer(hub), Peer(hub)
+    sender.send(_fragmented([b"%d," % i for i in range(MAX_FRAGMENTS)]))
+    sender.send(_fragmented([b""] * (MAX_FRAGMENTS - 1) + [b"again"]))
+    clock.advance(0)
+    assert reader.messages() == ["".join(f"{i}," for i in range(MAX_FRAGMENTS)), "again"]
+    assert sender.open and sender.closeCode() is None
+
+
+@pytest.mark.parametrize("fin", [True, False])
+def test_a_message_in_65_frames_closes_its_sender_with_1009_and_nothing_of_it_is_delivered(fin: bool) -> None:
+    assert MAX_FRAGMENTS == 64
+    hub, clock = makeHub()
+    sender, reader = Peer(hub), Peer(hub)
+    sender.send(_fragmented([b"x"] + [b""] * MAX_FRAGMENTS, fin))  # 65 frames, all but one empty
+    clock.advance(0)
+    assert sender.closeCode() == 1009
+    assert reader.messages() == []
+    reader.say("the others chat on")
+    clock.advance(0)
+    assert reader.messages() == ["the others chat on"]
+    assert reader.open and reader.closeCode() is None
+
+
+def test_endless_empty_continuations_are_cut_at_the_65th_frame() -> None:
+    hub, clock = makeHub(rateLimit=1, rateBurst=1)  # a message never ends: the rate never sees one
+    sender, reader = Peer(hub), Peer(hub)
+    sender.send(frames.clientFrame(frames.TEXT, b"", fin=False))
+    for i in range(1, 601):
+        sender.send(frames.clientFrame(frames.CONTINUATION, b"", fin=False))
+        if i == MAX_FRAGMENTS - 1:
+            assert sender.read() == [], "closed before the 65th frame"
+    closes = [p for op, p in sender.read() if op == frames.CLOSE]
+    assert [frames.closeCode(p) for p in closes] == [1009], "one close frame, however much more comes"
+    sender.send(frames.clientFrame(frames.CLOSE, closes[0][:2]))  # the client answers the close
+    assert not sender.open
+    reader.say("still here")
+    clock.advance(0)
+    assert reader.messages() == ["still here"]
+
+
+SECRET = "a secret of thirty-two bytes or more, for HS256"
+
+
+def signedPeer(hub: MemoryHub, sub: str) -> Peer:
+    token = jwt.encode({"sub": sub, "name": sub.title()}, SECRET, algorithm="HS256")
+    peer = Peer(hub, path=f"/ws?token={token}")
+    assert peer.status == 101
+    return peer
+
+
+def signedHub(**config: Any) -> tuple[MemoryHub, Clock]:
+    hub, clock = makeHub(tokenSecret=SECRET, rateLimit=1, rateBurst=3, **config)
+    clock.advance(time.time())  # tokens are checked against the clock, which reads the wall clock's time
+    return hub, clock
+
+
+def closeReason(peer: Peer) -> bytes:
+    return [p for op, p in peer.received + peer.read() if op == frames.CLOSE][0][2:]
+
+
+def test_with_tokens_one_user_s_connections_share_one_rate() -> None:
+    hub, clock = signedHub()
+    tab1, tab2, reader = signedPeer(hub, "u"), signedPeer(hub, "u"), signedPeer(hub, "r")
+    tab1.say("one")
+    tab2.say("two")
+    tab1.say("three")  # the burst of 3, used by the two tabs together
+    tab2.say("four")
+    clock.advance(0)
+    assert reader.messages() == ["one", "two", "three"]
+    assert tab2.closeCode() == 1008 and closeReason(tab2) == b"rate limit exceeded"
+    assert tab1.open and tab1.closeCode() is None
+    clock.advance(1)  # one more message a second, for the user's remaining tab
+    tab1.say("five")
+    clock.advance(0)
+    assert reader.messages() == ["five"]
+    assert tab1.closeCode() is None
+
+
+def test_with_tokens_another_user_has_a_rate_of_their_own() -> None:
+    hub, clock = signedHub()
+    tab1, tab2, other = signedPeer(hub, "u"), signedPeer(hub, "u"), signedPeer(hub, "v")
+    for text in ("a", "b", "c"):
+        tab1.say(text)
+    for text in ("x", "y", "z"):
+        other.say(text)
+    clock.advance(0)
+    assert tab2.messages() == ["a", "b", "c", "x", "y", "z"]
+    assert other.open and other.closeCode() is None
+    tab2.say("over")  # the user's burst is spent: the tab that goes past it is closed
+    assert tab2.closeCode() == 1008
+    clock.advance(1)
+    other.say("still mine")
+    clock.advance(0)
+    assert tab1.messages()[-1] == "still mine"
+    assert other.closeCode() is None
+
+
+def test_without_tokens_each_connection_has_its_own_rate() -> None:
+    hub, clock = makeHub(rateLimit=1, rateBurst=3)
+    a, b, reader = Peer(hub), Peer(hub), Peer(hub)
+    for text in ("1", "2", "3"):
+        a.say("a" + text)
+        b.say("b" + text)
+    clock.advance(0)
+    assert len(reader.messages()) == 6
+    assert a.closeCode() is None and b.closeCode() is None
+    assert len(hub.rateLimits) == 0, "nothing shared without signed identities"
+    a.say("a4")
+    assert a.closeCode() == 1008 and b.open
+
+
+def test_a_user_s_shared_rate_is_freed_with_their_last_connection() -> None:
+    hub, clock = signedHub()
+    tab1, tab2 = signedPeer(hub, "u"), signedPeer(hub, "u")
+    assert "u" in hub.rateLimits and len(hub.rateLimits) == 1
+    for text in ("1", "2", "3"):
+        tab1.say(text)  # the burst used up
+    tab1.send(frames.clientFrame(frames.CLOSE, b"\x03\xe8"))
+    assert not tab1.open and "u" in hub.rateLimits, "kept while the user has a connection"
+    tab2.send(frames.clientFrame(frames.CLOSE, b"\x03\xe8"))
+    assert not tab2.open and "u" not in hub.rateLimits and len(hub.rateLimits) == 0
+    again, reader = signedPeer(hub, "u"), signedPeer(hub, "r")
+    for text in ("4", "5", "6"):  # a new connection later: a new bucket, with its whole burst
+        again.say(text)
+    clock.advance(0)
+    assert reader.messages() == ["4", "5", "6"] and again.closeCode() is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from txchat.limits import ConnectionLimits, TokenBucket, TrustedProxies
+from txchat.limits import ConnectionLimits, RateLimits, TokenBucket, TrustedProxies
 
 
 def test_forwarded_for_is_believed_only_from_trusted_proxies() -> None:
@@ -38,3 +38,27 @@ def test_token_bucket() -> None:
     assert bucket.take(0.5) is True  # one token back after half a second
     assert bucket.take(0.5) is False
     assert [bucket.take(100) for _ in range(4)] == [True, True, True, False]  # never more than the burst
+
+
+def test_rate_limits_share_a_user_s_bucket_while_any_of_their_connections_holds_it() -> None:
+    limits = RateLimits(rate=2, burst=3)
+    first, second = limits.acquire("u", 0), limits.acquire("u", 5)
+    assert first is not None and first is second
+    assert limits.acquire("v", 0) is not first
+    assert len(limits) == 2
+    limits.release("u")
+    assert "u" in limits
+    limits.release("u")
+    assert "u" not in limits and len(limits) == 1
+    fresh = limits.acquire("u", 9)
+    assert fresh is not None and fresh is not first and fresh.tokens == 3
+
+
+def test_rate_limits_without_a_user_or_without_a_rate() -> None:
+    limits = RateLimits(rate=2, burst=3)
+    a, b = limits.acquire(None, 0), limits.acquire(None, 0)
+    assert a is not None and b is not None and a is not b
+    assert len(limits) == 0
+    limits.release(None)
+    assert RateLimits(rate=0, burst=3).acquire("u", 0) is None
+    assert len(RateLimits(rate=0, burst=3)) == 0

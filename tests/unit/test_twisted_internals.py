@@ -20,7 +20,7 @@ from twisted.protocols.policies import WrappingFactory
 from twisted.web import http
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
 from tests.support.certs import makeCertificate
@@ -89,24 +89,54 @@ class _Hooks(twisted_internals.ChannelHooks):
         super().__init__()
         self.events: list[str] = []
 
-    def headersReceived(self) -> None:
-        self.events.append("headers")
+    def contentReceived(self) -> None:
+        self.events.append("content")
 
     def awaitingRequest(self) -> None:
         self.events.append("awaiting")
 
 
-def test_ChannelHooks_see_allHeadersReceived_and_requestDone():
+def test_ChannelHooks_see_allContentReceived_before_the_request_runs_and_requestDone() -> None:
     channel, transport, resource = _channel(_Hooks)
-    channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n")
-    assert channel.events == ["headers"] and resource.rendered == []
-    channel.dataReceived(b"abc")
+    channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nab")
+    assert channel.events == [] and resource.rendered == [], "the body is not in yet"
+    channel.dataReceived(b"c")
     assert resource.rendered == [b"abc"]
-    assert channel.events == ["headers", "awaiting"]
+    assert channel.events == ["content", "awaiting"], "content in, run, answered: in that order"
+    channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+    assert channel.events == ["content", "awaiting"]
+    channel.dataReceived(b"0\r\n\r\n")
+    assert channel.events == ["content", "awaiting", "content", "awaiting"]
     channel.dataReceived(_get(b"Connection: close"))
-    assert len(resource.rendered) == 2
-    assert channel.events == ["headers", "awaiting", "headers"], "awaiting a request on a closing connection"
+    assert len(resource.rendered) == 3
+    assert channel.events[4:] == ["content"], "awaiting a request on a closing connection"
     assert transport.disconnecting
+    channel.connectionLost(None)
+
+
+class _Held(Resource):
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: list[Request] = []
+
+    def render(self, request: Request) -> int:
+        self.waiting.append(request)
+        return NOT_DONE_YET
+
+
+def test_ChannelHooks_await_the_next_request_before_requestDone_runs_those_pipelined() -> None:
+    site = Site(_Held(), reactor=Clock())
+    site.protocol = _Hooks  # type: ignore[assignment]
+    channel: Any = site.buildProtocol(None)
+    channel.makeConnection(StringTransport())
+    channel.dataReceived(_get() + _get())
+    assert channel.events == ["content"], "the second waits for the first's answer"
+    site.resource.waiting.pop().finish()
+    assert channel.events == ["content", "awaiting", "content"]
+    site.resource.waiting.pop().finish()
+    assert channel.events == ["content", "awaiting", "content", "awaiting"]
     channel.connectionLost(None)
 
 
