@@ -135,6 +135,8 @@ class ChatHub(WebSocketServerFactory):
         self.protocol = protocolWithOptions(self, type(self).protocol)
         self.rooms = RoomTable(config.maxRooms, self._newRoom)
         self._dirty: dict[str, Room] = {}
+        # The broker's stream (epoch, newest number) of rooms forgotten here, oldest first.
+        self._followed: dict[str, tuple[str, int]] = {}
         self._flushCall: IDelayedCall | None = None
         self._giveBack = giveBack
         self._giveBackCall: IDelayedCall | None = None
@@ -285,8 +287,14 @@ class ChatHub(WebSocketServerFactory):
 
     def _newRoom(self, name: str) -> Room:
         config = self.config
-        return Room(name, newEpoch(), config.sendQueue, self._frame, int(self.clock.seconds() * 1000),
+        room = Room(name, newEpoch(), config.sendQueue, self._frame, int(self.clock.seconds() * 1000),
                     config.maxMessageSize, self._scheduleFlush)
+        followed = self._followed.pop(name, None)
+        if followed is not None and not self.broker.up:
+            # Made again while the broker is away: its members come back to the stream they
+            # followed, not to an epoch of this process's own, which would cost them their place.
+            room.stream.resume(*followed)
+        return room
 
     def _vacated(self, room: Room) -> None:
         """Someone left: forget the room if nothing is left of it, stop receiving its messages
@@ -313,7 +321,12 @@ class ChatHub(WebSocketServerFactory):
         if not self._closing:
             self._unwatch(room)
         self.broker.forget(room.name)
-        room.stream.abandon()
+        stream = room.stream
+        if stream.following:
+            self._followed[room.name] = (stream.epoch, stream.seq)
+            while len(self._followed) > max(self.config.maxRooms, 1):
+                del self._followed[next(iter(self._followed))]
+        stream.abandon()
         self.presence.forget(room)
         self._dirty.pop(room.name, None)
         if not self._dirty and self._flushCall is not None:

@@ -90,6 +90,10 @@ class RoomStream:
         self._held: int | None = None  # while syncing: where the unsent part of the buffer begins
         self._outlet = outlet
 
+    def resume(self, epoch: str, seq: int) -> None:
+        """Begin as the broker's stream C{epoch}, at C{seq}, as this process last followed it."""
+        self.epoch, self.seq, self.following = epoch, seq, True
+
     @property
     def state(self) -> str:
         if self._held is not None:

@@ -211,3 +211,28 @@ def test_a_snapshot_read_before_the_channel_brings_its_messages_gives_nobody_any
     clock.advance(0)
     assert seqs(member) == [("message", 2), ("message", 3), ("message", 4)]
     assert seqs(joiner) == [("welcome", 3), ("message", 1), ("message", 2), ("message", 3), ("message", 4)]
+
+
+def test_a_room_left_empty_and_made_again_while_redis_is_away_goes_on_with_the_epoch_it_had() -> None:
+    hub, clock, broker, member = setUp()
+    for n in range(2, 9):
+        broker.deliver(message(n))
+    clock.advance(0)
+    member.transport.abortConnection()  # its only member goes: the room is forgotten here
+    clock.advance(0)
+    assert hub.room("r") is None
+    broker.up = False  # Redis is away when the member comes back
+    back = V1Peer(hub, "r", "since=E:8")
+    clock.advance(0)
+    lines = [line for line in back.lines() if line["type"] != "presence"]
+    assert [(line["type"], line["epoch"], line["seq"], line["recovered"]) for line in lines] == [
+        ("welcome", "E", 8, True)], "the stream it follows, not a new epoch of this process's own"
+    behind = V1Peer(hub, "r", "since=E:5")
+    clock.advance(0)
+    welcome = behind.lines()[0]
+    assert (welcome["epoch"], welcome["seq"], welcome["recovered"]) == ("E", 8, False)
+    broker.up = True
+    broker.reconnected()
+    broker.answer("E", 10, range(1, 11))
+    clock.advance(0)
+    assert seqs(back)[-2:] == [("message", 9), ("message", 10)], "what the other processes numbered meanwhile"

@@ -213,3 +213,13 @@ def test_join_lines_fresh_recovered_and_not():
 
 def test_states_are_named():
     assert {LOCAL, FOLLOWING, SYNCING} == {"local", "following", "syncing"}
+
+
+def test_a_stream_resumed_where_this_process_last_followed_it_goes_on_without_a_welcome() -> None:
+    out = Recorder()
+    stream = RoomStream("L", out)
+    stream.resume("E", 8)
+    assert (stream.state, stream.epoch, stream.seq) == (FOLLOWING, "E", 8)
+    stream.delivered(m(8))  # had already
+    stream.delivered(m(9))
+    assert out.out == [("send", "E", 9)], "the same stream: no welcome, nothing twice"
