@@ -256,7 +256,7 @@ def test_a_handshake_later_on_a_kept_alive_connection_still_works() -> None:
     assert len(client.hub) == 1
 
 
-def test_every_handshake_is_counted_once_by_its_outcome():
+def test_every_handshake_is_counted_once_by_its_outcome() -> None:
     hub, clock = makeHub(maxConnectionsPerIp=1, maxRooms=1)
     kept = Peer(hub, path="/ws/a")
     outcomes = [
