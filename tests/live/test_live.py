@@ -132,7 +132,7 @@ async def test_cross_origin_handshake_is_refused_with_403(server: Server) -> Non
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_null_origin_is_refused_with_403_and_the_chat_goes_on(server):
+async def test_a_null_origin_is_refused_with_403_and_the_chat_goes_on(server: Server) -> None:
     a, b = await connect(server), await connect(server)
     with pytest.raises(ConnectionError, match="403"):
         await connect(server, origin="null")
@@ -190,7 +190,8 @@ async def test_http_contract(server: Server, pool: HTTPConnectionPool) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_bad_room_gets_the_chat_s_own_404_page_with_the_rule_and_the_chat_goes_on(server, pool):
+async def test_a_bad_room_gets_the_chat_s_own_404_page_with_the_rule_and_the_chat_goes_on(
+        server: Server, pool: HTTPConnectionPool) -> None:
     a, b = await connect(server, path="/ws/garden"), await connect(server, path="/ws/garden")
     for path in (b"/room/..", b"/room/.", b"/room/...", b"/room/", b"/room", b"/room/a/b", b"/room/two%20words"):
         response, body = await request(server, b"GET", path, pool=pool)
@@ -392,7 +393,7 @@ async def test_v1_rooms_history_and_recovery_over_real_sockets() -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_v1_sender_s_controls_and_a_name_s_format_characters_go_before_anyone_sees_them(server):
+async def test_a_v1_sender_s_controls_and_a_name_s_format_characters_go_before_anyone_sees_them(server: Server) -> None:
     plain = await connect(server, path="/ws/tty")
     v1 = await connect(server, path="/ws/tty?name=Admin%E2%80%8B%E2%80%AE", protocols=["txchat.v1"])
     assert json.loads((await v1.receive(1))[0])["type"] == "welcome"
@@ -400,7 +401,7 @@ async def test_a_v1_sender_s_controls_and_a_name_s_format_characters_go_before_a
     assert await plain.receive(1) == ["nul bell esc[2J"]
     plain.say("seed\x07 as sent\x00")
     assert await plain.receive(1) == ["seed\x07 as sent\x00"]
-    messages = []
+    messages: list[tuple[str, str]] = []
     while len(messages) < 2:
         line = json.loads((await v1.receive(1))[0])
         if line["type"] == "message":

@@ -4,12 +4,16 @@ string transport, a hub on a task.Clock, and chat clients in the rooms the API p
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
+from twisted.logger import ILogObserver, LogEvent, LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from tests.support.memory import Peer, V1Peer, makeHub
 from txchat.api import Api
@@ -76,7 +80,7 @@ def test_a_posted_message_reaches_plain_and_v1_members_with_its_number() -> None
         (1, "", "from a member"), (2, "Shop", "Your order shipped")]
 
 
-def test_a_posted_text_loses_its_controls_and_a_name_its_format_characters():
+def test_a_posted_text_loses_its_controls_and_a_name_its_format_characters() -> None:
     http = Http()
     v1, plain = V1Peer(http.hub, "r"), Peer(http.hub, path="/ws/r")
     status, _, _ = http.call("POST", "/api/rooms/r/messages", {"text": "nul\u0000 bell\u0007\tok", "name": "Shop\u200b\u202e"})
@@ -193,21 +197,24 @@ def test_a_chunked_body_is_cut_off_as_soon_as_it_passes_the_limit() -> None:
     channel.connectionLost(Failure(ConnectionDone()))
 
 
-def _errorsLogged():
-    """Every error-level event (a failure's traceback included) logged while it is open."""
-    from twisted.logger import LogLevel, globalLogPublisher
+@implementer(ILogObserver)
+class _ErrorEvents:
+    def __init__(self) -> None:
+        self.events: list[LogEvent] = []
 
-    events: list[dict] = []
-
-    def observe(event: dict) -> None:
+    def __call__(self, event: LogEvent) -> None:
         if event.get("log_level") in (LogLevel.error, LogLevel.critical) or "log_failure" in event:
-            events.append(event)
+            self.events.append(event)
 
+
+def _errorsLogged() -> tuple[list[LogEvent], Callable[[], None]]:
+    """Every error-level event (a failure's traceback included) logged while it is open."""
+    observe = _ErrorEvents()
     globalLogPublisher.addObserver(observe)
-    return events, lambda: globalLogPublisher.removeObserver(observe)
+    return observe.events, lambda: globalLogPublisher.removeObserver(observe)
 
 
-def test_deeply_nested_json_is_a_400_with_a_json_error_and_nothing_in_the_error_log():
+def test_deeply_nested_json_is_a_400_with_a_json_error_and_nothing_in_the_error_log() -> None:
     http = Http()
     member, other = Peer(http.hub, path="/ws/r"), Peer(http.hub, path="/ws/r")
     body = b'{"text":"x","name":' + b"[" * 1200 + b"]" * 1200 + b"}"
@@ -228,13 +235,13 @@ def test_deeply_nested_json_is_a_400_with_a_json_error_and_nothing_in_the_error_
     assert http.call("POST", "/api/rooms/r/messages", {"text": "and the API too"})[0] == 201
 
 
-def test_an_unexpected_failure_is_a_json_500_and_logged():
+def test_an_unexpected_failure_is_a_json_500_and_logged(monkeypatch: pytest.MonkeyPatch) -> None:
     http = Http()
 
-    def broken(roomName, text, name):
+    def broken(roomName: str, text: bytes, name: str) -> Deferred[tuple[str, int] | None]:
         raise RuntimeError("a bug")
 
-    http.hub.post = broken
+    monkeypatch.setattr(http.hub, "post", broken)
     errors, stop = _errorsLogged()
     try:
         status, headers, answer = http.call("POST", "/api/rooms/r/messages", {"text": "x"})
@@ -245,7 +252,7 @@ def test_an_unexpected_failure_is_a_json_500_and_logged():
     assert [e["log_failure"].type for e in errors] == [RuntimeError]
 
 
-def test_a_413_says_why_in_json_whether_announced_or_chunked():
+def test_a_413_says_why_in_json_whether_announced_or_chunked() -> None:
     http = Http(maxBodySize=1024)
     status, headers, answer = http.call("POST", "/api/rooms/r/messages", b"x" * 2000)
     assert status == 413 and headers["connection"] == "close"
@@ -253,6 +260,7 @@ def test_a_413_says_why_in_json_whether_announced_or_chunked():
     assert answer == {"error": "the request body is more than 1024 bytes"}
     transport = StringTransport()
     channel = http.site.buildProtocol(None)
+    assert channel is not None
     channel.makeConnection(transport)
     channel.dataReceived(b"POST /api/rooms/r/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
                          + b"\r\nTransfer-Encoding: chunked\r\n\r\n" + b"800\r\n" + b"x" * 2048 + b"\r\n")

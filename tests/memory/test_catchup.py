@@ -202,7 +202,7 @@ def test_plain_clients_of_a_room_made_while_redis_was_away_get_no_history_when_i
     assert plain.messages() == ["m3"], "only what was said after they came, as the gorilla chat does"
 
 
-def test_a_snapshot_read_before_the_channel_brings_its_messages_gives_nobody_anything_twice():
+def test_a_snapshot_read_before_the_channel_brings_its_messages_gives_nobody_anything_twice() -> None:
     hub, clock, broker, member = setUp()
     joiner = V1Peer(hub, "r")
     broker.answer("E", 3, range(1, 4))  # Redis holds 2 and 3; the channel has not brought them yet

@@ -12,6 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.support.memory import Peer, V1Peer, makeHub
+from txchat.broker import MemoryBroker
 from txchat.hub import ChatHub
 from txchat.rooms import Room
 
@@ -129,7 +130,9 @@ def test_every_client_sees_the_rooms_stream_without_gap_or_duplicate(steps: list
 def _historyOf(hub: ChatHub) -> list[dict[str, Any]]:
     import json
 
-    return [json.loads(m.line) for m in hub.broker.kept("lobby")]
+    broker = hub.broker
+    assert isinstance(broker, MemoryBroker), "a memory hub keeps its history in a MemoryBroker"
+    return [json.loads(m.line) for m in broker.kept("lobby")]
 
 
 def _lastSeq(hub: ChatHub, epoch: str, fallback: int) -> int:

@@ -90,7 +90,7 @@ def test_names_lose_control_characters_and_plain_clients_have_none() -> None:
     assert [line["name"] for line in lines] == ["", "日x" + "y" * 29]
 
 
-def test_a_v1_sender_s_controls_are_removed_for_everyone_and_a_seed_sender_s_text_is_the_seed_s():
+def test_a_v1_sender_s_controls_are_removed_for_everyone_and_a_seed_sender_s_text_is_the_seed_s() -> None:
     hub, clock = makeHub()
     v1, plain = V1Peer(hub), Peer(hub)
     v1.say("bell\x07 nul\x00 esc\x1b[2J tab\tend\r\nnext\rlast\x7f")
@@ -103,7 +103,7 @@ def test_a_v1_sender_s_controls_are_removed_for_everyone_and_a_seed_sender_s_tex
     assert v1.open and plain.open
 
 
-def test_names_lose_format_characters_that_hide_or_reverse_text():
+def test_names_lose_format_characters_that_hide_or_reverse_text() -> None:
     hub, clock = makeHub()
     admin = V1Peer(hub, query="name=Admin%E2%80%8B")            # a zero-width space
     mirror = V1Peer(hub, query="name=%E2%80%AEnimdA%E2%80%AC")  # right-to-left override ... pop

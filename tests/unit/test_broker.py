@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import pytest
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from txchat.broker import MemoryBroker
@@ -23,14 +26,18 @@ def say(text: bytes, room: str = "r") -> Delivery:
     return Delivery(room, text, "Ada", 1000)
 
 
-def answer(d) -> object:
-    got = []
+T = TypeVar("T")
+
+
+def answer(d: Deferred[T | None]) -> T:
+    got: list[T | None] = []
     d.addCallback(got.append)
     (result,) = got  # in memory, every answer is synchronous
+    assert result is not None, "the memory broker always answers"
     return result
 
 
-def test_publish_numbers_each_room_keeps_the_newest_and_delivers_numbered():
+def test_publish_numbers_each_room_keeps_the_newest_and_delivers_numbered() -> None:
     broker, clock, delivered, _ = started(history=2)
     for text in (b"a", b"b", b"c"):
         broker.publish(say(text))
@@ -43,7 +50,7 @@ def test_publish_numbers_each_room_keeps_the_newest_and_delivers_numbered():
     broker.forget("other")
 
 
-def test_post_fires_with_the_number_and_snapshot_answers_like_redis():
+def test_post_fires_with_the_number_and_snapshot_answers_like_redis() -> None:
     broker, clock, delivered, _ = started()
     broker.watch("r")
     epoch, seq = answer(broker.post(say(b"a")))
@@ -53,7 +60,7 @@ def test_post_fires_with_the_number_and_snapshot_answers_like_redis():
     broker.forget("r")
 
 
-def test_snapshot_starts_the_stream_of_a_watched_room_only():
+def test_snapshot_starts_the_stream_of_a_watched_room_only() -> None:
     broker, clock, _, _ = started()
     assert answer(broker.snapshot("nobody")) == Snapshot(None, 0, [], {})
     broker.watch("r")
@@ -64,7 +71,7 @@ def test_snapshot_starts_the_stream_of_a_watched_room_only():
     broker.forget("r")
 
 
-def test_history_expires_after_the_last_message_and_an_unwatched_room_is_forgotten():
+def test_history_expires_after_the_last_message_and_an_unwatched_room_is_forgotten() -> None:
     broker, clock, delivered, forgotten = started(ttl=60)
     broker.publish(say(b"a"))
     clock.advance(30)
@@ -79,7 +86,7 @@ def test_history_expires_after_the_last_message_and_an_unwatched_room_is_forgott
     broker.forget("r")
 
 
-def test_a_watched_room_keeps_numbering_after_its_history_expires():
+def test_a_watched_room_keeps_numbering_after_its_history_expires() -> None:
     broker, clock, delivered, forgotten = started(ttl=60)
     broker.watch("r")
     broker.publish(say(b"a"))
@@ -93,7 +100,7 @@ def test_a_watched_room_keeps_numbering_after_its_history_expires():
     assert forgotten == ["r"] and clock.getDelayedCalls() == []
 
 
-def test_without_history_a_room_nobody_watches_is_forgotten_at_once():
+def test_without_history_a_room_nobody_watches_is_forgotten_at_once() -> None:
     broker, clock, delivered, _ = started(history=0)
     broker.publish(say(b"a"))
     broker.publish(say(b"b"))
@@ -101,7 +108,7 @@ def test_without_history_a_room_nobody_watches_is_forgotten_at_once():
     assert clock.getDelayedCalls() == []
 
 
-def test_stop_lets_every_timer_go():
+def test_stop_lets_every_timer_go() -> None:
     broker, clock, _, _ = started()
     broker.publish(say(b"a"))
     broker.stop()

@@ -16,7 +16,7 @@ from txchat.webapp import pagePath
 PAGE = Path(pagePath()).read_text(encoding="utf-8")
 
 
-def test_the_go_to_room_check_is_the_server_s_rule_and_says_it():
+def test_the_go_to_room_check_is_the_server_s_rule_and_says_it() -> None:
     found = re.search(r"const ROOM_NAME = /(.+)/;", PAGE)
     assert found, "the page's room-name pattern"
     pattern = re.compile(found.group(1))  # JavaScript's syntax here is Python's too
@@ -38,8 +38,10 @@ def _rules(css: str) -> dict[str, str]:
     return rules
 
 
-def test_names_and_texts_are_isolated_for_bidirectional_text():
-    css = re.search(r"<style>(.*?)</style>", PAGE, re.S).group(1)
+def test_names_and_texts_are_isolated_for_bidirectional_text() -> None:
+    style = re.search(r"<style>(.*?)</style>", PAGE, re.S)
+    assert style, "the page's style sheet"
+    css = style.group(1)
     rules = _rules(css)
     for element in ("name", "text"):
         declarations = rules.get(f".msg .{element}", "")

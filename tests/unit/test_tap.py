@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from twisted.application.service import MultiService
 from twisted.internet.address import IPv4Address
@@ -114,7 +116,7 @@ def test_bad_values_give_one_line_naming_the_option(args: list[str], option: str
     assert option in message
 
 
-def test_an_hs256_secret_under_32_bytes_is_refused_naming_the_option_it_came_from(tmp_path):
+def test_an_hs256_secret_under_32_bytes_is_refused_naming_the_option_it_came_from(tmp_path: Path) -> None:
     short, enough = tmp_path / "short", tmp_path / "enough"
     short.write_text("y" * 31 + "\n")
     enough.write_text("y" * 32 + "\n")
@@ -127,7 +129,7 @@ def test_an_hs256_secret_under_32_bytes_is_refused_naming_the_option_it_came_fro
     assert parse("--token-secret", "z" * 32).config().tokenSecret == "z" * 32
 
 
-def test_max_connections_is_capped_to_what_the_open_file_limit_holds():
+def test_max_connections_is_capped_to_what_the_open_file_limit_holds() -> None:
     assert FILES_HELD_BACK == 64
     assert connectionsWithin(10000, 1024) == 1024 - 64
     assert connectionsWithin(0, 1024) == 1024 - 64  # no limit asked: the files still limit
@@ -159,7 +161,8 @@ def test_metrics_get_their_own_endpoint_and_only_when_asked() -> None:
     assert [(port, interface) for port, _, _, interface in reactor.tcpServers] == [(9001, ""), (9100, "127.0.0.1")]
 
 
-def test_the_hub_builds_chat_connections():
+def test_the_hub_builds_chat_connections() -> None:
     service = makeService(parse("--listen", "tcp:9001"), MemoryReactorClock())
+    assert isinstance(service, MultiService)
     (hubService,) = [c for c in service if isinstance(c, HubService)]
     assert isinstance(hubService.hub.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1)), ChatProtocol)

@@ -50,7 +50,7 @@ class TestTokens:
         assert identity.expires == pytest.approx(time.time() + 60, abs=5)
         assert self.checker.check(hs({"sub": "u2"}), "lobby").name == ""  # no name: anonymous
 
-    def test_a_name_claim_loses_control_and_format_characters(self):
+    def test_a_name_claim_loses_control_and_format_characters(self) -> None:
         assert self.checker.check(hs({"sub": "u", "name": "\u202eAdmin\u200b\x07"}), "lobby").name == "Admin"
 
     def test_a_long_name_is_cut_to_32_characters(self) -> None:

@@ -49,7 +49,7 @@ def test_lines_are_compact_json_with_escaped_newlines() -> None:
     ("na%6De=Ada", "Ada"),           # an escaped key is the same key
     ("other=%zz&name=Ada", "Ada"),   # what the protocol does not read is not judged
 ])
-def test_names_are_percent_decoded(query, name):
+def test_names_are_percent_decoded(query: str, name: str) -> None:
     assert wire.handshakeParams(f"/ws?{query}", v1=True, signed=False).name == name
 
 
@@ -57,18 +57,18 @@ def test_names_are_percent_decoded(query, name):
     ("name=%zz", "name"), ("name=%", "name"), ("name=a%4", "name"), ("name=%g0", "name"),
     ("since=e%zz:1", "since"), ("since=e:1%", "since"),
 ])
-def test_a_bad_percent_escape_is_a_bad_request_naming_the_parameter(query, parameter):
+def test_a_bad_percent_escape_is_a_bad_request_naming_the_parameter(query: str, parameter: str) -> None:
     with pytest.raises(wire.BadRequest, match=f"^{parameter}: bad percent-encoding"):
         wire.handshakeParams(f"/ws?{query}", v1=True, signed=False)
 
 
-def test_a_token_with_a_bad_escape_is_a_bad_request_and_a_good_one_is_decoded():
+def test_a_token_with_a_bad_escape_is_a_bad_request_and_a_good_one_is_decoded() -> None:
     with pytest.raises(wire.BadRequest, match="^token: bad percent-encoding"):
         wire.handshakeParams("/ws?token=abc%2", v1=False, signed=True)
     assert wire.handshakeParams("/ws?token=a%2Eb", v1=False, signed=True).token == "a.b"
 
 
-def test_a_seed_client_s_query_is_not_read():
+def test_a_seed_client_s_query_is_not_read() -> None:
     assert wire.handshakeParams("/ws?name=%zz&since=%zz", v1=False, signed=False) == wire.Handshake("", None, None)
 
 
@@ -78,7 +78,7 @@ def test_a_seed_client_s_query_is_not_read():
     ("", False), (".", False), ("..", False), ("." * 64, False), ("r" * 65, False), ("two words", False),
     ("caf\u00e9", False), ("a/b", False), ("a%2E", False),
 ])
-def test_room_names_of_only_dots_are_invalid(name, valid):
+def test_room_names_of_only_dots_are_invalid(name: str, valid: bool) -> None:
     assert wire.validRoom(name) is valid
     assert (wire.roomFromPath(f"/ws/{name}") == name) is valid
 
@@ -92,7 +92,7 @@ def test_room_names_of_only_dots_are_invalid(name, valid):
     (b"del\x7f and C1 \xc2\x85 stay (not C0)", b"del\x7f and C1 \xc2\x85 stay (not C0)"),
     ("日本語 \u202e\u200b stay in text".encode(), "日本語 \u202e\u200b stay in text".encode()),
 ])
-def test_text_loses_c0_controls_but_line_breaks_and_tabs(raw, cleaned):
+def test_text_loses_c0_controls_but_line_breaks_and_tabs(raw: bytes, cleaned: bytes) -> None:
     assert wire.cleanText(raw) == cleaned
     cleaned.decode("utf-8")  # still UTF-8: C0 bytes are never part of a multi-byte character
 
@@ -106,5 +106,5 @@ def test_text_loses_c0_controls_but_line_breaks_and_tabs(raw, cleaned):
     ("日本 \u05e9\u05dc\u05d5\u05dd", "日本 \u05e9\u05dc\u05d5\u05dd"),  # scripts stay, any direction
     ("\u200b \u200b", ""),
 ])
-def test_names_lose_control_and_format_characters(raw, cleaned):
+def test_names_lose_control_and_format_characters(raw: str, cleaned: str) -> None:
     assert wire.cleanName(raw) == cleaned

@@ -27,7 +27,7 @@ class Inbox:
         self.deliveries: list[Delivery] = []
         self.presence: list[tuple[str, str, int]] = []
         self._waiting: list[tuple[int, Deferred[list[bytes]]]] = []
-        self._said: list[Deferred[Any]] = []
+        self._said: list[Deferred[list[tuple[str, str, int]]]] = []
 
     def onPresence(self, room: str, process: str, count: int) -> None:
         self.presence.append((room, process, count))
@@ -35,8 +35,8 @@ class Inbox:
         for d in said:
             d.callback(self.presence)
 
-    def nextPresence(self) -> Deferred:
-        d = Deferred()
+    def nextPresence(self) -> Deferred[list[tuple[str, str, int]]]:
+        d: Deferred[list[tuple[str, str, int]]] = Deferred()
         self._said.append(d)
         return within(d)
 
@@ -188,7 +188,7 @@ async def test_rooms_have_their_own_channels_numbers_and_history(redis: RedisSer
 
 @pytest.mark.cluster
 @pytest_twisted.ensureDeferred
-async def test_the_scripts_json_carries_any_text_name_and_count_exactly(redis):
+async def test_the_scripts_json_carries_any_text_name_and_count_exactly(redis: RedisServer) -> None:
     a, inboxA = await startBroker(redis.url)
     b, _ = await startBroker(redis.url)
     text, name = 'quote " backslash \\ slash / 日本 😀 ]}, "m"', 'Ada "the" \\ /'

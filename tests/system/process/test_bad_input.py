@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+from pathlib import Path
 
 import pytest
 from websockets.sync.client import connect as wsConnect
@@ -27,7 +28,7 @@ def post(port: int, path: str, body: bytes, key: str = KEY) -> tuple[int, str, o
         connection.close()
 
 
-def test_bad_api_bodies_get_json_errors_the_log_stays_clean_and_the_chat_goes_on(tmp_path):
+def test_bad_api_bodies_get_json_errors_the_log_stays_clean_and_the_chat_goes_on(tmp_path: Path) -> None:
     with Twistd("--listen", "tcp:0:interface=127.0.0.1", "--api-key", KEY, cwd=tmp_path) as node:
         with wsConnect(f"ws://127.0.0.1:{node.port}/ws/r") as a, wsConnect(f"ws://127.0.0.1:{node.port}/ws/r") as b:
             nested = b'{"text":"x","name":' + b"[" * 1200 + b"]" * 1200 + b"}"

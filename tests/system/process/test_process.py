@@ -89,7 +89,7 @@ async def test_twistd_serves_chat_and_closes_clients_with_1001_on_sigterm(tmp_pa
     assert re.search(r"disconnect 127\.0\.0\.1:\d+: code 100\d", log)
 
 
-def test_ctrl_c_ends_twistd_by_sigint_after_closing_its_clients_with_1001(tmp_path):
+def test_ctrl_c_ends_twistd_by_sigint_after_closing_its_clients_with_1001(tmp_path: Path) -> None:
     with TwistdProcess("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path) as node:
         with wsConnect(f"ws://127.0.0.1:{node.port}/ws") as client:
             node.process.send_signal(signal.SIGINT)
@@ -125,7 +125,7 @@ def test_bad_option_exits_with_one_line_and_listens_on_nothing(tmp_path: Path, a
     assert "starting on" not in result.stdout
 
 
-def test_two_txchats_run_side_by_side_from_one_directory_with_the_readmes_empty_pidfile(tmp_path):
+def test_two_txchats_run_side_by_side_from_one_directory_with_the_readmes_empty_pidfile(tmp_path: Path) -> None:
     # The README's run command, with another port: --pidfile= means no twistd.pid, which would
     # otherwise stop the second with "Another twistd server is running".
     command = [TWISTD, "--pidfile=", "-n", "txchat", "--port", "0", "--interface", "127.0.0.1"]
@@ -142,7 +142,8 @@ def test_two_txchats_run_side_by_side_from_one_directory_with_the_readmes_empty_
     (["--port", "70000"], "--port"),
     (["--token-secret", "x"], "--token-secret"),
 ])
-def test_an_option_error_is_reported_even_with_a_running_servers_twistd_pid(tmp_path, args, option):
+def test_an_option_error_is_reported_even_with_a_running_servers_twistd_pid(
+        tmp_path: Path, args: list[str], option: str) -> None:
     # twistd's default pid file, naming a process that is running (this one).
     (tmp_path / "twistd.pid").write_text(str(os.getpid()))
     result = subprocess.run(
@@ -235,7 +236,7 @@ def test_a_busy_port_stops_twistd_with_one_line_naming_the_endpoint(tmp_path: Pa
     ]
 
 
-def test_a_unix_socket_in_a_missing_directory_stops_twistd_with_one_line_naming_the_path(tmp_path):
+def test_a_unix_socket_in_a_missing_directory_stops_twistd_with_one_line_naming_the_path(tmp_path: Path) -> None:
     path = tmp_path / "missing" / "txchat.sock"
     result = subprocess.run(
         twistdArgs("--listen", f"unix:{path}"), cwd=tmp_path, env=cleanEnvironment(), capture_output=True, text=True,
@@ -296,7 +297,7 @@ def _handshake(port: int) -> tuple[int, socket.socket]:
     return int(answer.split(b" ", 2)[1]), client
 
 
-def test_under_a_low_open_file_limit_clients_past_what_it_holds_get_503_not_emfile(tmp_path):
+def test_under_a_low_open_file_limit_clients_past_what_it_holds_get_503_not_emfile(tmp_path: Path) -> None:
     files = 256
     with TwistdProcess("--listen", "tcp:0:interface=127.0.0.1", "--max-connections", "1000",
                        cwd=tmp_path, prefix=_underFileLimit(files)) as node:
@@ -323,7 +324,7 @@ def test_under_a_low_open_file_limit_clients_past_what_it_holds_get_503_not_emfi
     assert "EMFILE" not in log and "file descriptor" not in log
 
 
-def test_the_soft_open_file_limit_is_raised_to_the_hard_one(tmp_path):
+def test_the_soft_open_file_limit_is_raised_to_the_hard_one(tmp_path: Path) -> None:
     code = ("import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (128, 512)); "
             "os.execv(sys.argv[1], sys.argv[1:])")
     with TwistdProcess("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path, prefix=(sys.executable, "-c", code)) \
