@@ -225,3 +225,15 @@ async def test_rooms_have_their_own_channels_numbers_and_history(redis):
     probe.transport.loseConnection()
     await probe.lost
     await DeferredList([a.stop(), b.stop()])
+
+
+@pytest.mark.cluster
+@pytest_twisted.ensureDeferred
+async def test_a_snapshot_says_how_long_ago_each_other_process_said_its_count(redis):
+    a, _ = await startBroker(redis.url, rooms=("r",))
+    b, _ = await startBroker(redis.url, rooms=("r",))
+    a.setOnline("r", 2)
+    snapshot = await within(b.snapshot("r"))
+    assert snapshot.others == {a.process: 2}
+    assert 0 <= snapshot.ages[a.process] < 1, "Redis's own clock: said just now"
+    await DeferredList([a.stop(), b.stop()])

@@ -197,3 +197,22 @@ def test_plain_clients_of_a_room_made_while_redis_was_away_get_no_history_when_i
     broker.deliver(message(3, "F"))
     clock.advance(0)
     assert plain.messages() == ["m3"], "only what was said after they came, as the gorilla chat does"
+
+
+def test_a_count_read_from_redis_is_as_old_as_its_last_say():
+    """A joiner's read of Redis finds another process's count said 19 s ago (it has just died):
+    that count goes stale a second later, not 20 s after the read, or every join would keep a
+    dead process counting longer."""
+    clock, broker = Clock(), StubBroker()
+    config = Config(history=50)
+    hub = MemoryHub(config, clock, broker)
+    hub.startBroker()
+    member = V1Peer(hub, "r")
+    _, d = broker.snapshots.pop(0)
+    d.callback(Snapshot("E", 0, [], {"dead": 3}, {"dead": config.presenceStale - 1}))
+    clock.advance(0)
+    assert [line["online"] for line in member.lines() if line["type"] == "welcome"] == [4]
+    for _ in range(3):
+        clock.advance(1)  # the staleness check (every second), then the presence line
+    assert [line["online"] for line in member.lines() if line["type"] == "presence"][-1:] == [1]
+    hub.presence.stop()

@@ -11,7 +11,7 @@ back, so one process and many share the same path and the same single order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from twisted.internet.defer import Deferred, succeed
@@ -30,12 +30,15 @@ class NotPublished(Exception):
 @dataclass(frozen=True)
 class Snapshot:
     """A room as Redis keeps it: its epoch (None: no stream yet), newest number, kept messages,
-    and the members on each other process."""
+    the members on each other process, and how long ago each of those said its count (a count
+    read from Redis is as old as its last say, not new: else a joiner's read would keep a dead
+    process counting for longer)."""
 
     epoch: str | None
     seq: int
     history: list[Delivery]
     others: dict[str, int]
+    ages: dict[str, float] = field(default_factory=dict)
 
 
 class Broker(Protocol):

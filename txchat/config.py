@@ -58,6 +58,7 @@ class Config:
     redisFirstRetry: float = 0.2
     redisMaxRetry: float = 5.0
     # Each process says its rooms' member counts every presenceRefresh seconds; a count not
-    # said again within presenceStale seconds (its process died) stops counting.
-    presenceRefresh: float = 10.0
-    presenceStale: float = 30.0
+    # said again within presenceStale seconds (its process died) stops counting, so a dead
+    # process leaves `online` within presenceStale + 2 s (txchat.presence says why).
+    presenceRefresh: float = 5.0
+    presenceStale: float = 20.0

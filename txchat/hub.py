@@ -218,7 +218,7 @@ class ChatHub(WebSocketServerFactory):
         if isinstance(snapshot, Snapshot):
             now = self.clock.seconds()
             for process, count in snapshot.others.items():
-                room.presence.heard(process, count, now)
+                room.presence.heard(process, count, now - snapshot.ages.get(process, 0.0))
             if room.held is None:  # (else the room's own catch-up brings it up to date)
                 if len(room):
                     self._catchUpWith(room, snapshot)  # (a stream that started over, say)

@@ -63,7 +63,8 @@ return {epoch, seq}
 
 # KEYS: meta, history, online. ARGV: stale after (ms), this process, a new epoch, ttl seconds.
 # Starts the room's stream if it has none (a joiner's welcome names the epoch its messages
-# will have). Returns [epoch, newest number, [process, members, ...] elsewhere, kept messages].
+# will have). Returns [epoch, newest number, [process, members, ms since said, ...] elsewhere,
+# kept messages].
 SNAPSHOT = b"""
 if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[3]) == 1 then
   redis.call('HSET', KEYS[1], 'seq', 0)
@@ -81,6 +82,7 @@ for i = 1, #all, 2 do
     if now - tonumber(at) < tonumber(ARGV[1]) then
       table.insert(online, all[i])
       table.insert(online, tonumber(count))
+      table.insert(online, now - tonumber(at))
     else
       redis.call('HDEL', KEYS[3], all[i])
     end
@@ -467,8 +469,9 @@ class RedisBroker:
     def _snapshotOf(self, reply: list[Any], room: str) -> Snapshot:
         epoch, seq, online, history = reply
         kept = [m for m in (_message(room, payload) for payload in history) if m is not None]
-        others = {online[i].decode("ascii"): int(online[i + 1]) for i in range(0, len(online), 2)}
-        return Snapshot(epoch.decode("ascii") or None, int(seq), kept, others)
+        others = {online[i].decode("ascii"): int(online[i + 1]) for i in range(0, len(online), 3)}
+        ages = {online[i].decode("ascii"): int(online[i + 2]) / 1000 for i in range(0, len(online), 3)}
+        return Snapshot(epoch.decode("ascii") or None, int(seq), kept, others, ages)
 
     def _newEpoch(self) -> str:
         """An epoch for a room whose stream the script finds missing: unique to this process and
