@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -321,10 +322,18 @@ def test_presence_counts_both_processes_and_forgets_a_killed_one(cluster, tmp_pa
             online = 0
             while online != 4:
                 online = lines(watcher, 1, ("presence",))[0]["online"]
+            # Its last say was just now (the line for 4): the worst case for going stale.
+            killed = time.monotonic()
             third.process.kill()  # SIGKILL: no goodbye, its count must go stale
             third.process.wait()
             while online != 1:
-                online = lines(watcher, 1, ("presence",), timeout=45)[0]["online"]
+                left = killed + 30 - time.monotonic()
+                assert left > 0, "SPEC §13: a process that dies stops counting within 30 s"
+                try:
+                    online = lines(watcher, 1, ("presence",), timeout=left)[0]["online"]
+                except TimeoutError:
+                    pytest.fail(f"still counted 30 s after the kill (online {online})")
+            assert time.monotonic() - killed < 30
     finally:
         third.stop()
 
