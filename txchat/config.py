@@ -54,6 +54,9 @@ class Config:
     redis: str | None = None
     redisBacklog: int = 1000
     redisConnectTimeout: float = 5.0
+    # A Redis connection that owes a reply (to a command, or to the PING sent after a second
+    # of quiet) for redisTimeout seconds is lost: a silent partition is an outage too.
+    redisTimeout: float = 3.0
     # Reconnecting to Redis: the first retry after this, doubling up to redisMaxRetry (jittered).
     redisFirstRetry: float = 0.2
     redisMaxRetry: float = 5.0

@@ -147,7 +147,10 @@ class RedisAddress:
 
 
 class _Link:
-    """One connection to Redis that comes back by itself after it fails or is lost."""
+    """One connection to Redis that comes back by itself after it fails or is lost. It counts
+    as connected once Redis has answered on it (a PING after preparing it): a stopped Redis's
+    kernel still accepts connections, and a link up on one would swallow messages until its
+    heartbeat gave up."""
 
     def __init__(
         self,
@@ -190,6 +193,7 @@ class _Link:
             self._dialing = None
             self.tried = True
             self._attempt = 0
+            self.lastError = None
             self.connection = connection
             self._changed()
 
@@ -197,7 +201,8 @@ class _Link:
             connection.transport.abortConnection()
             return failure
 
-        return self._prepare(connection).addCallbacks(prepared, unprepared)
+        d = self._prepare(connection).addCallback(lambda _: connection.command(b"PING"))
+        return d.addCallbacks(prepared, unprepared)
 
     def _failed(self, failure: Failure) -> None:
         self._dialing = None
@@ -323,7 +328,8 @@ class RedisBroker:
 
     def _open(self) -> Deferred[RedisConnection]:
         address = self.address
-        return connectRedis(self._reactor, address.host, address.port, address.tls, self._connectTimeout)
+        return connectRedis(self._reactor, address.host, address.port, address.tls, self._connectTimeout,
+                            self._config.redisTimeout)
 
     def _authenticate(self, connection: RedisConnection) -> Deferred[Any]:
         address = self.address
