@@ -7,6 +7,7 @@ client; the reactor is not involved.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -372,6 +373,39 @@ def test_redis_lost_and_back_local_unnumbered_then_a_new_stream(cluster):
         again, after = lines(a, 2)
         assert again["type"] == "welcome" and again["recovered"] is False and again["epoch"] != welcome["epoch"]
         assert (after["seq"], after["text"]) == (1, "after")
+
+
+def test_a_silent_redis_is_an_outage_within_3s_then_numbering_resumes(cluster):
+    """SIGSTOP makes Redis silent on live TCP connections, as a partition that drops packets
+    does: within 3 s (and a margin for a busy machine) messages are delivered unnumbered."""
+    redis, (one, _) = cluster
+    with v1(one, "quiet") as a, wsConnect(url(one).replace("/ws", "/ws/quiet")) as plain:
+        lines(a, 1)
+        plain.send("before")
+        assert lines(a, 1)[0]["seq"] == 1
+        mark = len(one.lines)
+        stopped = time.monotonic()
+        redis.pause()
+        try:
+            for i in itertools.count():
+                assert time.monotonic() - stopped < 3 + 2, "SPEC §13: a silent Redis is an outage after 3 s"
+                plain.send(f"during {i}")
+                try:
+                    got = lines(a, 1, timeout=0.25)[0]
+                except TimeoutError:
+                    continue
+                if "seq" not in got:
+                    break
+            assert got["text"].startswith("during"), "delivered here, unnumbered"
+            one.waitFor(r"unreachable \(no reply from Redis for 3s", since=mark, timeout=1)
+        finally:
+            redis.resume()
+        mark = len(one.lines)
+        one.waitFor("reconnected to Redis", since=mark, timeout=20)
+        plain.send("after")
+        while (got := lines(a, 1)[0]).get("text") != "after":
+            pass  # (what Redis took before it stopped may come too, numbered, with the catch-up)
+        assert isinstance(got.get("seq"), int), "numbered again"
 
 
 class RedisProbe:
