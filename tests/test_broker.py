@@ -250,8 +250,8 @@ def run(clock: MemoryReactorClock, seconds: float, redis: MemoryRedis | None = N
 
 
 @pytest.mark.unit
-def test_a_silent_redis_is_an_outage_within_3s_and_local_chat_goes_on_unnumbered():
-    events: list[dict] = []
+def test_a_silent_redis_is_an_outage_within_3s_and_local_chat_goes_on_unnumbered() -> None:
+    events: list[dict[str, object]] = []
     globalLogPublisher.addObserver(events.append)
     clock = MemoryReactorClock()
     redis = MemoryRedis(clock)
@@ -293,7 +293,7 @@ def test_a_silent_redis_is_an_outage_within_3s_and_local_chat_goes_on_unnumbered
 
 
 @pytest.mark.unit
-def test_a_redis_that_answers_within_the_timeout_stays_up():
+def test_a_redis_that_answers_within_the_timeout_stays_up() -> None:
     clock = MemoryReactorClock()
     redis = MemoryRedis(clock)
     inbox = Inbox()

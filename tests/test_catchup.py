@@ -199,7 +199,7 @@ def test_plain_clients_of_a_room_made_while_redis_was_away_get_no_history_when_i
     assert plain.messages() == ["m3"], "only what was said after they came, as the gorilla chat does"
 
 
-def test_a_count_read_from_redis_is_as_old_as_its_last_say():
+def test_a_count_read_from_redis_is_as_old_as_its_last_say() -> None:
     """A joiner's read of Redis finds another process's count said 19 s ago (it has just died):
     that count goes stale a second later, not 20 s after the read, or every join would keep a
     dead process counting longer."""

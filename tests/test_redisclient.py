@@ -22,7 +22,7 @@ def connected() -> tuple[RedisConnection, StringTransport]:
     return connection, transport
 
 
-def test_commands_are_encoded_by_hiredis_and_answered_in_order():
+def test_commands_are_encoded_by_hiredis_and_answered_in_order() -> None:
     connection, transport = connected()
     results: list[object] = []
     connection.command(b"PUBLISH", "room", 7).addCallback(results.append)
@@ -36,7 +36,7 @@ def test_commands_are_encoded_by_hiredis_and_answered_in_order():
     assert connection.pending == 0
 
 
-def test_an_error_reply_fails_its_command_only():
+def test_an_error_reply_fails_its_command_only() -> None:
     connection, _ = connected()
     outcomes: list[object] = []
     connection.command(b"AUTH", b"wrong").addErrback(lambda f: outcomes.append(f.value))
@@ -46,7 +46,7 @@ def test_an_error_reply_fails_its_command_only():
     assert outcomes[1] == b"PONG"
 
 
-def test_published_messages_go_to_on_message_not_to_a_waiting_command():
+def test_published_messages_go_to_on_message_not_to_a_waiting_command() -> None:
     connection, _ = connected()
     pushes: list[tuple[bytes, bytes]] = []
     connection.onMessage = lambda channel, message: pushes.append((channel, message))
@@ -60,14 +60,14 @@ def test_published_messages_go_to_on_message_not_to_a_waiting_command():
     assert pushes == [(b"txchat", b"hi"), (b"txchat", b"hi")]
 
 
-def test_garbage_from_the_server_aborts_the_connection():
+def test_garbage_from_the_server_aborts_the_connection() -> None:
     connection, transport = connected()
     connection.command(b"PING")
     connection.dataReceived(b"?what\r\n")
     assert transport.disconnecting
 
 
-def test_losing_the_connection_fails_every_waiting_command_and_says_so():
+def test_losing_the_connection_fails_every_waiting_command_and_says_so() -> None:
     connection, _ = connected()
     failures: list[Failure] = []
     lost: list[Failure] = []
@@ -105,7 +105,7 @@ def until(redis: MemoryRedis, lost: list[Failure], limit: float) -> float:
     return clock.seconds()
 
 
-def test_a_command_a_silent_redis_does_not_answer_loses_the_connection_after_the_timeout():
+def test_a_command_a_silent_redis_does_not_answer_loses_the_connection_after_the_timeout() -> None:
     connection, redis, lost = heartbeating()
     redis.clock.advance(0.5)
     redis.silent = True  # stopped, or cut off: no reset, no reply
@@ -118,7 +118,7 @@ def test_a_command_a_silent_redis_does_not_answer_loses_the_connection_after_the
     assert connection.lost.called and redis.clock.getDelayedCalls() == []
 
 
-def test_an_idle_connection_asks_after_a_second_of_quiet_and_a_silent_redis_is_lost():
+def test_an_idle_connection_asks_after_a_second_of_quiet_and_a_silent_redis_is_lost() -> None:
     connection, redis, lost = heartbeating()
     redis.clock.advance(0.5)
     redis.silent = True
@@ -129,7 +129,7 @@ def test_an_idle_connection_asks_after_a_second_of_quiet_and_a_silent_redis_is_l
     assert redis.clock.getDelayedCalls() == []
 
 
-def test_a_slow_redis_that_answers_is_not_lost():
+def test_a_slow_redis_that_answers_is_not_lost() -> None:
     connection, redis, lost = heartbeating(lag=2.9)
     answered: list[object] = []
     for second in range(60):  # a command a second, each answered 2.9 s later
@@ -145,7 +145,7 @@ def test_a_slow_redis_that_answers_is_not_lost():
     assert redis.clock.getDelayedCalls() == [], "the heartbeat stops with the connection"
 
 
-def test_an_answering_idle_connection_is_asked_once_a_second():
+def test_an_answering_idle_connection_is_asked_once_a_second() -> None:
     connection, redis, lost = heartbeating()
     run(redis.clock, 10)
     assert not lost
@@ -156,7 +156,7 @@ def test_an_answering_idle_connection_is_asked_once_a_second():
     assert redis.clock.getDelayedCalls() == []
 
 
-def test_without_a_clock_there_is_no_heartbeat():
+def test_without_a_clock_there_is_no_heartbeat() -> None:
     connection, transport = connected()
     connection.command(b"PING")
     assert connection.pending == 1  # (and nothing scheduled: there is nothing to schedule on)

@@ -11,9 +11,10 @@ Keys, for a room R: ``txchat:R:meta`` (epoch and newest number), ``txchat:R:hist
 messages), ``txchat:R:online`` (members per process, with when each process last said so);
 its channel is ``txchat:R`` (``txchat:N:R`` for database N: pub/sub ignores databases).
 
-While Redis cannot be reached, each process delivers its own clients' messages to its own
-clients, unnumbered, and keeps trying to reconnect with capped exponential backoff; when
-Redis is back, numbering goes on where it stopped.
+While Redis cannot be reached (or stops answering: each connection's heartbeat,
+L{txchat.redisclient}), each process delivers its own clients' messages to its own clients,
+unnumbered, and keeps trying to reconnect with capped exponential backoff; when Redis is
+back, numbering goes on where it stopped.
 """
 
 from __future__ import annotations

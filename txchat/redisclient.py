@@ -97,8 +97,9 @@ class RedisConnection(Protocol):
             deadline = max(self._owed, self._heard) + self.timeout
             if now >= deadline:
                 self._beat = None
-                self._silent = RedisSilent(
-                    f"no reply from Redis for {self.timeout:g}s ({self.pending} commands unanswered)")
+                waiting = self.pending
+                self._silent = RedisSilent(f"no reply from Redis for {self.timeout:g}s "
+                                           f"({waiting} command{'' if waiting == 1 else 's'} unanswered)")
                 self.transport.abortConnection()
                 return
             wake = min(deadline - now, QUIET)
