@@ -8,8 +8,7 @@ a second, not one each; the last change always arrives; a process that stops say
 How late a dead process leaves C{online} at worst, from its last say (just before it died): its
 count goes stale C{stale} seconds later, the check that runs every C{CHECK_INTERVAL} seconds
 sees that at most one interval after, and the presence line may wait one C{interval} more. With
-L{txchat.config.Config}'s 20 s and these two 1 s: 22 s, under SPEC's 30 s. (Checked on the
-refresh tick, every 10 s, with 30 s to go stale, it was 41 s.)
+L{txchat.config.Config}'s 20 s and these two 1 s: 22 s, under SPEC's 30 s.
 """
 
 from __future__ import annotations
