@@ -58,6 +58,15 @@ class RedisServer:
                 self.process.stdout.close()
             self.process = None
 
+    def pause(self) -> None:
+        """SIGSTOP: silent, as behind a partition; its connections stay open (no reset)."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()

@@ -12,6 +12,7 @@ import json
 from typing import Any, Callable, Protocol
 
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionLost
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
@@ -185,6 +186,8 @@ _UNAVAILABLE = {
     RoomsFull: "every room has members and the server allows no more rooms",
     NotPublished: "the server is overloaded (its Redis backlog is full); try again shortly",
     BrokerDown: "Redis, which keeps the rooms, cannot be reached; try again shortly",
+    ConnectionLost: "the connection to Redis was lost (or it stopped answering) while the message was being "
+                    "published: it may or may not have been delivered",
 }
 
 

@@ -54,10 +54,14 @@ class Config:
     redis: str | None = None
     redisBacklog: int = 1000
     redisConnectTimeout: float = 5.0
+    # A Redis connection that owes a reply (to a command, or to the PING sent after a second
+    # of quiet) for redisTimeout seconds is lost: a silent partition is an outage too.
+    redisTimeout: float = 3.0
     # Reconnecting to Redis: the first retry after this, doubling up to redisMaxRetry (jittered).
     redisFirstRetry: float = 0.2
     redisMaxRetry: float = 5.0
     # Each process says its rooms' member counts every presenceRefresh seconds; a count not
-    # said again within presenceStale seconds (its process died) stops counting.
-    presenceRefresh: float = 10.0
-    presenceStale: float = 30.0
+    # said again within presenceStale seconds (its process died) stops counting, so a dead
+    # process leaves `online` within presenceStale + 2 s (txchat.presence says why).
+    presenceRefresh: float = 5.0
+    presenceStale: float = 20.0

@@ -220,7 +220,7 @@ class ChatHub(WebSocketServerFactory):
         if snapshot is not None:
             now = self.clock.seconds()
             for process, count in snapshot.others.items():
-                room.presence.heard(process, count, now)
+                room.presence.heard(process, count, now - snapshot.ages.get(process, 0.0))
         kept = room.stream.read(snapshot, len(room) > 0)
         if client.room is room and client.member:
             if snapshot is None and self._ahead(client, room):

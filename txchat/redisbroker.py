@@ -11,9 +11,10 @@ Keys, for a room R: ``txchat:R:meta`` (epoch and newest number), ``txchat:R:hist
 messages), ``txchat:R:online`` (members per process, with when each process last said so);
 its channel is ``txchat:R`` (``txchat:N:R`` for database N: pub/sub ignores databases).
 
-While Redis cannot be reached, each process delivers its own clients' messages to its own
-clients, unnumbered, and keeps trying to reconnect with capped exponential backoff; when
-Redis is back, numbering goes on where it stopped.
+While Redis cannot be reached (or stops answering: each connection's heartbeat,
+L{txchat.redisclient}), each process delivers its own clients' messages to its own clients,
+unnumbered, and keeps trying to reconnect with capped exponential backoff; when Redis is
+back, numbering goes on where it stopped.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ return {epoch, seq}
 
 # KEYS: meta, history, online. ARGV: stale after (ms), this process, a new epoch, ttl seconds.
 # Starts the room's stream if it has none (a joiner's welcome names the epoch its messages
-# will have). Returns [epoch, newest number, [process, members, ...] elsewhere, kept messages].
+# will have). Returns [epoch, newest number, [process, members, ms since said, ...] elsewhere,
+# kept messages].
 SNAPSHOT = b"""
 if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[3]) == 1 then
   redis.call('HSET', KEYS[1], 'seq', 0)
@@ -81,6 +83,7 @@ for i = 1, #all, 2 do
     if ok and type(said) == 'table' and now - said[2] < tonumber(ARGV[1]) then
       table.insert(online, all[i])
       table.insert(online, said[1])
+      table.insert(online, now - said[2])
     else
       redis.call('HDEL', KEYS[3], all[i])
     end
@@ -145,7 +148,10 @@ class RedisAddress:
 
 
 class _Link:
-    """One connection to Redis that comes back by itself after it fails or is lost."""
+    """One connection to Redis that comes back by itself after it fails or is lost. It counts
+    as connected once Redis has answered on it (a PING after preparing it): a stopped Redis's
+    kernel still accepts connections, and a link up on one would swallow messages until its
+    heartbeat gave up."""
 
     def __init__(
         self,
@@ -188,6 +194,7 @@ class _Link:
             self._dialing = None
             self.tried = True
             self._attempt = 0
+            self.lastError = None
             self.connection = connection
             self._changed()
 
@@ -195,7 +202,8 @@ class _Link:
             connection.transport.abortConnection()
             return failure
 
-        return self._prepare(connection).addCallbacks(prepared, unprepared)
+        d = self._prepare(connection).addCallback(lambda _: connection.command(b"PING"))
+        return d.addCallbacks(prepared, unprepared)
 
     def _failed(self, failure: Failure) -> None:
         self._dialing = None
@@ -313,7 +321,8 @@ class RedisBroker:
 
     def _open(self) -> Deferred[RedisConnection]:
         address = self.address
-        return connectRedis(self._reactor, address.host, address.port, address.tls, self._connectTimeout)
+        return connectRedis(self._reactor, address.host, address.port, address.tls, self._connectTimeout,
+                            self._config.redisTimeout)
 
     def _authenticate(self, connection: RedisConnection) -> Deferred[Any]:
         address = self.address
@@ -461,8 +470,9 @@ class RedisBroker:
     def _snapshotOf(self, reply: list[Any], room: str) -> Snapshot:
         epoch, seq, online, history = reply
         kept = [m for m in (_message(room, payload) for payload in history) if m is not None]
-        others = {online[i].decode("ascii"): int(online[i + 1]) for i in range(0, len(online), 2)}
-        return Snapshot(epoch.decode("ascii") or None, int(seq), kept, others)
+        others = {online[i].decode("ascii"): int(online[i + 1]) for i in range(0, len(online), 3)}
+        ages = {online[i].decode("ascii"): int(online[i + 2]) / 1000 for i in range(0, len(online), 3)}
+        return Snapshot(epoch.decode("ascii") or None, int(seq), kept, others, ages)
 
     def _newEpoch(self) -> str:
         """An epoch for a room whose stream the script finds missing: unique to this process and

@@ -56,12 +56,15 @@ class Delivery:
 @dataclass(frozen=True)
 class Snapshot:
     """A room as the broker keeps it: its epoch (None: no stream yet), newest number, kept
-    messages, and the members on each other process."""
+    messages, the members on each other process, and how long ago (seconds) each of those said
+    its count: a count read from the broker is as old as its last say, or a joiner's read would
+    keep a dead process counting for longer."""
 
     epoch: str | None
     seq: int
     history: list[Delivery]
     others: dict[str, int]
+    ages: dict[str, float] = field(default_factory=dict)
 
 
 def newEpoch() -> str:

@@ -84,6 +84,9 @@ _SETTINGS: list[tuple[str, str, type, float, str]] = [
     ("write-timeout", "writeTimeout", float, 0.001, "Close a client whose pending output cannot drain for this long."),
     ("redis-backlog", "redisBacklog", int, 1,
      "Messages published to Redis and not yet acknowledged before more are refused."),
+    ("redis-timeout", "redisTimeout", float, 0.001,
+     "Seconds Redis has to answer (a command, or the ping sent after a second of quiet) before its "
+     "connection counts as lost: an outage, as if it had closed."),
     ("max-connections", "maxConnections", int, 0, "WebSocket clients at once; more get HTTP 503 (0: no limit)."),
     ("max-connections-per-ip", "maxConnectionsPerIp", int, 0,
      "WebSocket clients at once from one address; more get HTTP 503 (0: no limit)."),

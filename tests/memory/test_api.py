@@ -268,3 +268,19 @@ def test_a_413_says_why_in_json_whether_announced_or_chunked() -> None:
     channel.connectionLost(Failure(ConnectionDone()))
     assert (status, headers["content-type"], answer) == (
         413, "application/json; charset=utf-8", {"error": "the request body is more than 1024 bytes"})
+
+
+def test_a_post_whose_publish_redis_never_answered_is_a_503_that_says_so():
+    from twisted.internet.defer import fail
+
+    from txchat.redisclient import RedisSilent
+
+    http = Http()
+    http.hub.post = lambda roomName, text, name: fail(RedisSilent("no reply from Redis for 3s (1 command unanswered)"))
+    errors, stop = _errorsLogged()
+    try:
+        status, _, answer = http.call("POST", "/api/rooms/r/messages", {"text": "x"})
+    finally:
+        stop()
+    assert status == 503 and "may or may not have been delivered" in answer["error"]
+    assert errors == [], "an outage, not a bug"

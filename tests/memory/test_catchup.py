@@ -236,3 +236,22 @@ def test_a_room_left_empty_and_made_again_while_redis_is_away_goes_on_with_the_e
     broker.answer("E", 10, range(1, 11))
     clock.advance(0)
     assert seqs(back)[-2:] == [("message", 9), ("message", 10)], "what the other processes numbered meanwhile"
+
+
+def test_a_count_read_from_redis_is_as_old_as_its_last_say() -> None:
+    """A joiner's read of Redis finds another process's count said 19 s ago (it has just died):
+    that count goes stale a second later, not 20 s after the read, or every join would keep a
+    dead process counting longer."""
+    clock, broker = Clock(), StubBroker()
+    config = Config(history=50)
+    hub = MemoryHub(config, clock, broker)
+    hub.startBroker()
+    member = V1Peer(hub, "r")
+    _, d = broker.snapshots.pop(0)
+    d.callback(Snapshot("E", 0, [], {"dead": 3}, {"dead": config.presenceStale - 1}))
+    clock.advance(0)
+    assert [line["online"] for line in member.lines() if line["type"] == "welcome"] == [4]
+    for _ in range(3):
+        clock.advance(1)  # the staleness check (every second), then the presence line
+    assert [line["online"] for line in member.lines() if line["type"] == "presence"][-1:] == [1]
+    hub.presence.stop()

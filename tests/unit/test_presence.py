@@ -6,7 +6,8 @@ import pytest
 from twisted.internet.task import Clock
 
 from txchat import wire
-from txchat.presence import PRESENCE_INTERVAL, Presence
+from txchat.config import Config
+from txchat.presence import CHECK_INTERVAL, PRESENCE_INTERVAL, Presence
 from txchat.rooms import Room, RoomTable
 
 
@@ -90,14 +91,14 @@ def test_other_processes_count_until_they_fall_silent() -> None:
     assert world.told == [("r", 0, 1), ("r", 1, 4)]
     world.clock.advance(REFRESH - PRESENCE_INTERVAL)  # this process says its count again
     assert world.published[-1] == ("r", REFRESH, 1)
-    world.clock.advance(REFRESH)
-    assert room.online == 4, "p2 said its count 20s ago: it still counts"
-    world.clock.advance(REFRESH)  # 30s since p2 spoke, more than STALE: it died
-    assert room.online == 1 and world.told[-1] == ("r", 3 * REFRESH, 1)
+    world.clock.advance(STALE - REFRESH)
+    assert room.online == 4, "p2 said its count STALE seconds ago: it still counts"
+    world.clock.advance(CHECK_INTERVAL)  # more than STALE since p2 spoke: it died
+    assert room.online == 1 and world.told[-1] == ("r", STALE + CHECK_INTERVAL, 1)
     world.presence.heard("r", "p3", 2)
     world.presence.heard("r", "p3", 0)  # p3's members left
     world.clock.advance(PRESENCE_INTERVAL)
-    assert room.online == 1 and world.told[-1] == ("r", 3 * REFRESH, 1)
+    assert room.online == 1 and world.told[-1] == ("r", STALE + CHECK_INTERVAL, 1)
     world.presence.stop()
     assert world.clock.getDelayedCalls() == []
 
@@ -112,6 +113,51 @@ def test_a_process_heard_again_keeps_counting() -> None:
         world.clock.advance(REFRESH)
     assert room.online == 4
     world.presence.stop()
+
+
+def walk(clock: Clock, until: float) -> None:
+    """Advance to C{until}, each timer running at its own time (C{Clock.advance} runs every
+    timer due within one step at the step's end)."""
+    while (due := min((c.getTime() for c in clock.getDelayedCalls()), default=until)) < until:
+        clock.advance(max(due - clock.seconds(), 0))
+    clock.advance(until - clock.seconds())
+
+
+@pytest.mark.parametrize("phase", [0.0, 0.001, 0.5, 0.999])
+def test_a_dead_process_leaves_online_within_30s_of_its_death_at_worst(phase: float) -> None:
+    """The worst case, walked on the clock with the shipped timing: the dead process's last say
+    just before it died, the staleness check just missing it, and a presence line sent just
+    before the count goes stale, so that the one saying it is gone waits its second."""
+    config = Config()
+    world = World()
+    world.presence = Presence(world.clock, world.rooms, world.setOnline, world.tell, True,
+                              config.presenceRefresh, config.presenceStale)
+    world.presence.start()
+    room = world.room()
+    world.join(room)
+    walk(world.clock, 100 + phase)  # the checks run on whole seconds: the say falls among them
+    world.presence.heard("r", "dead", 3)  # its last say...
+    death = world.clock.seconds()  # ...and its death, at once
+    assert world.told[-1] == ("r", death, 4)
+    walk(world.clock, death + config.presenceStale - 0.001)
+    world.join(room, v1=False)  # a line just before the dead count goes stale
+    assert world.told[-1] == ("r", world.clock.seconds(), 5)
+    while world.told[-1][2] != 2:
+        walk(world.clock, world.clock.seconds() + 0.001)
+        assert world.clock.seconds() - death < 30, "SPEC §13: a dead process stops counting within 30 s"
+    gone = world.clock.seconds() - death
+    assert config.presenceStale < gone <= config.presenceStale + CHECK_INTERVAL + PRESENCE_INTERVAL + 1e-6
+    world.presence.stop()
+    assert world.clock.getDelayedCalls() == []
+
+
+def test_an_older_say_than_the_one_known_changes_nothing() -> None:
+    world = World()
+    room = world.room()
+    world.join(room)
+    room.presence.heard("p2", 3, 10.0)
+    room.presence.heard("p2", 5, 4.0)  # a joiner's read of Redis, overtaken on the channel
+    assert room.presence.remote == {"p2": (3, 10.0)}
 
 
 def test_a_room_not_shared_from_here_neither_hears_nor_says() -> None:

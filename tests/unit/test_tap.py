@@ -40,9 +40,11 @@ def test_every_setting_reaches_config() -> None:
     config = parse(
         "--max-message-size", "100", "--send-queue", "7", "--rate-limit", "5", "--max-connections-per-ip", "3",
         "--handshake-timeout", "4", "--redis-backlog", "9", "--trusted-proxy", "10.0.0.0/8",
+        "--redis-timeout", "1.5",
     ).config()
     assert (config.maxMessageSize, config.sendQueue, config.rateLimit, config.maxConnectionsPerIp) == (100, 7, 5, 3)
     assert (config.handshakeTimeout, config.redisBacklog, config.trustedProxies) == (4, 9, ("10.0.0.0/8",))
+    assert config.redisTimeout == 1.5 and parse().config().redisTimeout == 3.0
 
 
 def test_port_and_interface_become_an_endpoint() -> None:
@@ -62,6 +64,7 @@ def test_help_shows_no_empty_defaults_and_the_readmes_redis_url(capsys: pytest.C
     assert "[default: ]" not in text
     assert "redis://[[user]:password@]host[:port][/db]" in text
     assert "--rate-limit=" in text and "[default: 0.0]" in text
+    assert "--redis-timeout=" in text and "[default: 3.0]" in text
 
 
 def test_version_names_txchat(capsys: pytest.CaptureFixture[str]) -> None:

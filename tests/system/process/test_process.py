@@ -165,7 +165,7 @@ def test_help_documents_every_option_with_its_default(tmp_path: Path) -> None:
     for option, default in [
         ("--port", "8080"), ("--interface", None), ("--listen", None), ("--max-message-size", "512"),
         ("--send-queue", "256"), ("--ping-interval", "54"), ("--pong-timeout", "60"),
-        ("--write-timeout", "10"), ("--allowed-origin", None), ("--redis", None),
+        ("--write-timeout", "10"), ("--allowed-origin", None), ("--redis", None), ("--redis-timeout", "3.0"),
     ]:
         assert option in text
         if default:
