@@ -13,6 +13,7 @@ from twisted.python.failure import Failure
 
 from tests.support.memory import Peer, V1Peer, makeHub
 from txchat.api import Api
+from txchat.roomapi import RoomApi
 from txchat.site import ChatSite
 from txchat.webapp import makeRoot
 
@@ -23,7 +24,8 @@ KEY = "k3y-for-the-backend-0123456789"
 class Http:
     def __init__(self, **config: Any) -> None:
         self.hub, self.clock = makeHub(**{"history": 50, **config})
-        api = Api(self.hub, (KEY, "an-older-key-still-valid-42"), self.hub.config.maxMessageSize)
+        self.rooms = RoomApi(self.hub)
+        api = Api(self.rooms, (KEY, "an-older-key-still-valid-42"), self.hub.config.maxMessageSize)
         self.site = ChatSite(makeRoot(self.hub, api=api), self.clock, self.hub.config)
 
     def call(self, method: str, path: str, body: object = None, key: str | None = KEY,
@@ -234,7 +236,7 @@ def test_an_unexpected_failure_is_a_json_500_and_logged():
     def broken(roomName, text, name):
         raise RuntimeError("a bug")
 
-    http.hub.post = broken
+    http.rooms.post = broken
     errors, stop = _errorsLogged()
     try:
         status, headers, answer = http.call("POST", "/api/rooms/r/messages", {"text": "x"})
