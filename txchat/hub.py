@@ -145,21 +145,21 @@ class ChatHub(WebSocketServerFactory):
         room = self.openRoom(claim.room)
         if room is None:
             return "max-rooms"
-        if self._behind(claim, room):
+        if self._cannotServe(claim, room):
             return "catching-up"
         room.reserved += 1
         self._watch(room)
         return room
 
-    def _behind(self, client: Resuming, room: Room) -> bool:
-        """Whether this process, cut off from Redis, is behind a v1 client that resumes here:
-        it has seen numbers this process has not, which this process cannot serve without
-        sending it some twice. It is refused (503, or 1013 once open) and retries; by then
+    def _cannotServe(self, client: Resuming, room: Room) -> bool:
+        """Whether this process, cut off from Redis, cannot serve a v1 client that resumes here:
+        the client has seen numbers this process has not, and would be sent some twice. It is refused (503, or 1013 once open) and retries; by then
         Redis is back, or it has found another process."""
         return not self.broker.up and self._ahead(client, room)
 
     @staticmethod
     def _ahead(client: Resuming, room: Room) -> bool:
+        """Whether a v1 client resumes after a number the room's stream here has not reached."""
         return client.v1 and room.stream.ahead(client.since)
 
     def health(self) -> tuple[int, str]:
