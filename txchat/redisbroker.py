@@ -297,7 +297,6 @@ class RedisBroker:
         self._deliver: Deliver | None = None
         self._presence: Presence | None = None
         self._reconnected: Callable[[], None] = lambda: None
-        self._early: list[tuple[bytes, bytes]] | None = None  # a new subscriber's first pushes
         self._rooms: set[str] = set()  # rooms with members here: their channels are subscribed
         self._subscribed: set[str] = set()  # the channels asked of the current subscriber connection
         self.state = "starting"  # then "up" or "down"
@@ -326,21 +325,11 @@ class RedisBroker:
         return d
 
     def _subscribe(self, connection: RedisConnection) -> Deferred[Any]:
-        """Subscribe a new subscriber connection to every room with members here. What its
-        channels carry is kept until the broker is up and the hub has heard so (and, after an
-        outage, begun to catch up on what it missed): delivered before, it would overtake
-        the messages the hub has yet to read back."""
-        early: list[tuple[bytes, bytes]] = []
-        self._early = early
-        connection.onMessage = lambda channel, payload: early.append((channel, payload))
-
-        def subscribeAll(_: object) -> Deferred[Any]:
-            # One channel a command: each SUBSCRIBE is answered once, in order.
-            self._subscribed = set(self._rooms)
-            return DeferredList([connection.command(b"SUBSCRIBE", self.channel(room)) for room in sorted(self._rooms)],
-                                fireOnOneErrback=True, consumeErrors=True)
-
-        return self._authenticate(connection).addCallback(subscribeAll)
+        """Ready a new subscriber connection: it subscribes to no channel until the broker is up
+        (L{_sync}), so what it delivers never comes before the hub has heard that it is."""
+        self._subscribed = set()
+        connection.onMessage = self._received
+        return self._authenticate(connection)
 
     def channel(self, room: str) -> bytes:
         return (self._prefix + room).encode("ascii")
@@ -377,13 +366,9 @@ class RedisBroker:
             for d in ready:
                 d.callback(None)
             if self.state == "up" and before == "down":
+                # In the same call as _sync subscribed, so before the subscriber can bring
+                # anything: the hub's rooms begin to catch up, and hold what comes meanwhile.
                 self._reconnected()
-        subscriber = self._subscriber.connection
-        if self.state == "up" and subscriber is not None and self._early is not None:
-            early, self._early = self._early, None
-            subscriber.onMessage = self._received
-            for channel, payload in early:
-                self._received(channel, payload)
 
     def _logChange(self) -> None:
         if self.up:
@@ -432,16 +417,26 @@ class RedisBroker:
 
     def _sync(self) -> None:
         """Bring the subscriber connection's channels in line with the rooms that have members
-        here (also once a new connection is ready: rooms may have come or gone while it was
-        subscribing to the ones it was given)."""
+        here. A channel is subscribed only while the broker is up: after an outage, the hub
+        must begin to catch up (the broker's C{reconnected}, called in the same turn) before
+        the first message of a new subscription arrives, or that message would overtake the
+        ones it missed. While the publisher alone is away, the channels subscribed stay."""
         connection = self._subscriber.connection
         if connection is None:
             return
-        for room in sorted(self._rooms - self._subscribed):
-            connection.command(b"SUBSCRIBE", self.channel(room)).addErrback(lambda _: None)
+        if self.up:
+            for room in sorted(self._rooms - self._subscribed):
+                connection.command(b"SUBSCRIBE", self.channel(room)).addErrback(self._refused, room)
+                self._subscribed.add(room)
         for room in sorted(self._subscribed - self._rooms):
             connection.command(b"UNSUBSCRIBE", self.channel(room)).addErrback(lambda _: None)
-        self._subscribed = set(self._rooms)
+            self._subscribed.discard(room)
+
+    def _refused(self, failure: Failure, room: str) -> None:
+        """Said, because the room's members here will not hear the other processes (a Redis
+        ACL, say); a lost connection is not a refusal (the reconnect subscribes again)."""
+        if failure.check(RedisError):
+            _log.warn("Redis refused to subscribe to room {room}: {error}", room=room, error=str(failure.value))
 
     def snapshot(self, room: str) -> Deferred[Snapshot | None]:
         """Read after the room's subscription is confirmed (the subscriber answers in order: a

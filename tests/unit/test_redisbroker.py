@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import cast
 
 import pytest
@@ -11,6 +12,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
+from tests.support.fakeredis import dial
 from txchat.redisbroker import RedisAddress, RedisBroker
 
 
@@ -54,3 +56,60 @@ def test_reconnect_backoff_is_exponential_capped_and_on_the_injected_clock() -> 
     outages = [e for e in events if "unreachable" in e.get("log_format", "")]
     assert len(outages) == 1, "the outage is logged once, not once per retry"
     assert not [e for e in events if "factory" in formatEvent(e).lower()], "no Twisted factory lines per retry"
+
+
+def test_a_new_subscription_begins_once_the_broker_is_up_and_the_hub_has_heard_so() -> None:
+    clock = MemoryReactorClock()
+    broker = RedisBroker("redis://127.0.0.1:6390", clock, retryDelay=lambda attempt: 1.0)
+    events: list[object] = []
+    broker.start(lambda message: events.append(message.seq), lambda room, process, count: None,
+                 lambda: events.append("reconnected"))
+    broker.watch("r")
+    publisher, subscriber = dial(clock)
+    assert broker.state == "up"
+    assert subscriber.commands() == [[b"SUBSCRIBE", b"txchat:r"]]
+    subscriber.reply([b"subscribe", b"txchat:r", 1], [b"message", b"txchat:r", _payload(1)])
+    assert events == [1]
+    for first, second in ((0, 1), (1, 0)):  # Redis restarts; the connections come back one at a time
+        publisher.lose()
+        subscriber.lose()
+        assert broker.state == "down"
+        clock.advance(1.0)
+        (early,) = dial(clock, first)
+        assert broker.state == "down"
+        assert early.commands() == [], "no channel before the broker is up"
+        (late,) = dial(clock)
+        publisher, subscriber = (early, late) if first == 0 else (late, early)
+        assert broker.state == "up"
+        # In the same turn: the hub heard of it (its rooms hold what comes until they have
+        # caught up), and only then can the new subscription bring anything.
+        assert events[-1] == "reconnected"
+        assert subscriber.commands() == [[b"SUBSCRIBE", b"txchat:r"]]
+        subscriber.reply([b"subscribe", b"txchat:r", 1], [b"message", b"txchat:r", _payload(5)])
+        assert events[-2:] == ["reconnected", 5]
+    broker.stop()
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_room_watched_while_only_the_publisher_is_away_is_subscribed_when_it_is_back() -> None:
+    clock = MemoryReactorClock()
+    broker = RedisBroker("redis://127.0.0.1:6390", clock, retryDelay=lambda attempt: 1.0)
+    events: list[object] = []
+    broker.start(lambda message: events.append(message.seq), lambda room, process, count: None,
+                 lambda: events.append("reconnected"))
+    broker.watch("a")
+    publisher, subscriber = dial(clock)
+    assert subscriber.commands() == [[b"SUBSCRIBE", b"txchat:a"]]
+    publisher.lose()
+    broker.watch("b")
+    broker.unwatch("a")
+    assert subscriber.commands() == [[b"UNSUBSCRIBE", b"txchat:a"]], "the subscription is left; none begins"
+    clock.advance(1.0)
+    dial(clock)
+    assert subscriber.commands() == [[b"SUBSCRIBE", b"txchat:b"]]
+    assert events == ["reconnected"]
+    broker.stop()
+
+
+def _payload(seq: int) -> bytes:
+    return json.dumps(["m", "E", seq, 1000, "", "m%d" % seq]).encode()
