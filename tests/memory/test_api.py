@@ -262,3 +262,15 @@ def test_a_413_says_why_in_json_whether_announced_or_chunked():
     channel.connectionLost(Failure(ConnectionDone()))
     assert (status, headers["content-type"], answer) == (
         413, "application/json; charset=utf-8", {"error": "the request body is more than 1024 bytes"})
+
+
+def test_a_post_counts_against_max_rooms_and_leaves_no_room_that_nobody_keeps() -> None:
+    http = Http(maxRooms=2, history=0)
+    members = [V1Peer(http.hub, name) for name in ("a", "b")]
+    status, _, answer = http.call("POST", "/api/rooms/c/messages", {"text": "x"})
+    assert (status, answer) == (503, {"error": "every room has members and the server allows no more rooms"})
+    members[1].transport.loseConnection()
+    status, _, answer = http.call("POST", "/api/rooms/c/messages", {"text": "x"})
+    assert status == 201 and answer["seq"] == 1
+    assert http.call("GET", "/api/rooms")[2] == {"rooms": [{"room": "a", "online": 1}]}, \
+        "b made space; c, with nobody in it and nothing kept, is not kept either"
