@@ -2,7 +2,8 @@
 a room's state (the README's "Use txchat in your application" is the reference).
 
 Every call needs ``Authorization: Bearer KEY``; JSON in, JSON out, errors included. This
-module knows the hub only by the three calls it answers with (L{Rooms}).
+module is the HTTP side only: it knows the rooms by the three calls it answers with
+(L{Backend}, which L{txchat.roomapi.RoomApi} implements).
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from txchat import wire
 from txchat.broker import NotPublished
-from txchat.hub import BrokerDown, RoomsFull, RoomView
+from txchat.roomapi import BrokerDown, RoomsFull, RoomView
 from txchat.wire import normalise
 
 _log = Logger()
 
 
-class Rooms(Protocol):
+class Backend(Protocol):
     def post(self, roomName: str, text: bytes, name: str) -> Deferred[tuple[str, int] | None]: ...
 
     def describe(self, roomName: str, since: int = 0) -> Deferred[RoomView]: ...
@@ -44,7 +45,7 @@ class ApiError(Exception):
 class Api(Resource):
     isLeaf = True
 
-    def __init__(self, rooms: Rooms, keys: tuple[str, ...], maxMessageSize: int) -> None:
+    def __init__(self, rooms: Backend, keys: tuple[str, ...], maxMessageSize: int) -> None:
         super().__init__()
         self.rooms = rooms
         self._keys = [key.encode("utf-8") for key in keys]

@@ -1,6 +1,6 @@
 """Every private part of Autobahn that txchat relies on, fenced in here.
 
-Each is used for a reason its docstring gives, and tests/test_autobahn_internals.py checks
+Each is used for a reason its docstring gives, and tests/unit/test_autobahn_internals.py checks
 each one directly, so that an Autobahn release that changes them fails those tests by name,
 not the chat in production. setup.py caps autobahn at the versions tested.
 """

@@ -54,8 +54,10 @@ class Broker(Protocol):
     ) -> None:
         """Begin handing published messages, in their one order, to C{deliver}, and other
         processes' member counts to C{presence}; call C{reconnected} each time the broker is
-        back after an outage (what was published meanwhile did not come here), and
-        C{forgotten} when a room it kept here, with no members here, has expired."""
+        back after an outage (what was published meanwhile did not come here), before it
+        delivers anything published after, so that the rooms can hold that until they have
+        read what they missed; and C{forgotten} when a room it kept here, with no members
+        here, has expired."""
 
     def publish(self, message: Delivery) -> None:
         """Number, keep and send an accepted message to every process of the chat, this one included."""

@@ -8,18 +8,17 @@ keep up (see L{txchat.fanout}).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, Callable, Protocol, Sequence
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txchat import memory, wire
+from txchat import memory
 from txchat.autobahn_internals import framedText, protocolWithOptions, useClock
 from txchat.broker import Broker, MemoryBroker
 from txchat.config import Config
@@ -71,26 +70,6 @@ class Member(Resuming, Protocol):
     def write(self, data: bytes) -> None: ...
 
     def leave(self, code: int, reason: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class RoomView:
-    """A room for the server API: its stream's epoch (None: none yet), newest number, members
-    on every process, and kept messages as txchat.v1 lines."""
-
-    room: str
-    epoch: str | None
-    seq: int
-    online: int
-    lines: list[bytes]
-
-
-class RoomsFull(Exception):
-    """Every room has members and --max-rooms allows no more."""
-
-
-class BrokerDown(Exception):
-    """Redis, which keeps the rooms, cannot be reached."""
 
 
 class ChatHub(WebSocketServerFactory):
@@ -166,26 +145,24 @@ class ChatHub(WebSocketServerFactory):
 
     def hold(self, claim: Claim) -> Room | str:
         """Hold a place in the room a handshake asks for (for the gate), or say why not."""
-        room, evicted = self.rooms.open(claim.room)
-        if evicted is not None:
-            self._forget(evicted)
+        room = self.openRoom(claim.room)
         if room is None:
             return "max-rooms"
-        if self._behind(claim, room):
+        if self._cannotServe(claim, room):
             return "catching-up"
         room.reserved += 1
         self._watch(room)
         return room
 
-    def _behind(self, client: Resuming, room: Room) -> bool:
-        """Whether this process, cut off from Redis, is behind a v1 client that resumes here:
-        it has seen numbers this process has not, which this process cannot serve without
-        sending it some twice. It is refused (503, or 1013 once open) and retries; by then
+    def _cannotServe(self, client: Resuming, room: Room) -> bool:
+        """Whether this process, cut off from Redis, cannot serve a v1 client that resumes here:
+        the client has seen numbers this process has not, and would be sent some twice. It is refused (503, or 1013 once open) and retries; by then
         Redis is back, or it has found another process."""
         return not self.broker.up and self._ahead(client, room)
 
     @staticmethod
     def _ahead(client: Resuming, room: Room) -> bool:
+        """Whether a v1 client resumes after a number the room's stream here has not reached."""
         return client.v1 and room.stream.ahead(client.since)
 
     def health(self) -> tuple[int, str]:
@@ -296,11 +273,26 @@ class ChatHub(WebSocketServerFactory):
             room.stream.resume(*followed)
         return room
 
+    def openRoom(self, name: str) -> Room | None:
+        """The room, made if new; None when every room has members and --max-rooms allows no
+        more (an empty room is forgotten to make space)."""
+        room, evicted = self.rooms.open(name)
+        if evicted is not None:
+            self._forget(evicted)
+        return room
+
+    def settle(self, room: Room) -> bool:
+        """Forget the room if nothing is left of it here: no members, none coming, nothing kept.
+        Returns whether it was forgotten."""
+        if room.occupied or self.broker.keeps(room.name):
+            return False
+        self._forget(room)
+        return True
+
     def _vacated(self, room: Room) -> None:
         """Someone left: forget the room if nothing is left of it, stop receiving its messages
         if only its history is, and tell the others."""
-        if not room.occupied and not self.broker.keeps(room.name):
-            self._forget(room)
+        if self.settle(room):
             return
         if not room.occupied:
             self._unwatch(room)
@@ -424,41 +416,6 @@ class ChatHub(WebSocketServerFactory):
                 limit=self.config.sendQueue,
             )
             client.leave(CLOSE_POLICY, "too slow: send queue full")
-
-    # -- the server API -------------------------------------------------------------------
-
-    def post(self, roomName: str, text: bytes, name: str) -> Deferred[tuple[str, int] | None]:
-        """Accept a normalised message from the application's backend, as from a member of the
-        room; fires with its (epoch, number), or None when it went out unnumbered (Redis away)."""
-        self.metrics.messagesIn.inc()
-        delivery = Delivery(roomName, text, name, int(self.clock.seconds() * 1000))
-        room, evicted = self.rooms.open(roomName)
-        if evicted is not None:
-            self._forget(evicted)
-        if room is None:
-            return fail(RoomsFull())
-        posted = self.broker.post(delivery)
-        if not room.occupied and not self.broker.keeps(roomName):
-            self._forget(room)  # nobody to keep it for here
-        return posted
-
-    def describe(self, roomName: str, since: int = 0) -> Deferred[RoomView]:
-        """The room as its members see it, with its kept messages numbered after C{since};
-        L{BrokerDown} while Redis, which keeps the rooms, is away."""
-        room = self.rooms.get(roomName)
-        here = len(room) if room is not None else 0
-
-        def view(snapshot: Snapshot | None) -> RoomView:
-            if snapshot is None:
-                raise BrokerDown()
-            lines = [m.line for m in snapshot.history if m.seq is not None and m.seq > since]
-            return RoomView(roomName, snapshot.epoch, snapshot.seq, here + sum(snapshot.others.values()), lines)
-
-        return self.broker.snapshot(roomName).addCallback(view)
-
-    def known(self) -> list[tuple[str, int]]:
-        """(room, online) for every room this process knows."""
-        return sorted((room.name, room.online) for room in self.rooms)
 
     # -- shutdown -------------------------------------------------------------------------
 

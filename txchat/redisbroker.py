@@ -305,9 +305,12 @@ class RedisBroker:
         self._deliver: Deliver | None = None
         self._presence: Presence | None = None
         self._reconnected: Callable[[], None] = lambda: None
-        self._early: list[tuple[bytes, bytes]] | None = None  # a new subscriber's first pushes
         self._rooms: set[str] = set()  # rooms with members here: their channels are subscribed
         self._subscribed: set[str] = set()  # the channels asked of the current subscriber connection
+        # Of the current subscriber connection: None until it has asked for its channels
+        # (L{_listen}), then False until Redis has confirmed them, then True.
+        self._listening: bool | None = None
+        self._told = False  # the hub has been told that this outage is over (L{_listen})
         self.state = "starting"  # then "up" or "down"
         self.dropped = 0  # messages refused because the publish backlog was full
         self.lost = 0  # messages whose publish failed when the connection went
@@ -335,21 +338,38 @@ class RedisBroker:
         return d
 
     def _subscribe(self, connection: RedisConnection) -> Deferred[Any]:
-        """Subscribe a new subscriber connection to every room with members here. What its
-        channels carry is kept until the broker is up and the hub has heard so (and, after an
-        outage, begun to catch up on what it missed): delivered before, it would overtake
-        the messages the hub has yet to read back."""
-        early: list[tuple[bytes, bytes]] = []
-        self._early = early
-        connection.onMessage = lambda channel, payload: early.append((channel, payload))
+        """Ready a new subscriber connection; it asks for its channels once the publisher is
+        connected too (L{_listen})."""
+        self._subscribed = set()
+        self._listening = None
+        connection.onMessage = self._received
+        return self._authenticate(connection)
 
-        def subscribeAll(_: object) -> Deferred[Any]:
-            # One channel a command: each SUBSCRIBE is answered once, in order.
-            self._subscribed = set(self._rooms)
-            return DeferredList([connection.command(b"SUBSCRIBE", self.channel(room)) for room in sorted(self._rooms)],
-                                fireOnOneErrback=True, consumeErrors=True)
+    def _listen(self) -> None:
+        """Subscribe a new subscriber connection, once the publisher is connected too, to every
+        room with members here, and have Redis confirm with a PING: the broker is up once it
+        has, so that what this process publishes from then on comes back to it.
 
-        return self._authenticate(connection).addCallback(subscribeAll)
+        After an outage the hub is told here, in the same call, before the new subscription
+        can bring anything: its rooms begin to catch up on what they missed (a snapshot read
+        behind the SUBSCRIBEs) and hold what comes meanwhile, merged by number
+        (L{txchat.stream}). Delivered before, a message would overtake the ones it follows."""
+        subscriber = self._subscriber.connection
+        if subscriber is None or self._publisher.connection is None or self._listening is not None:
+            return
+        self._listening = False
+        self._subscribed = set(self._rooms)
+        for room in sorted(self._rooms):
+            subscriber.command(b"SUBSCRIBE", self.channel(room)).addErrback(self._refused, room)
+        subscriber.command(b"PING").addCallbacks(self._confirmed, lambda _: None, (subscriber,))
+        if self.state == "down":
+            self._told = True
+            self._reconnected()
+
+    def _confirmed(self, _: object, connection: RedisConnection) -> None:
+        if connection is self._subscriber.connection:
+            self._listening = True
+            self._changed()
 
     def channel(self, room: str) -> bytes:
         return (self._prefix + room).encode("ascii")
@@ -361,6 +381,11 @@ class RedisBroker:
 
     @property
     def up(self) -> bool:
+        """Connected, with every channel asked for at connection time confirmed."""
+        return self._connected and self._listening is True
+
+    @property
+    def _connected(self) -> bool:
         return self._publisher.connection is not None and self._subscriber.connection is not None
 
     @property
@@ -378,6 +403,9 @@ class RedisBroker:
 
     def _changed(self) -> None:
         before = self.state
+        if not self._connected:
+            self._told = False  # a catch-up begun before this loss may not have been read
+        self._listen()
         self._sync()
         self._logChange()
         if self.state != before:
@@ -385,14 +413,10 @@ class RedisBroker:
             self._watchers = [(state, d) for state, d in self._watchers if state != self.state]
             for d in ready:
                 d.callback(None)
-            if self.state == "up" and before == "down":
-                self._reconnected()
-        subscriber = self._subscriber.connection
-        if self.state == "up" and subscriber is not None and self._early is not None:
-            early, self._early = self._early, None
-            subscriber.onMessage = self._received
-            for channel, payload in early:
-                self._received(channel, payload)
+            if self.state == "up":
+                told, self._told = self._told, False
+                if before == "down" and not told:
+                    self._reconnected()  # the subscription outlived the outage: only the publisher went
 
     def _logChange(self) -> None:
         if self.up:
@@ -403,7 +427,9 @@ class RedisBroker:
                     address=str(self.address),
                 )
                 self.state = "up"
-        elif self.state == "up" or (self.state == "starting" and self._publisher.tried and self._subscriber.tried):
+        elif self.state == "up" or (
+            self.state == "starting" and self._publisher.tried and self._subscriber.tried and not self._connected
+        ):
             error = self._publisher.lastError or self._subscriber.lastError
             _log.warn(
                 "Redis at {address} is unreachable ({error}): serving this process's clients only, "
@@ -441,31 +467,42 @@ class RedisBroker:
 
     def _sync(self) -> None:
         """Bring the subscriber connection's channels in line with the rooms that have members
-        here (also once a new connection is ready: rooms may have come or gone while it was
-        subscribing to the ones it was given)."""
+        here, once it has asked for its first ones (L{_listen})."""
         connection = self._subscriber.connection
-        if connection is None:
+        if connection is None or self._listening is None:
             return
         for room in sorted(self._rooms - self._subscribed):
-            connection.command(b"SUBSCRIBE", self.channel(room)).addErrback(lambda _: None)
+            connection.command(b"SUBSCRIBE", self.channel(room)).addErrback(self._refused, room)
         for room in sorted(self._subscribed - self._rooms):
             connection.command(b"UNSUBSCRIBE", self.channel(room)).addErrback(lambda _: None)
         self._subscribed = set(self._rooms)
+
+    def _refused(self, failure: Failure, room: str) -> None:
+        """Said, because the room's members here will not hear the other processes (a Redis
+        ACL, say); a lost connection is not a refusal (the reconnect subscribes again)."""
+        if failure.check(RedisError):
+            _log.warn("Redis refused to subscribe to room {room}: {error}", room=room, error=str(failure.value))
 
     def snapshot(self, room: str) -> Deferred[Snapshot | None]:
         """Read after the room's subscription is confirmed (the subscriber answers in order: a
         PING behind the SUBSCRIBE), so that every later message comes by the channel. The
         channel may still bring some the snapshot holds: the room's stream merges by number
         (L{txchat.stream})."""
-        subscriber, publisher = self._subscriber.connection, self._publisher.connection
-        if subscriber is None or publisher is None:
+        subscriber = self._subscriber.connection
+        if subscriber is None or self._publisher.connection is None:
             return succeed(None)
-        d = subscriber.command(b"PING")
-        d.addCallback(lambda _: _snapshot(
-            publisher, [self._key(room, "meta"), self._key(room, "history"), self._key(room, "online")],
-            [int(self._config.presenceStale * 1000), self.process, self._newEpoch(), int(self._config.historyTtl)],
-        ))
-        return d.addCallback(self._snapshotOf, room)
+
+        def read(_: object) -> Deferred[Snapshot | None]:
+            # The publisher there now: a command sent on one that has gone is never answered.
+            publisher = self._publisher.connection
+            if publisher is None:
+                return succeed(None)
+            return _snapshot(
+                publisher, [self._key(room, "meta"), self._key(room, "history"), self._key(room, "online")],
+                [int(self._config.presenceStale * 1000), self.process, self._newEpoch(), int(self._config.historyTtl)],
+            ).addCallback(self._snapshotOf, room)
+
+        return subscriber.command(b"PING").addCallback(read)
 
     def _snapshotOf(self, reply: list[Any], room: str) -> Snapshot:
         epoch, seq, online, history = reply
@@ -497,7 +534,7 @@ class RedisBroker:
     def _send(self, message: Delivery) -> Deferred[Any]:
         """Publish; fires with the script's reply, or None when delivered here unnumbered."""
         connection = self._publisher.connection
-        if connection is None or self._subscriber.connection is None:
+        if connection is None or not self.up:
             if self._deliver is not None:
                 self._deliver(message)  # an outage: this process's clients still chat, unnumbered
             return succeed(None)

@@ -26,6 +26,7 @@ from txchat.listener import Listener
 from txchat.metrics import MetricsPage
 from txchat.origin import OriginPolicy
 from txchat.redisbroker import RedisAddress, RedisBroker
+from txchat.roomapi import RoomApi
 from txchat.site import ChatSite
 from txchat.tokens import tokenChecker
 from txchat.webapp import makeRoot
@@ -283,7 +284,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     broker = RedisBroker(config.redis, reactor, config) if config.redis else None
     hub = ChatFactory(config, reactor, broker, memory.giveBack)
     HubService(hub).setServiceParent(top)
-    api = Api(hub, config.apiKeys, config.maxMessageSize) if config.apiKeys else None
+    api = Api(RoomApi(hub), config.apiKeys, config.maxMessageSize) if config.apiKeys else None
     site = ChatSite(makeRoot(hub, health=hub.health, api=api), reactor, config, webSockets=(b"/ws", hub))
     for option, description in options.listeners():
         endpoint = serverFromString(reactor, description)

@@ -2,9 +2,9 @@
 
 Private here means an attribute or method that Twisted does not document for users (or says is
 "not intended for users"), or internal state read or set under its feet. Each is used for a
-reason its docstring gives, and tests/test_twisted_internals.py checks each one directly
-against the real Twisted, so that a release that changes them fails those tests by name, not
-the chat in production. setup.py caps twisted at the versions tested.
+reason its docstring gives, and test_twisted_internals.py (in tests/unit and tests/live) checks
+each one directly against the real Twisted, so that a release that changes them fails those
+tests by name, not the chat in production. setup.py caps twisted at the versions tested.
 """
 
 from __future__ import annotations

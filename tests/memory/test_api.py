@@ -17,6 +17,7 @@ from zope.interface import implementer
 
 from tests.support.memory import Peer, V1Peer, makeHub
 from txchat.api import Api
+from txchat.roomapi import RoomApi
 from txchat.site import ChatSite
 from txchat.webapp import makeRoot
 
@@ -27,7 +28,8 @@ KEY = "k3y-for-the-backend-0123456789"
 class Http:
     def __init__(self, **config: Any) -> None:
         self.hub, self.clock = makeHub(**{"history": 50, **config})
-        api = Api(self.hub, (KEY, "an-older-key-still-valid-42"), self.hub.config.maxMessageSize)
+        self.rooms = RoomApi(self.hub)
+        api = Api(self.rooms, (KEY, "an-older-key-still-valid-42"), self.hub.config.maxMessageSize)
         self.site = ChatSite(makeRoot(self.hub, api=api), self.clock, self.hub.config)
 
     def call(self, method: str, path: str, body: object = None, key: str | None = KEY,
@@ -241,7 +243,7 @@ def test_an_unexpected_failure_is_a_json_500_and_logged(monkeypatch: pytest.Monk
     def broken(roomName: str, text: bytes, name: str) -> Deferred[tuple[str, int] | None]:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(http.hub, "post", broken)
+    monkeypatch.setattr(http.rooms, "post", broken)
     errors, stop = _errorsLogged()
     try:
         status, headers, answer = http.call("POST", "/api/rooms/r/messages", {"text": "x"})
@@ -270,13 +272,14 @@ def test_a_413_says_why_in_json_whether_announced_or_chunked() -> None:
         413, "application/json; charset=utf-8", {"error": "the request body is more than 1024 bytes"})
 
 
-def test_a_post_whose_publish_redis_never_answered_is_a_503_that_says_so():
+def test_a_post_whose_publish_redis_never_answered_is_a_503_that_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     from twisted.internet.defer import fail
 
     from txchat.redisclient import RedisSilent
 
     http = Http()
-    http.hub.post = lambda roomName, text, name: fail(RedisSilent("no reply from Redis for 3s (1 command unanswered)"))
+    monkeypatch.setattr(http.rooms, "post", lambda roomName, text, name: fail(
+        RedisSilent("no reply from Redis for 3s (1 command unanswered)")))
     errors, stop = _errorsLogged()
     try:
         status, _, answer = http.call("POST", "/api/rooms/r/messages", {"text": "x"})
@@ -284,3 +287,15 @@ def test_a_post_whose_publish_redis_never_answered_is_a_503_that_says_so():
         stop()
     assert status == 503 and "may or may not have been delivered" in answer["error"]
     assert errors == [], "an outage, not a bug"
+
+
+def test_a_post_counts_against_max_rooms_and_leaves_no_room_that_nobody_keeps() -> None:
+    http = Http(maxRooms=2, history=0)
+    members = [V1Peer(http.hub, name) for name in ("a", "b")]
+    status, _, answer = http.call("POST", "/api/rooms/c/messages", {"text": "x"})
+    assert (status, answer) == (503, {"error": "every room has members and the server allows no more rooms"})
+    members[1].transport.loseConnection()
+    status, _, answer = http.call("POST", "/api/rooms/c/messages", {"text": "x"})
+    assert status == 201 and answer["seq"] == 1
+    assert http.call("GET", "/api/rooms")[2] == {"rooms": [{"room": "a", "online": 1}]}, \
+        "b made space; c, with nobody in it and nothing kept, is not kept either"

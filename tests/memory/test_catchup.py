@@ -1,17 +1,22 @@
 """What a process does when Redis comes back after it lost it, in memory: a stub broker whose
-snapshots the test answers, a hub on a task.Clock. (Found by the fault runs, bench/faults.py;
-tests/test_faults.py has the scenarios themselves.)"""
+snapshots the test answers, a hub on a task.Clock; and the Redis broker itself, its connections
+on string transports. (tests/system/faults has the scenarios over real networks.)"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 
+from tests.support.fakeredis import Link, dial
 from tests.support.memory import MemoryHub, Peer, V1Peer
 from txchat.broker import Deliver, Presence, Snapshot
 from txchat.config import Config
+from txchat.redisbroker import SNAPSHOT, RedisBroker
 from txchat.rooms import Delivery
 
 
@@ -255,3 +260,47 @@ def test_a_count_read_from_redis_is_as_old_as_its_last_say() -> None:
         clock.advance(1)  # the staleness check (every second), then the presence line
     assert [line["online"] for line in member.lines() if line["type"] == "presence"][-1:] == [1]
     hub.presence.stop()
+
+
+def test_redis_back_the_new_subscription_brings_nothing_before_what_was_missed() -> None:
+    clock = MemoryReactorClock()
+    config = Config(history=50)
+    broker = RedisBroker("redis://127.0.0.1:6390", clock, config, retryDelay=lambda attempt: 1.0)
+    hub = MemoryHub(config, clock, broker)
+    hub.startBroker()
+    publisher, subscriber = dial(clock)
+    assert subscriber.commands() == [[b"PING"]]
+    subscriber.reply([b"pong", b""])
+    member = V1Peer(hub, "r")
+    assert subscriber.commands() == [[b"SUBSCRIBE", b"txchat:r"], [b"PING"]]
+    subscriber.reply([b"subscribe", b"txchat:r", 1], [b"pong", b""])
+    answer(publisher, [b"E", 1, [], [payload(1)]])
+    clock.advance(0)
+    assert seqs(member) == [("welcome", 1), ("message", 1)]
+    subscriber.lose()  # meanwhile, other processes publish 2, 3 and 4
+    clock.advance(1.0)
+    (subscriber,) = dial(clock)
+    # The subscription, its confirmation, and the room's catch-up behind them.
+    assert subscriber.commands() == [[b"SUBSCRIBE", b"txchat:r"], [b"PING"], [b"PING"]]
+    subscriber.reply([b"subscribe", b"txchat:r", 1], [b"message", b"txchat:r", payload(5)], [b"pong", b""],
+                     [b"pong", b""])
+    clock.advance(0)
+    assert seqs(member) == [], "5 waits for what was missed"
+    answer(publisher, [b"E", 5, [], [payload(n) for n in range(1, 6)]])
+    subscriber.reply([b"message", b"txchat:r", payload(6)])
+    clock.advance(0)
+    assert seqs(member) == [("message", n) for n in (2, 3, 4, 5, 6)]
+    hub.closeAll()
+    broker.stop()
+
+
+def answer(publisher: Link, snapshot: list[Any]) -> None:
+    """Reply to what the publisher sent: the snapshot script with C{snapshot}, others with 1."""
+    sha = hashlib.sha1(SNAPSHOT).hexdigest().encode()
+    commands = publisher.commands()
+    assert [c[1] for c in commands].count(sha) == 1, commands
+    publisher.reply(*(snapshot if command[1] == sha else 1 for command in commands))
+
+
+def payload(seq: int) -> bytes:
+    return json.dumps(["m", "E", seq, 1000 * seq, "", "m%d" % seq]).encode()

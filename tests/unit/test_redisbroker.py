@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import cast
 
 import pytest
@@ -11,7 +12,9 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
+from tests.support.fakeredis import dial
 from txchat.redisbroker import RedisAddress, RedisBroker
+from txchat.stream import Delivery
 
 
 def test_url_parsing() -> None:
@@ -54,3 +57,122 @@ def test_reconnect_backoff_is_exponential_capped_and_on_the_injected_clock() -> 
     outages = [e for e in events if "unreachable" in e.get("log_format", "")]
     assert len(outages) == 1, "the outage is logged once, not once per retry"
     assert not [e for e in events if "factory" in formatEvent(e).lower()], "no Twisted factory lines per retry"
+
+
+def test_a_new_subscription_begins_with_both_connections_and_tells_the_hub_before_it_brings_anything() -> None:
+    clock = MemoryReactorClock()
+    broker = RedisBroker("redis://127.0.0.1:6390", clock, retryDelay=lambda attempt: 1.0)
+    events: list[object] = []
+    broker.start(lambda message: events.append(message.seq), lambda room, process, count: None,
+                 lambda: events.append("reconnected"))
+    broker.watch("r")
+    publisher, subscriber = dial(clock)
+    assert subscriber.commands() == [[b"SUBSCRIBE", b"txchat:r"], [b"PING"]]
+    assert broker.state == "starting", "up once Redis has confirmed the channels"
+    subscriber.reply([b"subscribe", b"txchat:r", 1], [b"message", b"txchat:r", _payload(1)], [b"pong", b""])
+    assert broker.state == "up" and events == [1]
+    for first, second in ((0, 1), (1, 0)):  # Redis restarts; the connections come back one at a time
+        publisher.lose()
+        subscriber.lose()
+        assert broker.state == "down"
+        clock.advance(1.0)
+        (early,) = dial(clock, first)
+        assert early.commands() == [], "no channel before both connections are back"
+        (late,) = dial(clock)
+        publisher, subscriber = (early, late) if first == 0 else (late, early)
+        # In the same call: the hub heard of it (its rooms hold what comes until they have
+        # caught up), and only then can the new subscription bring anything.
+        assert events[-1] == "reconnected"
+        assert subscriber.commands() == [[b"SUBSCRIBE", b"txchat:r"], [b"PING"]]
+        assert broker.state == "down"
+        broker.publish(Delivery("r", b"meanwhile", "", 0))
+        assert events[-1] is None and publisher.commands() == [], "delivered here, unnumbered, until confirmed"
+        subscriber.reply([b"subscribe", b"txchat:r", 1], [b"message", b"txchat:r", _payload(5)], [b"pong", b""])
+        assert events[-3:] == ["reconnected", None, 5]
+        assert broker.state == "up" and events.count("reconnected") == (1 if first == 0 else 2)
+    broker.stop()
+    publisher.lose()  # the transports close (a string transport only records that it was asked)
+    subscriber.lose()
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_subscription_that_outlives_the_outage_goes_on_and_the_hub_hears_when_the_publisher_is_back() -> None:
+    clock = MemoryReactorClock()
+    broker = RedisBroker("redis://127.0.0.1:6390", clock, retryDelay=lambda attempt: 1.0)
+    events: list[object] = []
+    broker.start(lambda message: events.append(message.seq), lambda room, process, count: None,
+                 lambda: events.append("reconnected"))
+    broker.watch("a")
+    publisher, subscriber = dial(clock)
+    subscriber.commands()
+    subscriber.reply([b"subscribe", b"txchat:a", 1], [b"pong", b""])
+    publisher.lose()
+    assert broker.state == "down"
+    broker.watch("b")
+    broker.unwatch("a")
+    assert subscriber.commands() == [[b"SUBSCRIBE", b"txchat:b"], [b"UNSUBSCRIBE", b"txchat:a"]]
+    subscriber.reply([b"message", b"txchat:b", _payload(3)])
+    assert events == [3]
+    clock.advance(1.0)
+    dial(clock)
+    assert broker.state == "up" and events == [3, "reconnected"]
+    assert subscriber.commands() == []
+    broker.stop()
+
+
+def test_waiting_for_redis_to_confirm_the_channels_is_still_starting_not_an_outage() -> None:
+    events: list[LogEvent] = []
+    observer = cast(ILogObserver, events.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        clock = MemoryReactorClock()
+        broker = RedisBroker("redis://127.0.0.1:6390", clock)
+        broker.start(lambda message: None, lambda room, process, count: None)
+        publisher, subscriber = dial(clock)
+        assert broker.state == "starting"
+        subscriber.reply([b"pong", b""])
+        assert broker.state == "up"
+        broker.stop()
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    said = [formatEvent(e) for e in events if "Redis at" in e.get("log_format", "")]
+    assert said == ["connected to Redis at redis://127.0.0.1:6390/0: cross-process delivery is on"]
+
+
+def test_a_snapshot_whose_publisher_goes_while_the_subscriber_confirms_is_none_not_never() -> None:
+    clock = MemoryReactorClock()
+    broker = RedisBroker("redis://127.0.0.1:6390", clock, retryDelay=lambda attempt: 1.0)
+    broker.start(lambda message: None, lambda room, process, count: None)
+    broker.watch("r")
+    publisher, subscriber = dial(clock)
+    subscriber.reply([b"subscribe", b"txchat:r", 1], [b"pong", b""])
+    read: list[object] = []
+    broker.snapshot("r").addBoth(read.append)
+    publisher.lose()
+    subscriber.reply([b"pong", b""])
+    assert read == [None]
+    broker.stop()
+
+
+def test_a_loss_during_the_catch_up_tells_the_hub_again_when_the_broker_is_up() -> None:
+    clock = MemoryReactorClock()
+    broker = RedisBroker("redis://127.0.0.1:6390", clock, retryDelay=lambda attempt: 1.0)
+    told: list[None] = []
+    broker.start(lambda message: None, lambda room, process, count: None, lambda: told.append(None))
+    publisher, subscriber = dial(clock)
+    subscriber.reply([b"pong", b""])
+    publisher.lose()
+    subscriber.lose()
+    clock.advance(1.0)
+    publisher, subscriber = dial(clock)
+    assert len(told) == 1  # the hub's rooms begin to catch up...
+    publisher.lose()  # ...and what they read may never come
+    subscriber.reply([b"pong", b""])
+    clock.advance(1.0)
+    dial(clock)
+    assert broker.state == "up" and len(told) == 2
+    broker.stop()
+
+
+def _payload(seq: int) -> bytes:
+    return json.dumps(["m", "E", seq, 1000, "", "m%d" % seq]).encode()
