@@ -7,9 +7,12 @@ from typing import Any, AsyncIterator
 
 import pytest
 import pytest_twisted
+from twisted.application.internet import backoffPolicy
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.testing import MemoryReactorClock
 from twisted.internet.threads import deferToThread
+from twisted.logger import formatEvent, globalLogPublisher
 
 from bench.redisserver import RedisServer
 from tests.support.live import within
