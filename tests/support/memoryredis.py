@@ -7,6 +7,8 @@ C{loseConnection} call C{connectionLost} in the next reactor turn."""
 
 from __future__ import annotations
 
+import json
+
 from typing import Any
 
 import hiredis
@@ -71,9 +73,10 @@ class MemoryRedis:
             args = command[3 + keys:]
             if keys == 3:  # SNAPSHOT
                 return [b"E", self.seq, [], []]
-            if len(args) == 5:  # PUBLISH: channel, limit, ttl, epoch, tail
+            if len(args) == 7:  # PUBLISH: channel, limit, ttl, epoch, time, name, text
                 self.seq += 1
-                self.publish(args[0], b'["m","E",%d,%s]' % (self.seq, args[4]))
+                time, name, text = int(args[4]), args[5].decode(), args[6].decode()
+                self.publish(args[0], json.dumps(["m", "E", self.seq, time, name, text]).encode())
                 return [b"E", self.seq]
             self.publish(args[2], b'["p","%s",%s]' % (args[0], args[1]))  # PRESENCE
             return 1
