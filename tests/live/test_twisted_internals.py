@@ -5,22 +5,20 @@ here. These are the transport ones, on real sockets (the HTTP ones: tests/unit).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Callable, Generic, TypeVar
 
 import pytest
 import pytest_twisted
 from twisted.internet import reactor, ssl
-from twisted.internet.defer import Deferred
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol, serverFromString
-from twisted.internet.interfaces import IPullProducer
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IPullProducer, ITLSTransport, ITransport
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import Clock
+from twisted.internet.tcp import Connection
 from twisted.internet.testing import StringTransport
 from twisted.protocols.policies import WrappingFactory
-from twisted.web import http
-from twisted.web.http import HTTPChannel
-from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from tests.support.certs import makeCertificate
@@ -51,39 +49,66 @@ class _Inbox(Protocol):
         self.dataReceived(b"")
         return within(d)
 
-    def connectionLost(self, reason: Any = None) -> None:
+    def connectionLost(self, reason: Failure | None = None) -> None:
         self.lost.callback(None)
 
 
-class _Accepted(_Inbox):
+def _transport(protocol: Protocol) -> ITransport:
+    assert protocol.transport is not None, "not connected"
+    return protocol.transport
+
+
+_Made = TypeVar("_Made")
+
+
+class _Acceptor(Factory[Protocol], Generic[_Made]):
+    """The server's factory: its protocol says through C{made} that it is connected. With
+    C{startTLS}, the protocol starts TLS on its TCP transport as it connects (the transport
+    then delivers to a TLS wrapper)."""
+
+    def __init__(self, protocol: type[_Served[_Made]], startTLS: ssl.CertificateOptions | None = None) -> None:
+        self.protocol = protocol
+        self.startTLS = startTLS
+        self.made: Deferred[_Made] = Deferred()
+
+
+class _Served(_Inbox, Generic[_Made]):
+    factory: _Acceptor[_Made]
+
+    def connectionMade(self) -> None:
+        if self.factory.startTLS is not None:
+            ITLSTransport(_transport(self)).startTLS(self.factory.startTLS)
+
+
+class _Accepted(_Served[_Inbox]):
     """The server side: tells its factory that it is connected."""
 
     def connectionMade(self) -> None:
-        self.factory.made.callback(self)  # type: ignore[attr-defined]
+        super().connectionMade()
+        self.factory.made.callback(self)
 
 
-def _acceptor(protocol: type[Protocol] = _Accepted) -> Factory:
-    factory = Factory.forProtocol(protocol)
-    factory.made = Deferred()  # type: ignore[attr-defined]
-    return factory
+_Listen = Callable[[IProtocolFactory], "Deferred[IListeningPort]"]
 
 
-async def _pair(listen: Any, factory: Any) -> tuple[Any, _Inbox, Any]:
-    """A listening port, a client connected to it, and the server's factory."""
+async def _pair(listen: _Listen, factory: IProtocolFactory) -> tuple[IListeningPort, _Inbox]:
+    """A listening port, and a client connected to it."""
     port = await listen(factory)
-    client = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), _Inbox())
-    return port, client, factory
+    address = port.getHost()
+    assert isinstance(address, IPv4Address)
+    client = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", address.port), _Inbox())
+    return port, client
 
 
-def _tcp(factory: Any) -> Deferred[Any]:
+def _tcp(factory: IProtocolFactory) -> Deferred[IListeningPort]:
     return TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
 
 
-async def _close(port: Any, client: _Inbox, server: _Inbox) -> None:
-    client.transport.loseConnection()
+async def _close(port: IListeningPort, client: _Inbox, server: _Inbox) -> None:
+    _transport(client).loseConnection()
     await within(client.lost)
     await within(server.lost)
-    await port.stopListening()
+    await maybeDeferred(port.stopListening)
 
 
 @implementer(IPullProducer)
@@ -98,92 +123,86 @@ class _Producer:
 
 
 @pytest_twisted.ensureDeferred
-async def test_directSend_is_the_sockets_send_safe_while_a_pull_producer_says_the_buffer_is_empty():
-    port, client, factory = await _pair(_tcp, _acceptor())
-    server = await within(factory.made)
-    send = twisted_internals.directSend(server.transport)
-    assert send is not None and send.__self__ is server.transport.getHandle(), "not the socket's own send"
-    server.transport.write(b"a")  # Twisted holds it until the reactor writes
+async def test_directSend_is_the_sockets_send_safe_while_a_pull_producer_says_the_buffer_is_empty() -> None:
+    factory = _Acceptor[_Inbox](_Accepted)
+    port, client = await _pair(_tcp, factory)
+    server: _Inbox = await within(factory.made)
+    transport = server.transport
+    assert isinstance(transport, Connection), "not TCP's own transport"
+    send = twisted_internals.directSend(transport)
+    assert send is not None and send == transport.getHandle().send, "not the socket's own send"
+    transport.write(b"a")  # Twisted holds it until the reactor writes
     producer = _Producer()
-    server.transport.registerProducer(producer, False)
+    transport.registerProducer(producer, False)
     assert producer.resumed == 1, "a pull producer is no longer resumed when it registers"
     await client.receive(1)
     assert producer.resumed == 2, "a pull producer is no longer resumed when the buffer drains"
     assert send(b"b") == 1
     assert await client.receive(2) == b"ab"
-    server.transport.unregisterProducer()
+    transport.unregisterProducer()
     await _close(port, client, server)
 
 
-def _tlsListener(tmp_path: Path) -> Any:
+def _tlsListener(tmp_path: Path) -> _Listen:
     """Listen with TLS (an ssl: endpoint: a TLS wrapper around the TCP transport)."""
     key, cert = makeCertificate(tmp_path)
 
-    def listen(factory: Any) -> Deferred[Any]:
+    def listen(factory: IProtocolFactory) -> Deferred[IListeningPort]:
         description = f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
         return serverFromString(reactor, description).listen(factory)
 
     return listen
 
 
-def _startsTLS(base: type[Protocol], tmp_path: Path) -> type[Protocol]:
-    """A protocol that starts TLS on its TCP transport as it connects (the transport then
-    delivers to a TLS wrapper)."""
+def _serverTLS(tmp_path: Path) -> ssl.CertificateOptions:
     key, cert = makeCertificate(tmp_path)
-    options = ssl.PrivateCertificate.loadPEM(cert.read_text() + key.read_text()).options()
-
-    class StartsTLS(base):  # type: ignore[valid-type, misc]
-        def connectionMade(self) -> None:
-            self.transport.startTLS(options)
-            super().connectionMade()
-
-    return StartsTLS
+    return ssl.PrivateCertificate.loadPEM(cert.read_text() + key.read_text()).options()
 
 
 @pytest.mark.parametrize("how", ["tls-endpoint", "starttls"])
 @pytest_twisted.ensureDeferred
-async def test_directSend_is_none_under_tls(tmp_path: Path, how: str):
+async def test_directSend_is_none_under_tls(tmp_path: Path, how: str) -> None:
     if how == "tls-endpoint":
-        port, client, factory = await _pair(_tlsListener(tmp_path), _acceptor())
+        factory = _Acceptor[_Inbox](_Accepted)
+        port, client = await _pair(_tlsListener(tmp_path), factory)
     else:
-        port, client, factory = await _pair(_tcp, _acceptor(_startsTLS(_Accepted, tmp_path)))
-    server = await within(factory.made)
-    assert twisted_internals.directSend(server.transport) is None, "directSend would write around TLS"
+        factory = _Acceptor[_Inbox](_Accepted, startTLS=_serverTLS(tmp_path))
+        port, client = await _pair(_tcp, factory)
+    server: _Inbox = await within(factory.made)
+    assert twisted_internals.directSend(_transport(server)) is None, "directSend would write around TLS"
     assert twisted_internals.directSend(StringTransport()) is None
     await _close(port, client, server)
 
 
-class _First(_Inbox):
+class _First(_Served[tuple[_Inbox, ITransport]]):
     """Hands its connection over to a new protocol at the first bytes, as the site does."""
 
     def dataReceived(self, data: bytes) -> None:
         second = _Inbox()
-        transport = self.transport
+        transport = _transport(self)
         twisted_internals.handOver(transport, second)
         second.dataReceived(data)
-        self.factory.made.callback((second, transport))  # type: ignore[attr-defined]
+        self.factory.made.callback((second, transport))
 
 
 @pytest.mark.parametrize("how", ["tcp", "protocol-wrapper", "tls-endpoint", "starttls"])
 @pytest_twisted.ensureDeferred
-async def test_handOver_makes_a_live_connection_deliver_to_the_new_protocol(tmp_path: Path, how: str):
+async def test_handOver_makes_a_live_connection_deliver_to_the_new_protocol(tmp_path: Path, how: str) -> None:
     """Each kind of transport the site hands over: TCP's own, a wrapper (TLS), and a TCP
     transport whose protocol is a wrapper (TLS started on it)."""
-    factory = _acceptor(_startsTLS(_First, tmp_path) if how == "starttls" else _First)
+    factory = _Acceptor[tuple[_Inbox, ITransport]](
+        _First, startTLS=_serverTLS(tmp_path) if how == "starttls" else None)
     if how == "tls-endpoint":
-        port, client, _ = await _pair(_tlsListener(tmp_path), factory)
+        port, client = await _pair(_tlsListener(tmp_path), factory)
     else:
-        port, client, _ = await _pair(_tcp, WrappingFactory(factory) if how == "protocol-wrapper" else factory)
+        port, client = await _pair(_tcp, WrappingFactory(factory) if how == "protocol-wrapper" else factory)
     if how in ("tls-endpoint", "starttls"):
-        client.transport.startTLS(ssl.CertificateOptions())
-    client.transport.write(b"one")
+        ITLSTransport(_transport(client)).startTLS(ssl.CertificateOptions())
+    _transport(client).write(b"one")
     second, transport = await within(factory.made)
     assert second.transport is transport
-    client.transport.write(b"two")
+    _transport(client).write(b"two")
     assert await second.receive(6) == b"onetwo", "the transport still delivers to the old protocol"
-    second.transport.write(b"back")
+    _transport(second).write(b"back")
     assert await client.receive(4) == b"back"
     await _close(port, client, second)
-
-
-# -- HTTP, on a string transport ------------------------------------------------------------

@@ -4,27 +4,16 @@ here. These are the HTTP ones, on a string transport (the transport ones: tests/
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import pytest
-import pytest_twisted
-from twisted.internet import reactor, ssl
-from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol, serverFromString
-from twisted.internet.interfaces import IPullProducer
-from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.protocols.policies import WrappingFactory
 from twisted.web import http
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
-from zope.interface import implementer
 
-from tests.support.certs import makeCertificate
-from tests.support.live import within
 from txchat import twisted_internals
 
 
@@ -44,13 +33,23 @@ class _Echo(Resource):
         return body
 
 
-def _channel(
-    protocol: type[HTTPChannel] = HTTPChannel, requestFactory: Any = None,
-) -> tuple[Any, StringTransport, _Echo]:
-    resource = _Echo()
-    site = Site(resource, requestFactory=requestFactory, reactor=Clock())
+_Channel = TypeVar("_Channel", bound=HTTPChannel)
+
+
+def _built(site: Site, protocol: type[_Channel]) -> _Channel:
+    """The site's channel, of C{protocol} (Twisted annotates buildProtocol with its own
+    default channel, whatever the site's protocol is)."""
     site.protocol = protocol  # type: ignore[assignment]
-    channel: Any = site.buildProtocol(None)
+    channel = site.buildProtocol(None)
+    assert isinstance(channel, protocol)
+    return channel
+
+
+def _channel(
+    protocol: type[_Channel], requestFactory: type[Request] | None = None,
+) -> tuple[_Channel, StringTransport, _Echo]:
+    resource = _Echo()
+    channel = _built(Site(resource, requestFactory=requestFactory, reactor=Clock()), protocol)
     transport = StringTransport()
     channel.makeConnection(transport)
     return channel, transport, resource
@@ -61,8 +60,8 @@ def _get(*headers: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("limited", [True, False])
-def test_limitHeaders_sets_what_HTTPChannel_counts_the_request_head_against(limited: bool):
-    channel, transport, _ = _channel()
+def test_limitHeaders_sets_what_HTTPChannel_counts_the_request_head_against(limited: bool) -> None:
+    channel, transport, _ = _channel(HTTPChannel)
     if limited:
         twisted_internals.limitHeaders(channel, 100)
     channel.dataReceived(_get(*[b"X-%d: %s" % (i, b"a" * 40) for i in range(3)]))
@@ -72,11 +71,11 @@ def test_limitHeaders_sets_what_HTTPChannel_counts_the_request_head_against(limi
 
 
 @pytest.mark.parametrize("length, answered", [(18000, True), (21000, False)])
-def test_limitHeaders_raises_the_line_bound_MAX_LENGTH_with_it(length: int, answered: bool):
+def test_limitHeaders_raises_the_line_bound_MAX_LENGTH_with_it(length: int, answered: bool) -> None:
     """A line over Twisted's own MAX_LENGTH passes once the bound is raised; one over the new
     bound goes to LineReceiver's lineLengthExceeded, whose default closes the connection."""
     assert HTTPChannel.MAX_LENGTH < 18000
-    channel, transport, _ = _channel()
+    channel, transport, _ = _channel(HTTPChannel)
     twisted_internals.limitHeaders(channel, 20000)
     channel.dataReceived(_get(b"X-Long: " + b"a" * length))
     assert transport.value().startswith(b"HTTP/1.1 200 OK") == answered
@@ -127,15 +126,14 @@ class _Held(Resource):
 
 
 def test_ChannelHooks_await_the_next_request_before_requestDone_runs_those_pipelined() -> None:
-    site = Site(_Held(), reactor=Clock())
-    site.protocol = _Hooks  # type: ignore[assignment]
-    channel: Any = site.buildProtocol(None)
+    held = _Held()
+    channel = _built(Site(held, reactor=Clock()), _Hooks)
     channel.makeConnection(StringTransport())
     channel.dataReceived(_get() + _get())
     assert channel.events == ["content"], "the second waits for the first's answer"
-    site.resource.waiting.pop().finish()
+    held.waiting.pop().finish()
     assert channel.events == ["content", "awaiting", "content"]
-    site.resource.waiting.pop().finish()
+    held.waiting.pop().finish()
     assert channel.events == ["content", "awaiting", "content", "awaiting"]
     channel.connectionLost(None)
 
@@ -150,9 +148,9 @@ class _Limited(twisted_internals.BodyLimit):
 
 
 @pytest.mark.parametrize("body, refusedAt", [(b"0123456789", None), (b"0123456789a", 0)])
-def test_BodyLimit_sees_gotLength_before_the_body(body: bytes, refusedAt: int | None):
+def test_BodyLimit_sees_gotLength_before_the_body(body: bytes, refusedAt: int | None) -> None:
     _Limited.refused = []
-    channel, transport, resource = _channel(requestFactory=_Limited)
+    channel, transport, resource = _channel(HTTPChannel, requestFactory=_Limited)
     channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body))
     assert _Limited.refused == ([] if refusedAt is None else [refusedAt])
     channel.dataReceived(body)
@@ -160,9 +158,9 @@ def test_BodyLimit_sees_gotLength_before_the_body(body: bytes, refusedAt: int | 
     channel.connectionLost(None)
 
 
-def test_BodyLimit_counts_handleContentChunk_and_stops_requestReceived():
+def test_BodyLimit_counts_handleContentChunk_and_stops_requestReceived() -> None:
     _Limited.refused = []
-    channel, transport, resource = _channel(requestFactory=_Limited)
+    channel, transport, resource = _channel(HTTPChannel, requestFactory=_Limited)
     channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
     channel.dataReceived(b"6\r\n012345\r\n")
     assert _Limited.refused == []
@@ -173,9 +171,9 @@ def test_BodyLimit_counts_handleContentChunk_and_stops_requestReceived():
     channel.connectionLost(None)
 
 
-def test_BodyLimit_passes_a_body_within_the_bound_in_chunks():
+def test_BodyLimit_passes_a_body_within_the_bound_in_chunks() -> None:
     _Limited.refused = []
-    channel, transport, resource = _channel(requestFactory=_Limited)
+    channel, transport, resource = _channel(HTTPChannel, requestFactory=_Limited)
     channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                          b"6\r\n012345\r\n4\r\n6789\r\n0\r\n\r\n")
     assert _Limited.refused == [] and resource.rendered == [b"0123456789"]
@@ -194,11 +192,9 @@ class _Keeps(Resource):
         return b"ok"
 
 
-def test_combinedLogLine_shows_the_uri_and_referrer_given_where_combinedLogFormatter_reads_them():
+def test_combinedLogLine_shows_the_uri_and_referrer_given_where_combinedLogFormatter_reads_them() -> None:
     resource = _Keeps()
-    site = Site(resource, reactor=Clock())
-    site.protocol = HTTPChannel  # type: ignore[assignment]
-    channel: Any = site.buildProtocol(None)
+    channel = _built(Site(resource, reactor=Clock()), HTTPChannel)
     channel.makeConnection(StringTransport())
     channel.dataReceived(_get(b"Referer: http://x/room/a?token=secret-r", b"User-Agent: ua")
                          .replace(b"GET / ", b"GET /ws?token=secret-u "))
