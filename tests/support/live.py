@@ -98,7 +98,10 @@ class Server:
         # As twistd runs it: WebSocket handshakes take the site's fast lane to the hub.
         self.site = TrackedSite(makeRoot(self.hub, health=self.hub.health), reactor, Config(**config),
                              webSockets=(b"/ws", self.hub))
-        self.site.protocol = type("Tracked", (_TrackedChannel, self.site.protocol), {})  # type: ignore[method-assign, arg-type]
+        channel = self.site.protocol
+        tracked = type("Tracked", (_TrackedChannel, channel), {})
+        assert issubclass(tracked, channel)
+        self.site.protocol = tracked
         self.site.tracker = self.tracker
         self.port: IListeningPort | None = None
 

@@ -3,11 +3,12 @@ one: when an Autobahn release changes one of them, the test named for it fails h
 
 from __future__ import annotations
 
-import pytest
-
 import inspect
+from typing import Callable, TypeVar
 
+import pytest
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionRequest
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
@@ -89,7 +90,7 @@ class _Recording(autobahn_internals.ServerProtocol):
     def outputEnds(self) -> None:
         self.out.append(ENDS)
 
-    def onConnect(self, request):
+    def onConnect(self, request: ConnectionRequest) -> None:
         self.uri = autobahn_internals.requestUri(self)
         return None
 
@@ -99,15 +100,36 @@ class _Transport(StringTransport):
         self.producer = None  # as a TCP transport does, with or without a producer
 
 
-def _connect(path: str = "/ws") -> tuple[_Recording, StringTransport, Clock]:
+class _Intercepted(_Recording):
+    """A _Recording whose _dataReceived, once C{intercept} is set, hands the bytes to it alone."""
+
+    intercept: Callable[[bytes], None] | None = None
+
+    def _dataReceived(self, data: bytes) -> None:
+        if self.intercept is None:
+            super()._dataReceived(data)
+        else:
+            self.intercept(data)
+
+
+_R = TypeVar("_R", bound=_Recording)
+
+
+def _build(factory: WebSocketServerFactory, protocol: type[_R]) -> _R:
+    factory.protocol = protocol
+    built = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+    assert isinstance(built, protocol)
+    return built
+
+
+def _connect(kind: type[_R], path: str = "/ws") -> tuple[_R, _Transport, Clock]:
     """A bare ServerProtocol of Autobahn's on a string transport, its handshake done."""
     clock = Clock()
     factory = WebSocketServerFactory()
-    factory.protocol = _Recording
     factory.setProtocolOptions(failByDrop=False, openHandshakeTimeout=5, closeHandshakeTimeout=1,
                                autoPingInterval=0)
     autobahn_internals.useClock(factory, clock)
-    protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+    protocol = _build(factory, kind)
     transport = _Transport()
     protocol.makeConnection(transport)
     protocol.dataReceived(frames.handshake(path))
@@ -127,8 +149,8 @@ def _written(protocol: _Recording) -> list[tuple[int, bytes] | bytes]:
     return out
 
 
-def test_sendData_carries_every_frame_autobahn_writes():
-    protocol, transport, clock = _connect()
+def test_sendData_carries_every_frame_autobahn_writes() -> None:
+    protocol, transport, clock = _connect(_Recording)
     assert protocol.out[0].startswith(b"HTTP/1.1 101 "), "the handshake's answer did not pass sendData"
     protocol.sendPing(b"p")
     protocol.dataReceived(frames.clientFrame(frames.PING, b"q"))
@@ -141,8 +163,8 @@ def test_sendData_carries_every_frame_autobahn_writes():
     assert clock.getDelayedCalls() == []
 
 
-def test_sendCloseFrame_sends_the_close_codes_sendClose_refuses():
-    protocol, transport, clock = _connect()
+def test_sendCloseFrame_sends_the_close_codes_sendClose_refuses() -> None:
+    protocol, transport, clock = _connect(_Recording)
     with pytest.raises(Exception, match="invalid close code"):
         protocol.sendClose(1008, "policy")
     autobahn_internals.sendCloseFrame(protocol, 1008, "policy")
@@ -154,10 +176,10 @@ def test_sendCloseFrame_sends_the_close_codes_sendClose_refuses():
     assert clock.getDelayedCalls() == []
 
 
-def test_sendCloseFrame_replies_to_the_clients_close():
+def test_sendCloseFrame_replies_to_the_clients_close() -> None:
     """The reply to a client's close passes the override too, output ended before it (and
     again as the server then drops the connection, as a server closes TCP first)."""
-    protocol, transport, clock = _connect()
+    protocol, transport, clock = _connect(_Recording)
     protocol.dataReceived(frames.clientFrame(frames.CLOSE, b"\x03\xe9"))
     assert _written(protocol) == [ENDS, (frames.CLOSE, b"\x03\xe8"), ENDS]
     assert transport.disconnecting
@@ -165,22 +187,21 @@ def test_sendCloseFrame_replies_to_the_clients_close():
     assert clock.getDelayedCalls() == []
 
 
-def test_dropConnection_is_how_autobahn_gives_up_on_a_connection():
+def test_dropConnection_is_how_autobahn_gives_up_on_a_connection() -> None:
     """Autobahn's opening-handshake timeout drops through the override; the fence function
     aborts."""
     clock = Clock()
     factory = WebSocketServerFactory()
-    factory.protocol = _Recording
     factory.setProtocolOptions(openHandshakeTimeout=5)
     autobahn_internals.useClock(factory, clock)
-    silent = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+    silent = _build(factory, _Recording)
     transport = _Transport()
     silent.makeConnection(transport)
     clock.advance(5)
     assert silent.out == [ENDS] and transport.disconnecting
     silent.connectionLost(Failure(ConnectionDone()))
 
-    protocol, transport, clock = _connect()
+    protocol, transport, clock = _connect(_Recording)
     autobahn_internals.dropConnection(protocol)
     assert _written(protocol) == [ENDS]
     assert transport.disconnecting and not autobahn_internals.isOpen(protocol)
@@ -188,12 +209,11 @@ def test_dropConnection_is_how_autobahn_gives_up_on_a_connection():
     assert clock.getDelayedCalls() == []
 
 
-def test_isOpen_reads_autobahns_state():
+def test_isOpen_reads_autobahns_state() -> None:
     clock = Clock()
     factory = WebSocketServerFactory()
-    factory.protocol = _Recording
     autobahn_internals.useClock(factory, clock)
-    protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+    protocol = _build(factory, _Recording)
     protocol.makeConnection(_Transport())
     assert not autobahn_internals.isOpen(protocol)  # still connecting
     protocol.dataReceived(frames.handshake())
@@ -206,13 +226,13 @@ def test_isOpen_reads_autobahns_state():
         call.cancel()
 
 
-def test_requestUri_is_the_request_target_as_sent_when_onConnect_runs():
-    protocol, transport, clock = _connect("/ws/room?name=%FF%20x&since=a%3A1")
+def test_requestUri_is_the_request_target_as_sent_when_onConnect_runs() -> None:
+    protocol, transport, clock = _connect(_Recording, "/ws/room?name=%FF%20x&since=a%3A1")
     assert protocol.uri == "/ws/room?name=%FF%20x&since=a%3A1"
     protocol.connectionLost(Failure(ConnectionDone()))
 
 
-def test_framedText_is_prepareMessage_payloadHybi_one_unmasked_text_frame():
+def test_framedText_is_prepareMessage_payloadHybi_one_unmasked_text_frame() -> None:
     factory = WebSocketServerFactory()
     assert autobahn_internals.framedText(factory, b"hi") == b"\x81\x02hi"
     long = b"x" * 300
@@ -224,16 +244,16 @@ def test_framedText_is_prepareMessage_payloadHybi_one_unmasked_text_frame():
     assert Hub().frame(b"hi") == b"\x81\x02hi"
 
 
-def test_feed_skips_nothing_of_dataReceived_but_its_debug_line():
+def test_feed_skips_nothing_of_dataReceived_but_its_debug_line() -> None:
     """ChatProtocol.dataReceived calls feed instead of Autobahn's dataReceived: that must do
     no more than hand the bytes to _dataReceived (a counter or a timer there would be lost)."""
-    protocol, transport, clock = _connect()
+    protocol, transport, clock = _connect(_Intercepted)
     fed: list[bytes] = []
-    protocol._dataReceived = fed.append
+    protocol.intercept = fed.append
     before = dict(vars(protocol))
     WebSocketServerProtocol.dataReceived(protocol, b"bytes")
     assert fed == [b"bytes"]
     assert vars(protocol) == before, "Autobahn's dataReceived now changes the protocol's state"
     assert clock.getDelayedCalls() == [] and transport.value() == b""
-    del protocol._dataReceived
+    protocol.intercept = None
     protocol.connectionLost(Failure(ConnectionDone()))

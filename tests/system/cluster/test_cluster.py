@@ -378,7 +378,7 @@ def test_redis_lost_and_back_local_unnumbered_then_a_new_stream(cluster: Cluster
         assert (after["seq"], after["text"]) == (1, "after")
 
 
-def test_a_silent_redis_is_an_outage_within_3s_then_numbering_resumes(cluster):
+def test_a_silent_redis_is_an_outage_within_3s_then_numbering_resumes(cluster: Cluster) -> None:
     """SIGSTOP makes Redis silent on live TCP connections, as a partition that drops packets
     does: within 3 s (and a margin for a busy machine) messages are delivered unnumbered."""
     redis, (one, _) = cluster
