@@ -8,14 +8,13 @@ C{loseConnection} call C{connectionLost} in the next reactor turn."""
 from __future__ import annotations
 
 import json
-
 from typing import Any
 
 import hiredis
 from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 
@@ -44,12 +43,14 @@ class MemoryRedis:
         protocol.makeConnection(link)
         return link
 
-    def accept(self, clock: Any) -> int:
+    def accept(self, clock: MemoryReactorClock) -> int:
         """Connect every connection attempt made on a MemoryReactorClock; how many."""
         attempts = clock.tcpClients[:]
         del clock.tcpClients[:]
         for _, _, factory, _, _ in attempts:
-            self.connect(factory.buildProtocol(None))
+            protocol = factory.buildProtocol(None)
+            assert isinstance(protocol, Protocol)
+            self.connect(protocol)
         return len(attempts)
 
     def publish(self, channel: bytes, payload: bytes) -> None:
@@ -75,10 +76,10 @@ class MemoryRedis:
                 return [b"E", self.seq, [], []]
             if len(args) == 7:  # PUBLISH: channel, limit, ttl, epoch, time, name, text
                 self.seq += 1
-                time, name, text = int(args[4]), args[5].decode(), args[6].decode()
-                self.publish(args[0], json.dumps(["m", "E", self.seq, time, name, text]).encode())
+                message = ["m", "E", self.seq, int(args[4]), args[5].decode(), args[6].decode()]
+                self.publish(args[0], json.dumps(message).encode())
                 return [b"E", self.seq]
-            self.publish(args[2], b'["p","%s",%s]' % (args[0], args[1]))  # PRESENCE
+            self.publish(args[2], json.dumps(["p", args[0].decode(), int(args[1])]).encode())  # PRESENCE
             return 1
         return "OK"
 

@@ -13,6 +13,7 @@ from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublish
 from twisted.python.failure import Failure
 
 from tests.support.fakeredis import dial
+from tests.support.memoryredis import MemoryRedis
 from txchat.redisbroker import RedisAddress, RedisBroker
 from txchat.stream import Delivery
 
@@ -176,3 +177,93 @@ def test_a_loss_during_the_catch_up_tells_the_hub_again_when_the_broker_is_up() 
 
 def _payload(seq: int) -> bytes:
     return json.dumps(["m", "E", seq, 1000, "", "m%d" % seq]).encode()
+
+
+class _Inbox:
+    """The broker's deliveries, in order."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[Delivery] = []
+
+    def __call__(self, message: Delivery) -> None:
+        self.deliveries.append(message)
+
+    def onPresence(self, room: str, process: str, count: int) -> None:
+        pass
+
+
+def message(text: bytes, room: str = "lobby") -> Delivery:
+    return Delivery(room, text, "", 0)
+
+
+def run(clock: MemoryReactorClock, seconds: float, redis: MemoryRedis | None = None) -> None:
+    """Advance in steps of a millisecond; the in-memory Redis, if given, takes each connection
+    attempt at once."""
+    for _ in range(round(seconds * 1000)):
+        if redis is not None:
+            redis.accept(clock)
+        clock.advance(0.001)
+
+
+def test_a_silent_redis_is_an_outage_within_3s_and_local_chat_goes_on_unnumbered() -> None:
+    events: list[LogEvent] = []
+    observer = cast(ILogObserver, events.append)
+    globalLogPublisher.addObserver(observer)
+    clock = MemoryReactorClock()
+    redis = MemoryRedis(clock)
+    inbox = _Inbox()
+    broker = RedisBroker("redis://127.0.0.1:6390", clock, retryDelay=backoffPolicy(0.2, 5.0, 2.0, jitter=lambda: 0))
+    broker.start(inbox, inbox.onPresence)
+    broker.watch("lobby")
+    run(clock, 0.1, redis)
+    assert broker.state == "up"
+    broker.publish(message(b"numbered"))
+    run(clock, 0.1, redis)
+    assert [(d.text, d.seq) for d in inbox.deliveries] == [(b"numbered", 1)]
+
+    redis.silent = True  # stopped, or cut off without a reset
+    silent = clock.seconds()
+    broker.publish(message(b"into the silence"))
+    while broker.state == "up":
+        run(clock, 0.001, redis)
+        assert clock.seconds() - silent <= 3.0 + 0.002, "SPEC §13: an outage after at most 3 s"
+    assert broker.lost == 1, "the message waiting for Redis is counted lost, as with a closed connection"
+    broker.publish(message(b"alone"))
+    assert [(d.text, d.seq) for d in inbox.deliveries[1:]] == [(b"alone", None)], "local chat, unnumbered"
+    for _ in range(15000):  # reconnect attempts reach it, and it answers none of them
+        run(clock, 0.001, redis)
+        assert broker.state == "down", "a connection counts only once Redis has answered on it"
+
+    redis.silent = False
+    run(clock, 6, redis)  # the next attempt (at most 5 s away) is answered
+    assert broker.state == "up"
+    broker.publish(message(b"back"))
+    run(clock, 0.1, redis)
+    assert [(d.text, d.seq) for d in inbox.deliveries[2:]] == [(b"back", 2)]
+    broker.stop()
+    clock.advance(0)
+    globalLogPublisher.removeObserver(observer)
+    assert clock.getDelayedCalls() == [], "the heartbeats stop with their connections"
+    outages = [formatEvent(e) for e in events if "unreachable" in e.get("log_format", "")]
+    assert len(outages) == 1 and "no reply from Redis for 3s" in outages[0]
+
+
+def test_a_redis_that_answers_within_the_timeout_stays_up() -> None:
+    clock = MemoryReactorClock()
+    redis = MemoryRedis(clock)
+    inbox = _Inbox()
+    broker = RedisBroker("redis://127.0.0.1:6390", clock)
+    broker.start(inbox, inbox.onPresence)
+    broker.watch("lobby")
+    run(clock, 0.1, redis)
+    assert broker.state == "up"
+    redis.lag = 2.5  # slow, but answering
+    for i in range(10):
+        broker.publish(message(b"%d" % i))
+        run(clock, 1, redis)
+    run(clock, 10, redis)
+    assert broker.state == "up" and broker.lost == 0
+    assert [d.seq for d in inbox.deliveries] == list(range(1, 11))
+    broker.stop()
+    clock.advance(0)
+    assert clock.getDelayedCalls() == []

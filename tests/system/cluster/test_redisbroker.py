@@ -1,4 +1,4 @@
-"""The Redis broker against a real redis-server, and its reconnect schedule on a task.Clock."""
+"""The Redis broker against a real redis-server (on a task.Clock: tests/unit/test_redisbroker.py)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,12 @@ from typing import Any, AsyncIterator
 
 import pytest
 import pytest_twisted
-from twisted.application.internet import backoffPolicy
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.testing import MemoryReactorClock
 from twisted.internet.threads import deferToThread
-from twisted.logger import formatEvent, globalLogPublisher
 
 from bench.redisserver import RedisServer
 from tests.support.live import within
-from tests.support.memoryredis import MemoryRedis
 from txchat.config import Config
 from txchat.redisbroker import RedisBroker
 from txchat.redisclient import RedisConnection
@@ -209,7 +205,8 @@ async def test_the_scripts_json_carries_any_text_name_and_count_exactly(redis: R
     await DeferredList([a.stop(), b.stop()])
 
 
-async def test_a_snapshot_says_how_long_ago_each_other_process_said_its_count(redis):
+@pytest_twisted.ensureDeferred
+async def test_a_snapshot_says_how_long_ago_each_other_process_said_its_count(redis: RedisServer) -> None:
     a, _ = await startBroker(redis.url, rooms=("r",))
     b, _ = await startBroker(redis.url, rooms=("r",))
     a.setOnline("r", 2)
@@ -217,77 +214,3 @@ async def test_a_snapshot_says_how_long_ago_each_other_process_said_its_count(re
     assert snapshot.others == {a.process: 2}
     assert 0 <= snapshot.ages[a.process] < 1, "Redis's own clock: said just now"
     await DeferredList([a.stop(), b.stop()])
-
-
-def run(clock: MemoryReactorClock, seconds: float, redis: MemoryRedis | None = None) -> None:
-    """Advance in steps of a millisecond; the in-memory Redis, if given, takes each connection
-    attempt at once."""
-    for _ in range(round(seconds * 1000)):
-        if redis is not None:
-            redis.accept(clock)
-        clock.advance(0.001)
-
-
-
-def test_a_silent_redis_is_an_outage_within_3s_and_local_chat_goes_on_unnumbered() -> None:
-    events: list[dict[str, object]] = []
-    globalLogPublisher.addObserver(events.append)
-    clock = MemoryReactorClock()
-    redis = MemoryRedis(clock)
-    inbox = Inbox()
-    broker = RedisBroker("redis://127.0.0.1:6390", clock, retryDelay=backoffPolicy(0.2, 5.0, 2.0, jitter=lambda: 0))
-    broker.start(inbox, inbox.onPresence)
-    broker.watch("lobby")
-    run(clock, 0.1, redis)
-    assert broker.state == "up"
-    broker.publish(message(b"numbered"))
-    run(clock, 0.1, redis)
-    assert [(d.text, d.seq) for d in inbox.deliveries] == [(b"numbered", 1)]
-
-    redis.silent = True  # stopped, or cut off without a reset
-    silent = clock.seconds()
-    broker.publish(message(b"into the silence"))
-    while broker.state == "up":
-        run(clock, 0.001, redis)
-        assert clock.seconds() - silent <= 3.0 + 0.002, "SPEC §13: an outage after at most 3 s"
-    assert broker.lost == 1, "the message waiting for Redis is counted lost, as with a closed connection"
-    broker.publish(message(b"alone"))
-    assert [(d.text, d.seq) for d in inbox.deliveries[1:]] == [(b"alone", None)], "local chat, unnumbered"
-    for _ in range(15000):  # reconnect attempts reach it, and it answers none of them
-        run(clock, 0.001, redis)
-        assert broker.state == "down", "a connection counts only once Redis has answered on it"
-
-    redis.silent = False
-    run(clock, 6, redis)  # the next attempt (at most 5 s away) is answered
-    assert broker.state == "up"
-    broker.publish(message(b"back"))
-    run(clock, 0.1, redis)
-    assert [(d.text, d.seq) for d in inbox.deliveries[2:]] == [(b"back", 2)]
-    broker.stop()
-    clock.advance(0)
-    globalLogPublisher.removeObserver(events.append)
-    assert clock.getDelayedCalls() == [], "the heartbeats stop with their connections"
-    outages = [formatEvent(e) for e in events if "unreachable" in e.get("log_format", "")]
-    assert len(outages) == 1 and "no reply from Redis for 3s" in outages[0]
-
-
-
-def test_a_redis_that_answers_within_the_timeout_stays_up() -> None:
-    clock = MemoryReactorClock()
-    redis = MemoryRedis(clock)
-    inbox = Inbox()
-    broker = RedisBroker("redis://127.0.0.1:6390", clock)
-    broker.start(inbox, inbox.onPresence)
-    broker.watch("lobby")
-    run(clock, 0.1, redis)
-    assert broker.state == "up"
-    redis.lag = 2.5  # slow, but answering
-    for i in range(10):
-        broker.publish(message(b"%d" % i))
-        run(clock, 1, redis)
-    run(clock, 10, redis)
-    assert broker.state == "up" and broker.lost == 0
-    assert [d.seq for d in inbox.deliveries] == list(range(1, 11))
-    broker.stop()
-    clock.advance(0)
-    assert clock.getDelayedCalls() == []
