@@ -7,6 +7,7 @@ from typing import Any, Generator
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, DeferredQueue, inlineCallbacks, maybeDeferred, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.interfaces import IAddress, IListeningPort
@@ -113,7 +114,9 @@ class Server:
     @property
     def number(self) -> int:
         assert self.port is not None
-        return self.port.getHost().port  # type: ignore[attr-defined]
+        address = self.port.getHost()
+        assert isinstance(address, IPv4Address)
+        return address.port
 
     @property
     def url(self) -> str:
