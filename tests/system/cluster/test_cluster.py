@@ -28,6 +28,7 @@ from websockets.typing import Origin, Subprotocol
 
 from bench.processes import Twistd
 from bench.redisserver import RedisServer
+from tests.support.pids import running, waitGone
 
 
 NGINX_TEMPLATE = Path(__file__).resolve().parents[3] / "deploy" / "nginx-txchat.conf"
@@ -210,24 +211,6 @@ def test_the_readmes_cluster_script_chats_and_stops_every_piece(tmp_path: Path) 
     assert not [pid for pid in pids if running(pid)], "a piece of the cluster is still running"
     assert not list(Path(script.parent).glob("*.pid")), "run files in the checkout"
 
-
-def waitGone(pid: int, timeout: float = 10) -> None:
-    try:
-        handle = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        select.select([handle], [], [], timeout)
-    finally:
-        os.close(handle)
-
-
-def running(pid: int) -> bool:
-    """Alive and not a zombie (an ended daemon waits for init to reap it)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 # -- rooms, numbering, history, recovery and presence over Redis ---------------------------

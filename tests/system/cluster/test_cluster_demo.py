@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import select
 import socket
 import subprocess
 import sys
@@ -18,6 +17,8 @@ from typing import Iterator
 import pytest
 from websockets.sync.client import connect as wsConnect
 from websockets.typing import Origin
+
+from tests.support.pids import running, waitGone
 
 
 SCRIPT = Path(__file__).resolve().parents[3] / "deploy" / "cluster.sh"
@@ -47,24 +48,6 @@ def pids(run: Path) -> dict[str, int]:
     """Every pid file the script wrote, by name."""
     return {path.name: int(path.read_text()) for path in [*run.glob("*.pid"), *run.glob("nginx/*.pid")]}
 
-
-def waitGone(pid: int, timeout: float = 10) -> None:
-    try:
-        handle = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        select.select([handle], [], [], timeout)
-    finally:
-        os.close(handle)
-
-
-def running(pid: int) -> bool:
-    """Alive and not a zombie (an ended daemon waits for init to reap it)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @contextlib.contextmanager
