@@ -87,7 +87,8 @@ def _upgradeHeader(head: bytes) -> bytes | None:
 
 
 def _cut(transport: Any, seconds: float) -> None:
-    _log.info("cut {peer}: no complete request within {seconds}s", peer=describePeer(transport.getPeer()),
+    # Debug: browsers open spare connections they may never use (Chromium's preconnects).
+    _log.debug("cut {peer}: no complete request within {seconds}s", peer=describePeer(transport.getPeer()),
               seconds=seconds)
     transport.abortConnection()
 

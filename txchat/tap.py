@@ -10,6 +10,8 @@ from importlib.metadata import version
 from typing import Any, Callable
 
 from twisted.application.service import IService, MultiService, Service
+from twisted.logger import ILogObserver
+from twisted.python.components import Componentized
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
@@ -23,6 +25,7 @@ from txchat.factory import ChatFactory
 from txchat.hub import HubService
 from txchat.limits import TrustedProxies, connectionsWithin, raiseOpenFileLimit
 from txchat.listener import Listener
+from txchat.logtext import LogText, quietAutobahn, twistdWritesToStdout
 from txchat.metrics import MetricsPage
 from txchat.origin import OriginPolicy
 from txchat.redisbroker import RedisAddress, RedisBroker
@@ -250,6 +253,21 @@ class _FreezeStartupObjects(Service):
         gc.freeze()
 
 
+class _Top(MultiService):
+    """Every service of the process. twistd asks the application it puts this in for a log
+    observer before it makes its own (L{ILogObserver}, as a .tac file can set one): where
+    twistd would write its lines to standard output, this gives it L{LogText}, the same
+    lines for less."""
+
+    logObserver: ILogObserver | None = None
+
+    def setServiceParent(self, parent: Any) -> None:
+        if self.logObserver is not None and isinstance(parent, Componentized):
+            if parent.getComponent(ILogObserver, None) is None:
+                parent.setComponent(ILogObserver, self.logObserver)
+        super().setServiceParent(parent)
+
+
 def _withinOpenFileLimit(config: Config, openFiles: int) -> Config:
     """C{config} with no more WebSocket clients than the process can hold open, saying so."""
     fits = connectionsWithin(config.maxConnections, openFiles)
@@ -272,8 +290,11 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor as globalReactor
 
         reactor = globalReactor
+    quietAutobahn()
     config = _withinOpenFileLimit(options.config(), raiseOpenFileLimit())
-    top = MultiService()
+    top = _Top()
+    if twistdWritesToStdout(getattr(options, "parent", None)):
+        top.logObserver = LogText(sys.stdout)
     _FreezeStartupObjects().setServiceParent(top)
     broker = RedisBroker(config.redis, reactor, config) if config.redis else None
     hub = ChatFactory(config, reactor, broker, memory.giveBack)
