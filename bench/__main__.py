@@ -123,7 +123,7 @@ class GoChat(LoggedProcess):
             self.port = probe.getsockname()[1]
         self.process = subprocess.Popen(
             ["taskset", "-c", "0", binary, "-addr", f"127.0.0.1:{self.port}"], cwd=cwd, env=cleanEnvironment(),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
         )
         self.lines = []
         deadline = time.monotonic() + 30

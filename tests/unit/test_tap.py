@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import pytest
-from twisted.application.service import MultiService
+from twisted.application.service import Application, MultiService
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import ILogObserver
 
 import txchat
 from txchat.config import Config
 from txchat.hub import HubService
 from txchat.limits import FILES_HELD_BACK, connectionsWithin
 from txchat.listener import Listener
+from txchat.logtext import LogText
 from txchat.protocol import ChatProtocol
 from txchat.tap import Options, makeService
 
@@ -163,3 +167,17 @@ def test_the_hub_builds_chat_connections():
     service = makeService(parse("--listen", "tcp:9001"), MemoryReactorClock())
     (hubService,) = [c for c in service if isinstance(c, HubService)]
     assert isinstance(hubService.hub.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1)), ChatProtocol)
+
+
+def test_twistd_logging_to_stdout_gets_logtext_as_its_applications_observer() -> None:
+    """twistd asks the application for an ILogObserver before it makes its own."""
+    options = parse("--listen", "tcp:9001")
+    options.parent = cast(Any, {"nodaemon": True, "logfile": None})  # twistd -n: its lines to standard output
+    application = Application("txchat")
+    makeService(options, MemoryReactorClock()).setServiceParent(application)
+    assert isinstance(application.getComponent(ILogObserver), LogText)
+
+    options.parent = cast(Any, {"nodaemon": False, "logfile": None})  # a daemon: twistd's own twistd.log
+    application = Application("txchat")
+    makeService(options, MemoryReactorClock()).setServiceParent(application)
+    assert application.getComponent(ILogObserver) is None
