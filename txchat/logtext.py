@@ -55,6 +55,7 @@ class LogText:
 def quietAutobahn() -> None:
     """Autobahn's loggers (txaio's) keep errors only: their warnings and info lines repeat
     what txchat logs itself, and a call at a level that is off costs nothing."""
+    txaio.use_twisted()  # as Autobahn's Twisted modules do: the loggers are Twisted's
     txaio.set_global_log_level("error")  # type: ignore[attr-defined]  # set by txaio.use_twisted()
 
 

@@ -101,6 +101,7 @@ def test_twistd_options_that_leave_its_output_on_stdout() -> None:
 
 
 def test_quietAutobahn_leaves_autobahns_loggers_errors_only() -> None:
+    txaio.use_twisted()
     before = txaio.get_global_log_level()  # type: ignore[attr-defined]  # txaio.use_twisted() sets these
     captured: list[dict[str, Any]] = []
     log = txaio.make_logger(observer=captured.append)  # type: ignore[attr-defined]
