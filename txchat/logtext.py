@@ -13,12 +13,25 @@ from __future__ import annotations
 from typing import IO, Any, Callable
 
 import txaio
-from twisted.logger import ILogObserver, LogEvent, LogLevel, eventAsText, formatTime, timeFormatRFC3339
+from twisted.logger import ILogObserver, LogEvent, LogLevel, eventAsText, formatEvent, formatTime, timeFormatRFC3339
 from zope.interface import implementer
 
 
 def _rfc3339(when: float) -> str:
     return formatTime(when, timeFormatRFC3339)
+
+
+def _message(event: LogEvent) -> str:
+    """The event's text, as L{formatEvent} makes it. Twisted's formatter is a pure-Python
+    C{string.Formatter}, fifteen times slower than C{str.format_map}, which gives the same
+    text for every format it can do (all but Twisted's C{{name()}} calls, which fail it)."""
+    format = event.get("log_format")
+    if type(format) is str and "log_flattened" not in event:
+        try:
+            return format.format_map(event)
+        except Exception:
+            pass  # Twisted's formatter says what was wrong
+    return formatEvent(event)
 
 
 @implementer(ILogObserver)
@@ -35,9 +48,14 @@ class LogText:
         self._prefix = ""
 
     def __call__(self, event: LogEvent) -> None:
-        if event.get("log_level") is LogLevel.debug:
+        level = event.get("log_level")
+        if level is LogLevel.debug:
             return
-        text = eventAsText(event, includeTimestamp=False)
+        if "log_failure" in event or "log_system" in event:
+            text = eventAsText(event, includeTimestamp=False)
+        else:  # the usual event: what eventAsText writes, for a fraction of its cost
+            message = _message(event)
+            text = message and f"[{event.get('log_namespace', '-')}#{level.name if level else '-'}] {message}"
         if not text:
             return
         when: Any = event.get("log_time")

@@ -43,6 +43,14 @@ def test_lines_are_twistds_own() -> None:
         _event(clock, LogLevel.warn, format="two\nlines"),
         _event(clock, LogLevel.error, format="failed {peer}", log_failure=failure),
         {**_event(clock), "log_system": "-", "log_format": "legacy"},
+        # Formats str.format_map cannot do, or does not do as Twisted does: Twisted's text.
+        _event(clock, format="{peer!r:>20} {n:03d} {d[k]} {obj.real}", n=7, d={"k": "v"}, obj=3),
+        _event(clock, format="called {f()}", f=lambda: "back"),
+        _event(clock, format="positional {}"),
+        _event(clock, format="missing {nothing}"),
+        {**_event(clock), "log_format": b"bytes {peer}"},
+        {**_event(clock), "log_format": None},
+        {k: v for k, v in _event(clock).items() if k not in ("log_level", "log_namespace")},
     ]
     for event in events:
         observer(event)
