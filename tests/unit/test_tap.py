@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any, cast
 
 import pytest
@@ -17,7 +18,7 @@ from txchat.limits import FILES_HELD_BACK, connectionsWithin
 from txchat.listener import Listener
 from txchat.logtext import LogText
 from txchat.protocol import ChatProtocol
-from txchat.tap import Options, makeService
+from txchat.tap import YOUNG_COLLECTION_THRESHOLD, Options, makeService
 
 
 def parse(*args: str) -> Options:
@@ -181,3 +182,15 @@ def test_twistd_logging_to_stdout_gets_logtext_as_its_applications_observer() ->
     application = Application("txchat")
     makeService(options, MemoryReactorClock()).setServiceParent(application)
     assert application.getComponent(ILogObserver) is None
+
+
+def test_the_started_service_makes_the_cyclic_collector_run_less_often() -> None:
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        makeService(parse("--listen", "tcp:9001"), MemoryReactorClock()).startService()
+        assert gc.get_threshold() == (YOUNG_COLLECTION_THRESHOLD, 10, 10)
+        assert YOUNG_COLLECTION_THRESHOLD >= 10_000
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
