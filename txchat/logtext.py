@@ -1,9 +1,10 @@
 """The log as twistd writes it to a terminal or a service manager, for less.
 
-twistd's own observer formats the time of every event afresh (most of what a log line costs);
-a connect storm logs thousands of lines a second, all with the same few timestamps. This one
-writes the same lines with the time prefix formatted once a second, and leaves out debug
-events. Autobahn's own lines stay out too (L{quietAutobahn}): txchat logs each refusal and
+twistd's own observer formats the time of every event afresh and each text with Twisted's
+pure-Python formatter: some 11 us a line, and a connect storm logs thousands of lines a
+second, all with the same few timestamps. This one writes the same lines for about 2 us: the
+time prefix formatted once a second, the usual text through C{str.format_map}. It leaves out
+debug events. Autobahn's own lines stay out too (L{quietAutobahn}): txchat logs each refusal and
 each disconnect itself, once, with the peer and the close code, where Autobahn would log up
 to three (warnings among them, which any client could make it write).
 """
