@@ -3,9 +3,14 @@
     python -m bench                        # every case, 3 runs each, bench.loadgen as the load
     python -m bench --tool wsload --wsload ~/wsload   # the shared Go yardstick instead
     python -m bench --cases max100,idle5000 --runs 5 --out results.json
+    GORILLA_CHAT_BIN=/tmp/gochat/chat python -m bench --cases connect5000 --runs 5   # and the Go chat
 
 Each server runs alone, pinned to CPU 0 with taskset; the load runs pinned to CPU 1. A server
-is started afresh for every run and stopped after it. Figures are medians over the runs.
+is started afresh for every run and stopped after it; the servers take turns, run by run, so
+that each sees the same machine. Figures are medians over the runs. With GORILLA_CHAT_BIN
+naming the gorilla/websocket chat example (shared/bench/gorilla-chat/build.sh builds it), the
+Go original runs too, as server "go", in every case it can serve. ``other_cpu_pct`` is what
+the rest of the machine used while the load ran (a shared machine makes noisy figures).
 Only ever on 127.0.0.1.
 """
 
@@ -17,6 +22,7 @@ import json
 import os
 import platform
 import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -27,7 +33,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from bench.processes import LoggedProcess, Twistd
+from bench.processes import LoggedProcess, Twistd, cleanEnvironment
+from bench.procstat import cpuSeconds
 from bench.redisserver import RedisServer
 
 HERE = Path(__file__).resolve().parent
@@ -51,7 +58,7 @@ class Case:
     mode: str = ""  # "join-storm" or "abandon" (bench.loadgen only; see its docstring)
     serverArgs: tuple[str, ...] = ()
     go: str = ""  # the gorilla chat's figure in shared/bench/README.md, for wsload runs
-    servers: tuple[str, ...] = ("txchat", "naive", "naive-prepared")  # the kinds this case runs on
+    servers: tuple[str, ...] = ("txchat", "naive", "naive-prepared", "go")  # the kinds this case runs on
 
 
 CASES = [
@@ -74,7 +81,7 @@ CASES = [
     # A reconnection storm: 10,000 clients connect at once while 1000 others chat at 100 msg/s;
     # the figures are the chatting clients' (the storm's connect time after "storm").
     Case("storm", "storm: 10,000 connect while 1000 x 100 msg/s chat", 1000, 1500, 100, storm=10000,
-         servers=("txchat", "naive")),
+         servers=("txchat", "naive", "go")),
     # txchat.v1 and rooms (bench.loadgen only: wsload speaks the plain protocol).
     Case("v1max1000", "v1: max deliveries/s, 1000 clients", 1000, 4000, v1=True, servers=("txchat",)),
     Case("v1r1000x100", "v1: 1000 clients x 100 msg/s", 1000, 500, 100, v1=True, servers=("txchat",)),
@@ -106,6 +113,31 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version(), **versions}
 
 
+class GoChat(LoggedProcess):
+    """The gorilla/websocket chat example (GORILLA_CHAT_BIN), pinned to CPU 0. It cannot be
+    told to take any free port and say which: a free one is picked, then waited on."""
+
+    def __init__(self, binary: str, cwd: Path) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.process = subprocess.Popen(
+            ["taskset", "-c", "0", binary, "-addr", f"127.0.0.1:{self.port}"], cwd=cwd, env=cleanEnvironment(),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+        )
+        self.lines = []
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"{binary} did not listen on port {self.port}") from None
+                time.sleep(0.05)
+
+
 class Servers:
     """The server(s) under test: txchat or a naive baseline pinned to CPU 0, or a cluster of
     two txchat processes (one per core) sharing a redis-server."""
@@ -135,6 +167,8 @@ class Servers:
                 node.waitFor("connected to Redis")
             elif kind == "txchat":
                 self.processes.append(Twistd(*LISTEN, *serverArgs, cwd=workdir, prefix=("taskset", "-c", "0")))
+            elif kind == "go":
+                self.processes.append(GoChat(os.environ["GORILLA_CHAT_BIN"], workdir))
             else:
                 command = ["taskset", "-c", "0", sys.executable, "-m", "bench.naive_server", "--port", "0"]
                 if kind == "naive-prepared":
@@ -151,6 +185,9 @@ class Servers:
     @property
     def pid(self) -> int:
         return self.processes[0].pid
+
+    def cpuSeconds(self) -> float:
+        return sum(cpuSeconds(process.pid) for process in self.processes)
 
     def stop(self) -> None:
         for process in self.processes:
@@ -188,10 +225,26 @@ def lastResult(tool: str, name: str, stdout: str, stderr: str) -> dict[str, Any]
     return json.loads(lines[-1])
 
 
+def busySeconds() -> float:
+    """CPU time the whole machine has spent busy (every core), from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(n) for n in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def childSeconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def runOnce(options: argparse.Namespace, case: Case, kind: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as workdir:
         servers = Servers(kind, Path(workdir), case.serverArgs)
         try:
+            # What the rest of the machine uses while the load runs: busy time less the
+            # servers' and the load's (reaped children), as a percentage of one core.
+            began, busy, ours, children = time.perf_counter(), busySeconds(), servers.cpuSeconds(), childSeconds()
             # A cluster has a process on each core: the load takes its share of both.
             pin = [] if kind == "txchat-cluster" else ["taskset", "-c", "1"]
             load = subprocess.Popen(
@@ -207,9 +260,16 @@ def runOnce(options: argparse.Namespace, case: Case, kind: str) -> dict[str, Any
                     cwd=HERE.parent, capture_output=True, text=True, timeout=300,
                 )
             stdout, stderr = load.communicate(timeout=300)
+            serverCpu = servers.cpuSeconds() - ours
+            other = (busySeconds() - busy) - serverCpu - (childSeconds() - children)
+            otherPct = round(100 * other / (time.perf_counter() - began), 1)
         finally:
             servers.stop()
     result = lastResult(options.tool, f"{case.name}/{kind}", stdout, stderr)
+    result["other_cpu_pct"] = otherPct
+    # CPU seconds the server spent while the load ran: less at the mercy of a busy machine
+    # than the wall-clock figures.
+    result["server_cpu_s"] = round(serverCpu, 2)
     if storm is not None:
         result["storm_connect_s"] = lastResult(options.tool, "storm", storm.stdout, storm.stderr).get("connect_s")
     return result
@@ -219,7 +279,7 @@ NUMBERS = ["deliveries_per_s", "lat_p50_ms", "lat_p99_ms", "lat_max_ms", "lost",
            "tool_cpu_pct", "msgs_per_frame", "connect_s", "server_kib_per_conn", "server_kib_per_conn_end",
            "server_rss_end_mib", "server_rss_hwm_mib", "storm_connect_s", "joined_s", "joined", "history_ok",
            "server_rss_before_mib", "server_rss_full_mib", "server_rss_growth_mib", "server_rss_fresh_mib",
-           "server_rss_growth_fresh_mib"]
+           "server_rss_growth_fresh_mib", "other_cpu_pct", "server_cpu_s"]
 
 
 def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -243,7 +303,8 @@ def describe(case: Case, m: dict[str, Any]) -> str:
                 f"expired {m.get('server_rss_end_mib', 0):.1f} MiB: "
                 f"{m.get('server_rss_growth_fresh_mib', 0):+.1f} MiB over fresh")
     if case.idle and case.idle < 2:
-        return f"connect {m['connect_s']:.2f} s"
+        return (f"connect {m['connect_s']:.2f} s, server CPU {m.get('server_cpu_s', 0):.2f} s "
+                f"(others on the machine {m.get('other_cpu_pct', 0):.0f} % CPU)")
     if case.idle:
         return f"{m.get('server_kib_per_conn_end', m.get('server_kib_per_conn', 0)):.1f} KiB/conn, connect {m['connect_s']:.2f} s"
     text = []
@@ -263,7 +324,7 @@ def describe(case: Case, m: dict[str, Any]) -> str:
 
 
 def table(options: argparse.Namespace, results: dict[str, Any], cases: list[Case]) -> str:
-    servers = [s for s in ("txchat", "txchat-redis", "txchat-cluster", "txchat-cluster-core0", "naive",
+    servers = [s for s in ("go", "txchat", "txchat-redis", "txchat-cluster", "txchat-cluster-core0", "naive",
                            "naive-prepared")
                if s in options.servers]
     header = ["case", *servers] + (["Go (shared table)"] if options.tool == "wsload" else [])
@@ -290,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench-results.json")
     options = parser.parse_args(argv)
     options.servers = options.servers.split(",")
+    if os.environ.get("GORILLA_CHAT_BIN") and "go" not in options.servers:
+        options.servers.insert(0, "go")
     wanted = options.cases.split(",")
     cases = [c for c in CASES if c.name in wanted]
     if options.clients or options.messages:
@@ -302,14 +365,15 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     for case in cases:
         results[case.name] = {}
-        for kind in options.servers:
-            if kind not in case.servers or (options.tool == "wsload" and (case.v1 or case.mode)):
-                continue
-            runs = []
-            for i in range(options.runs):
+        kinds = [kind for kind in options.servers if kind in case.servers
+                 and not ((options.tool == "wsload" or kind == "go") and (case.v1 or case.mode))]
+        runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+        for i in range(options.runs):
+            for kind in kinds:  # in turns, so that a busy spell on the machine hits every server
                 print(f"{case.name} / {kind} run {i + 1}/{options.runs}", file=sys.stderr, flush=True)
-                runs.append(runOnce(options, case, kind))
-            results[case.name][kind] = {"runs": runs, "median": medians(runs)}
+                runs[kind].append(runOnce(options, case, kind))
+        for kind in kinds:
+            results[case.name][kind] = {"runs": runs[kind], "median": medians(runs[kind])}
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(), "tool": options.tool, "runs": options.runs, "results": results,

@@ -23,8 +23,14 @@ class ServerProtocol(WebSocketServerProtocol):
 
     Autobahn writes every frame of its own (the handshake's response, pings, pongs, closes)
     through C{sendData}, sends every close frame (ours, or the reply to the client's) through
-    C{sendCloseFrame}, and ends every connection it gives up on (timeouts, protocol errors)
-    through C{dropConnection}. None of the three is in its interfaces."""
+    C{sendCloseFrame}, ends every connection it gives up on (timeouts, protocol errors)
+    through C{dropConnection}, and refuses every handshake through C{failHandshake}. None of
+    the four is in its interfaces."""
+
+    # The close frame this side opened the closing handshake with (code, reason), whoever
+    # asked for it (the subclass, or Autobahn failing the connection): what the connection
+    # was closed with, which Autobahn's onClose does not say (it gives the peer's code).
+    closedWith: tuple[int | None, str] | None = None
 
     def write(self, data: bytes) -> None:
         """Where Autobahn's own frames go (the subclass's way out, in line with its own)."""
@@ -37,10 +43,19 @@ class ServerProtocol(WebSocketServerProtocol):
         # Autobahn's frames pass here: keep them in line with the subclass's own output.
         self.write(data)
 
+    def handshakeRefused(self, status: int, reason: str) -> None:
+        """Called as a handshake is refused with HTTP C{status}, by the subclass or Autobahn."""
+
     def sendCloseFrame(self, code: int | None = None, reasonUtf8: bytes | None = None, isReply: bool = False) -> None:
         # Nothing may follow a close frame.
         self.outputEnds()
+        if not isReply and self.state == WebSocketProtocol.STATE_OPEN:
+            self.closedWith = (code, (reasonUtf8 or b"").decode("utf-8", "replace"))
         super().sendCloseFrame(code, reasonUtf8, isReply)
+
+    def failHandshake(self, reason: str, code: int = 400, responseHeaders: Any = None) -> None:
+        self.handshakeRefused(code, reason)
+        super().failHandshake(reason, code, responseHeaders)
 
     def dropConnection(self, abort: bool = False) -> None:
         self.outputEnds()

@@ -95,12 +95,17 @@ class Gate(Generic[Place]):
         self.limits = limits
         self.tokens = tokens
         self._outcomes = outcomes
+        self._counts: dict[str, _Count] = {}  # by outcome: a counter's labels() is slow for every handshake
         self._hold = hold
         self.closed = False  # shutting down: nobody comes in any more
 
     def admit(self, handshake: Handshake) -> Ticket[Place] | Refusal:
         verdict = self._admit(handshake)
-        self._outcomes.labels("refused-" + verdict.label if isinstance(verdict, Refusal) else "accepted").inc()
+        outcome = "refused-" + verdict.label if isinstance(verdict, Refusal) else "accepted"
+        count = self._counts.get(outcome)
+        if count is None:
+            count = self._counts[outcome] = self._outcomes.labels(outcome)
+        count.inc()
         return verdict
 
     def release(self, address: str) -> None:
@@ -111,6 +116,7 @@ class Gate(Generic[Place]):
         peer = handshake.peerName
         roomName = wire.roomFromPath(handshake.path)
         if roomName is None:
+            _log.info("refused {peer}: no such room {path!r}", peer=peer, path=handshake.path)
             return Refusal(404, "no such room", "not-found")
         v1 = wire.SUBPROTOCOL in handshake.protocols
         tokens = self.tokens
@@ -119,6 +125,7 @@ class Gate(Generic[Place]):
             try:
                 asked = wire.handshakeParams(handshake.uri, v1, tokens is not None)
             except wire.BadRequest as e:
+                _log.info("refused {peer}: {reason}", peer=peer, reason=str(e))
                 return Refusal(400, str(e), "bad-request")
             name, since = asked.name, asked.since
             if tokens is not None:

@@ -103,7 +103,11 @@ class ChatHub(WebSocketServerFactory):
             # the TCP connection, and the client would see only 1006.
             failByDrop=False,
             maxMessagePayloadSize=config.maxMessageSize,
-            openHandshakeTimeout=config.handshakeTimeout,
+            # No timer of Autobahn's for the opening handshake: the site hands it a complete
+            # request head, within the site's own deadline (--handshake-timeout), and the
+            # handshake is done as it is parsed; a timer would be a callLater and a cancel on
+            # every connect.
+            openHandshakeTimeout=0,
             closeHandshakeTimeout=config.closeTimeout,
             autoPingInterval=0,
             # Autobahn would refuse "Origin: null" itself, with a 400; txchat's OriginPolicy

@@ -90,6 +90,7 @@ class ChatProtocol(ServerProtocol):
     _nextPing = 0.0
     _keepalive: IDelayedCall | None = None
     _writeTimer: IDelayedCall | None = None
+    _refusedByGate = False
 
     def connectionMade(self) -> None:
         self.peerName = describePeer(self.transport.getPeer())
@@ -123,6 +124,7 @@ class ChatProtocol(ServerProtocol):
             peerName=self.peerName,
         ))
         if isinstance(verdict, Refusal):
+            self._refusedByGate = True  # the gate has said why in the log
             raise ConnectionDeny(verdict.status, verdict.reason)
         self.ticket = verdict
         self.room, self.v1, self.displayName, self.since = verdict.place, verdict.v1, verdict.name, verdict.since
@@ -130,6 +132,12 @@ class ChatProtocol(ServerProtocol):
         self._admittedAs = verdict.address
         self.peerName = verdict.peerName
         return verdict.subprotocol
+
+    def handshakeRefused(self, status: int, reason: str) -> None:
+        # One line a refusal: the gate's, or this one for what Autobahn refuses itself (a
+        # malformed handshake), whose own lines are silenced (L{txchat.logtext}).
+        if not self._refusedByGate:
+            _log.info("refused {peer}: {status} {reason}", peer=self.peerName, status=status, reason=reason)
 
     def onOpen(self) -> None:
         try:
@@ -304,4 +312,8 @@ class ChatProtocol(ServerProtocol):
         cancelCloseTimer(self)
         self.factory.disconnected(self, admittedAs)
         if self._opened:
+            # The code the connection was closed with: the close frame this side opened the
+            # closing handshake with, else Autobahn's (the client's, or 1006 for none at all).
+            if self.closedWith is not None and self.closedWith[0] is not None:
+                code, reason = self.closedWith
             _log.info("disconnect {peer}: code {code} {reason}", peer=self.peerName, code=code, reason=reason or "")

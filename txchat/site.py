@@ -89,7 +89,8 @@ def _upgradeHeader(head: bytes) -> bytes | None:
 
 
 def _cut(transport: Any, seconds: float) -> None:
-    _log.info("cut {peer}: no complete request within {seconds}s", peer=describePeer(transport.getPeer()),
+    # Debug: browsers open spare connections they may never use (Chromium's preconnects).
+    _log.debug("cut {peer}: no complete request within {seconds}s", peer=describePeer(transport.getPeer()),
               seconds=seconds)
     transport.abortConnection()
 
@@ -122,8 +123,9 @@ class _FirstRequest(Protocol):
                 self._buffer = buffer
             return
         path = buffer[4 : buffer.find(b" ", 4)].partition(b"?")[0]
-        lane = end <= self.site.maxHeaderSize and self.site.fastLaneFactory(path, buffer[:end])
-        self._hand(buffer, lane or None)
+        # Not "lane or None": the hub is a container of rooms, and its truth would count them.
+        lane = self.site.fastLaneFactory(path, buffer[:end]) if end <= self.site.maxHeaderSize else None
+        self._hand(buffer, lane)
 
     def _hand(self, data: bytes, factory: IProtocolFactory | None) -> None:
         left = self._deadline.getTime() - self.site.reactor.seconds() if self._deadline is not None else None

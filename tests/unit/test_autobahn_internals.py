@@ -4,11 +4,11 @@ one: when an Autobahn release changes one of them, the test named for it fails h
 from __future__ import annotations
 
 import inspect
-from typing import Callable, TypeVar
+from typing import Callable, TypeVar, cast
 
 import pytest
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from autobahn.websocket.types import ConnectionRequest
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
@@ -257,3 +257,67 @@ def test_feed_skips_nothing_of_dataReceived_but_its_debug_line() -> None:
     assert clock.getDelayedCalls() == [] and transport.value() == b""
     protocol.intercept = None
     protocol.connectionLost(Failure(ConnectionDone()))
+
+
+def test_closedWith_is_the_close_frame_this_side_opened_the_closing_handshake_with() -> None:
+    """Ours (through the fence), Autobahn's own (failing a connection), not a reply."""
+    protocol, transport, clock = _connect(_Recording)
+    assert protocol.closedWith is None
+    autobahn_internals.sendCloseFrame(protocol, 1008, "policy")
+    assert protocol.closedWith == (1008, "policy")
+    protocol.connectionLost(Failure(ConnectionDone()))
+    autobahn_internals.cancelCloseTimer(protocol)
+
+    protocol, transport, clock = _connect(_Recording)
+    protocol.dataReceived(frames.clientFrame(frames.CLOSE, b"\x03\xe7"))  # 999: Autobahn fails with 1002
+    assert protocol.closedWith == (1002, "invalid close code 999")
+    assert _written(protocol)[1] == (frames.CLOSE, b"\x03\xea" + b"invalid close code 999")
+    protocol.connectionLost(Failure(ConnectionDone()))
+    autobahn_internals.cancelCloseTimer(protocol)
+
+    protocol, transport, clock = _connect(_Recording)
+    protocol.dataReceived(frames.clientFrame(frames.CLOSE, b"\x03\xe9"))  # the client's 1001: a reply
+    assert protocol.closedWith is None
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert clock.getDelayedCalls() == []
+
+
+class _Refusing(_Recording):
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused: list[tuple[int, str]] = []
+
+    def handshakeRefused(self, status: int, reason: str) -> None:
+        self.refused.append((status, reason))
+
+    def onConnect(self, request: ConnectionRequest) -> None:
+        if request.path == "/deny":
+            raise ConnectionDeny(403, "not you")
+        return None
+
+
+@pytest.mark.parametrize("path, extra, refused", [
+    ("/deny", {}, (403, "not you")),  # onConnect's refusal
+    ("/ws", {"Sec-WebSocket-Version": "8"}, None),  # Autobahn's own: a second version header
+    ("/ws", {}, "none"),
+])
+def test_failHandshake_is_where_every_refusal_passes(
+    path: str, extra: dict[str, str], refused: tuple[int, str] | str | None,
+) -> None:
+    clock = Clock()
+    factory = WebSocketServerFactory()
+    factory.protocol = _Refusing
+    autobahn_internals.useClock(factory, clock)
+    protocol = cast(_Refusing, factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1)))
+    protocol.makeConnection(_Transport())
+    protocol.dataReceived(frames.handshake(path, headers=extra))
+    if refused == "none":
+        assert protocol.refused == [] and autobahn_internals.isOpen(protocol)
+    elif refused is None:
+        assert [status for status, _ in protocol.refused] == [400]
+    else:
+        assert protocol.refused == [refused]
+    assert protocol.out[0].startswith(b"HTTP/1.1 %d " % (protocol.refused[0][0] if protocol.refused else 101))
+    protocol.connectionLost(Failure(ConnectionDone()))
+    for call in clock.getDelayedCalls():
+        call.cancel()

@@ -29,13 +29,15 @@ def _strings(node: ast.AST) -> list[str]:
 
 def handshakeOutcomes() -> set[str]:
     """Every C{outcome} label of txchat_handshakes_total the code can count, read from its source:
-    literals given to C{.labels(…)}, reasons given to C{refused(…)} or a C{Refusal(…)}, and the
+    literals given to C{.labels(…)} or set as C{outcome}, reasons given to C{refused(…)} or a C{Refusal(…)}, and the
     reasons the admission functions (C{admit}, C{hold}) return or set as C{reason}."""
     reasons: set[str] = set()
     labels: set[str] = set()
     for path in (ROOT / "txchat").rglob("*.py"):
         tree = ast.parse(path.read_text(), str(path))
         for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "outcome" for t in node.targets):
+                labels.update(s for s in _strings(node.value) if s == "accepted" or s.startswith("refused-"))
             if isinstance(node, ast.Call):
                 name = _name(node)
                 if name == "labels":

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
-from twisted.application.service import MultiService
+from twisted.application.service import Application, MultiService
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import ILogObserver
 
 import txchat
 from txchat.config import Config
 from txchat.hub import HubService
 from txchat.limits import FILES_HELD_BACK, connectionsWithin
 from txchat.listener import Listener
+from txchat.logtext import LogText
 from txchat.protocol import ChatProtocol
-from txchat.tap import Options, makeService
+from txchat.tap import YOUNG_COLLECTION_THRESHOLD, Options, makeService
 
 
 def parse(*args: str) -> Options:
@@ -169,3 +173,29 @@ def test_the_hub_builds_chat_connections() -> None:
     assert isinstance(service, MultiService)
     (hubService,) = [c for c in service if isinstance(c, HubService)]
     assert isinstance(hubService.hub.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1)), ChatProtocol)
+
+
+def test_twistd_logging_to_stdout_gets_logtext_as_its_applications_observer() -> None:
+    """twistd asks the application for an ILogObserver before it makes its own."""
+    options = parse("--listen", "tcp:9001")
+    options.parent = cast(Any, {"nodaemon": True, "logfile": None})  # twistd -n: its lines to standard output
+    application = Application("txchat")
+    makeService(options, MemoryReactorClock()).setServiceParent(application)
+    assert isinstance(application.getComponent(ILogObserver), LogText)
+
+    options.parent = cast(Any, {"nodaemon": False, "logfile": None})  # a daemon: twistd's own twistd.log
+    application = Application("txchat")
+    makeService(options, MemoryReactorClock()).setServiceParent(application)
+    assert application.getComponent(ILogObserver) is None
+
+
+def test_the_started_service_makes_the_cyclic_collector_run_less_often() -> None:
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        makeService(parse("--listen", "tcp:9001"), MemoryReactorClock()).startService()
+        assert gc.get_threshold() == (YOUNG_COLLECTION_THRESHOLD, 10, 10)
+        assert YOUNG_COLLECTION_THRESHOLD >= 10_000
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()

@@ -1,0 +1,54 @@
+"""What a connection leaves in the log, in memory: the disconnect line says the close code the
+connection was closed with; every handshake to a WebSocket path takes the fast lane, where the
+gate says why it refuses one."""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from twisted.logger import LogEvent, capturedLogs, formatEvent
+
+from bench import frames
+from tests.memory.test_limits import SiteClient
+from tests.support.memory import Peer, makeHub
+from txchat.wire import CLOSE_POLICY
+
+
+def _disconnects(events: Sequence[LogEvent]) -> list[str]:
+    return [line for line in map(formatEvent, events) if line.startswith("disconnect ")]
+
+
+def test_the_disconnect_line_has_the_code_the_server_closed_with_not_the_peers_drop() -> None:
+    hub, clock = makeHub(maxMessageSize=8)
+    peer = Peer(hub)
+    with capturedLogs() as events:
+        peer.say("x" * 9)  # Autobahn fails the connection: 1009
+        assert peer.closeCode() == 1009
+        peer.transport.abortConnection()  # and the client goes without answering
+    assert len(_disconnects(events)) == 1
+    assert re.fullmatch(r"disconnect 127\.0\.0\.1:\d+: code 1009 received WebSocket message size 9 exceeds .*",
+                        _disconnects(events)[0])
+    assert clock.getDelayedCalls() == []
+
+
+def test_the_disconnect_line_has_the_code_txchat_left_with() -> None:
+    hub, clock = makeHub()
+    peer = Peer(hub)
+    with capturedLogs() as events:
+        peer.protocol.leave(CLOSE_POLICY, "rate limit exceeded")
+        peer.send(frames.clientFrame(frames.CLOSE, b"\x03\xe8"))  # the client answers with 1000
+    assert [re.sub(r":\d+:", ":PORT:", line) for line in _disconnects(events)] == [
+        "disconnect 127.0.0.1:PORT: code 1008 rate limit exceeded"]
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_handshake_takes_the_fast_lane_even_while_the_hub_has_no_members() -> None:
+    """The gate, not twisted.web, answers a bad room on an empty server too."""
+    client = SiteClient()
+    assert len(client.hub) == 0
+    with capturedLogs() as events:
+        client.send(frames.handshake("/ws/a/b"))
+    assert client.transport.value().startswith(b"HTTP/1.1 404 no such room\r\n")
+    assert [formatEvent(e) for e in events if "refused" in formatEvent(e)] == [
+        "refused 127.0.0.1:2: no such room '/ws/a/b'"]
