@@ -29,6 +29,7 @@ from websockets.typing import Origin, Subprotocol
 from bench.processes import Twistd
 from bench.redisserver import RedisServer
 from tests.support.pids import running, waitGone
+from tests.support.ports import freePorts
 
 
 NGINX_TEMPLATE = Path(__file__).resolve().parents[3] / "deploy" / "nginx-txchat.conf"
@@ -186,7 +187,7 @@ def test_chat_through_nginx_across_both_processes(cluster: Cluster, tmp_path: Pa
 
 def test_the_readmes_cluster_script_chats_and_stops_every_piece(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    front, one, two, redisPort = random.sample(range(20000, 60000), 4)
+    front, one, two, redisPort = freePorts(4)
     env = {**os.environ, "TXCHAT_RUN": str(run), "TXCHAT_VENV": str(Path(sys.executable).parent.parent),
            "FRONT_PORT": str(front), "NODE_PORTS": f"{one} {two}", "REDIS_PORT": str(redisPort)}
     env.pop("PYTHONPATH", None)

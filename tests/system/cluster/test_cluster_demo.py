@@ -19,18 +19,11 @@ from websockets.sync.client import connect as wsConnect
 from websockets.typing import Origin
 
 from tests.support.pids import running, waitGone
+from tests.support.ports import freePorts
 
 
 SCRIPT = Path(__file__).resolve().parents[3] / "deploy" / "cluster.sh"
 
-
-def freePorts(count: int) -> list[int]:
-    """Ports nothing listens on now (held together, so they differ)."""
-    with contextlib.ExitStack() as stack:
-        probes = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [int(probe.getsockname()[1]) for probe in probes]
 
 
 def environment(run: Path, front: int, nodes: list[int], redisPort: int) -> dict[str, str]:
