@@ -251,7 +251,7 @@ def main() -> int:
             "connects": len(re.findall(r"\] connect ", log)),
             "slow clients dropped": len(re.findall(r"dropped slow client", log)),
             "stuck output cut": len(re.findall(r"could not drain", log)),
-            "silent clients closed": len(re.findall(r"closing .*: silent", log)),
+            "silent clients closed": len(re.findall(r"code 1008 no pong", log)),
             "slow request headers cut": len(re.findall(r"no complete request", log)),
             "refused": len(re.findall(r"\] refused ", log)),
         },

@@ -89,6 +89,8 @@ class ChatProtocol(ServerProtocol):
     _expires = math.inf
     _nextPing = 0.0
     _keepalive: IDelayedCall | None = None
+    # Why this side cut the connection without a close frame (its disconnect line says so).
+    _cut: str | None = None
     _writeTimer: IDelayedCall | None = None
     _refusedByGate = False
 
@@ -194,7 +196,6 @@ class ChatProtocol(ServerProtocol):
             return  # closing: what still arrives is not chat any more
         if self._bucket is not None and not self._bucket.take(self.factory.clock.seconds()):
             self.factory.metrics.rateLimited.inc()
-            _log.info("closing {peer}: more than {rate:g} messages/s", peer=self.peerName, rate=self._bucket.rate)
             self.leave(CLOSE_POLICY, "rate limit exceeded")
             return
         # txchat.v1 senders lose C0 controls (txchat/wire.py); a seed client's text is the seed's.
@@ -253,11 +254,9 @@ class ChatProtocol(ServerProtocol):
         clock = self.factory.clock
         now = clock.seconds()
         if now - self._lastHeard >= config.pongTimeout:
-            _log.info("closing {peer}: silent for {seconds}s", peer=self.peerName, seconds=config.pongTimeout)
             self.leave(CLOSE_POLICY, "no pong")
             return
         if now >= self._expires:
-            _log.info("closing {peer}: token expired", peer=self.peerName)
             self.leave(CLOSE_TOKEN_EXPIRED, "token expired")
             return
         if now >= self._nextPing:
@@ -268,11 +267,7 @@ class ChatProtocol(ServerProtocol):
 
     def _writeTimedOut(self) -> None:
         self._writeTimer = None
-        _log.info(
-            "cut {peer}: output could not drain for {seconds}s",
-            peer=self.peerName,
-            seconds=self.factory.config.writeTimeout,
-        )
+        self._cut = f"cut: output could not drain for {self.factory.config.writeTimeout:g}s"
         self._stopOutput()
         self.transport.abortConnection()
 
@@ -316,4 +311,6 @@ class ChatProtocol(ServerProtocol):
             # closing handshake with, else Autobahn's (the client's, or 1006 for none at all).
             if self.closedWith is not None and self.closedWith[0] is not None:
                 code, reason = self.closedWith
+            elif self._cut is not None:
+                reason = self._cut
             _log.info("disconnect {peer}: code {code} {reason}", peer=self.peerName, code=code, reason=reason or "")

@@ -52,3 +52,44 @@ def test_a_handshake_takes_the_fast_lane_even_while_the_hub_has_no_members() -> 
     assert client.transport.value().startswith(b"HTTP/1.1 404 no such room\r\n")
     assert [formatEvent(e) for e in events if "refused" in formatEvent(e)] == [
         "refused 127.0.0.1:2: no such room '/ws/a/b'"]
+
+
+def _ownLines(events: Sequence[LogEvent]) -> list[str]:
+    """txchat's lines but the connects, with the peers' ports made one (Autobahn's own are
+    quietened by the plugin: tests/unit/test_logtext.py)."""
+    ours = [formatEvent(e) for e in events if e.get("log_namespace", "").startswith("txchat")]
+    return [re.sub(r":\d+:", ":PORT:", line) for line in ours if not line.startswith("connect ")]
+
+
+def test_each_way_txchat_ends_a_connection_is_one_line_with_its_code_and_why() -> None:
+    hub, clock = makeHub(rateLimit=1, rateBurst=1, pingInterval=5, pongTimeout=10, writeTimeout=3, sendQueue=1000)
+    with capturedLogs() as events:
+        chatty = Peer(hub)
+        chatty.say("one")
+        chatty.say("two")  # past the burst
+        chatty.send(frames.clientFrame(frames.CLOSE, b"\x03\xe8"))
+    assert _ownLines(events) == ["disconnect 127.0.0.1:PORT: code 1008 rate limit exceeded"]
+
+    hub, clock = makeHub(pingInterval=5, pongTimeout=10)
+    with capturedLogs() as events:
+        silent = Peer(hub)
+        silent.stopReading()
+        clock.advance(10)  # no pong: closed; then no close reply either
+        clock.advance(hub.config.closeTimeout)
+    assert _ownLines(events) == ["disconnect 127.0.0.1:PORT: code 1008 no pong"]
+
+    hub, clock = makeHub(writeTimeout=3, sendQueue=1000)
+    other = Peer(hub)
+    with capturedLogs() as events:
+        stuck = Peer(hub)
+        stuck.stopReading()
+        other.say("cannot drain")
+        clock.advance(0)
+        clock.advance(3)
+    assert stuck.transport.aborted
+    assert [line for line in _ownLines(events) if "127.0.0.1:PORT" in line and "disconnect" in line] == [
+        "disconnect 127.0.0.1:PORT: code 1006 cut: output could not drain for 3s"]
+    assert len([line for line in _ownLines(events) if line.startswith("disconnect")]) == 1
+    other.transport.abortConnection()
+    clock.advance(0)
+    assert clock.getDelayedCalls() == []
