@@ -57,7 +57,7 @@ class Case:
     rooms: int = 0  # the clients are spread over this many rooms
     mode: str = ""  # "join-storm" or "abandon" (bench.loadgen only; see its docstring)
     serverArgs: tuple[str, ...] = ()
-    go: str = ""  # the gorilla chat's figure in shared/bench/README.md, for wsload runs
+    go: str = ""  # the gorilla chat's figure as the shared Go yardstick gives it, for wsload runs
     servers: tuple[str, ...] = ("txchat", "naive", "naive-prepared", "go")  # the kinds this case runs on
 
 

@@ -43,7 +43,7 @@ SERVER_OPTIONS = (
     "--listen", "tcp:0:interface=127.0.0.1:backlog=1024",
     "--ping-interval", "5", "--pong-timeout", "10", "--write-timeout", "5", "--handshake-timeout", "5",
     "--send-queue", "64", "--trusted-proxy", "127.0.0.1",
-    # The limits of a public deployment (README), which the busy senders stay just under.
+    # The limits of a public deployment (docs/operations.md), which the busy senders stay just under.
     "--rate-limit", "50", "--rate-burst", "100", "--max-connections-per-ip", "100",
 )
 

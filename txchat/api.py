@@ -1,5 +1,5 @@
 """The server API under ``/api/``, for an application's own backend: post into a room and read
-a room's state (the README's "Use txchat in your application" is the reference).
+a room's state (docs/integration.md is the reference).
 
 Every call needs ``Authorization: Bearer KEY``; JSON in, JSON out, errors included. This
 module is the HTTP side only: it knows the rooms by the three calls it answers with

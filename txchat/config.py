@@ -2,7 +2,7 @@
 L{Config}, and the code, the tests and the benchmark read their settings from one.
 
 A limit of 0 is off. The defaults keep the chat as open as the gorilla/websocket example it
-comes from; the README's "A public deployment" says which limits to turn on, and why.
+comes from; docs/operations.md, "A public deployment", says which limits to turn on, and why.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class Config:
     maxRooms: int = 10000
     history: int = 50
     historyTtl: float = 86400.0
-    # Signed identities (the README's "Use txchat in your application"): an HS256 secret, or
+    # Signed identities (docs/integration.md): an HS256 secret, or
     # an RSA or EC P-256 public key in PEM. Neither: anyone may connect, with the name they give.
     tokenSecret: str | None = None
     tokenPublicKey: bytes | None = None

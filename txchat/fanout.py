@@ -1,6 +1,6 @@
 """Broadcast bookkeeping: who gets the shared frame, who is behind, who must go.
 
-Plain code with no network or Autobahn in it, so the output rules (README, "What a client
+Plain code with no network or Autobahn in it, so the output rules (docs/protocol.md, "What a client
 sees") are unit tested directly.
 
 A member is *ready* while its transport accepts data: a flush hands it the batch's one shared

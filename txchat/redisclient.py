@@ -3,7 +3,7 @@ C{pack_command} encodes commands; this module only matches replies to the comman
 
 Commands are pipelined: each one gets a Deferred, fired by the replies in the order the
 commands were sent. On a subscribed connection, published messages arrive as pushes and go to
-C{onMessage} instead. (Why hiredis and not txredisapi: see the README, "Redis".)
+C{onMessage} instead. (Why hiredis and not txredisapi: see docs/how-it-works.md, "The Redis client".)
 
 A Redis cut off without a reset (a silent partition, a stopped process) leaves TCP waiting for
 minutes, so the connection has a heartbeat of its own: a PING after a second without a word

@@ -257,7 +257,7 @@ class _FreezeStartupObjects(Service):
     """Every connection is a handful of reference cycles, so thousands of connections keep
     Python's cyclic collector busy, and each of its full passes walks every object the process
     holds. What start-up made lives as long as the process: frozen, the collector skips it
-    (a reconnection storm takes about a tenth less time; see the README, "Performance"). And
+    (a reconnection storm takes about a tenth less time; see docs/performance.md). And
     the collector runs less often (L{YOUNG_COLLECTION_THRESHOLD}); the older generations keep
     Python's ratios to it."""
 

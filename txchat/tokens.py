@@ -1,5 +1,5 @@
 """Signed identities: the JWT a WebSocket handshake carries when the server is started with
-``--token-secret`` or ``--token-public-key`` (the README's "Use txchat in your application").
+``--token-secret`` or ``--token-public-key`` (docs/integration.md).
 
 PyJWT checks the signature, ``exp`` and ``nbf``; the algorithm is the one the key's type
 allows and no other, so a token cannot choose ``none``, nor have a public key taken for an

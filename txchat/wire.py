@@ -1,7 +1,7 @@
 """The txchat.v1 protocol's side of the wire: the handshake's room and parameters, the
 server's lines, each encoded once (compact JSON; JSON escapes newlines inside strings, so a
 frame splits into lines on ``\\n``), the close codes, and how a message is normalised. The
-README's "The txchat.v1 protocol" is the reference."""
+docs/protocol.md is the reference."""
 
 from __future__ import annotations
 
