@@ -26,6 +26,8 @@ setup(
     install_requires=[
         "twisted[tls]>=24.7,<26.11",
         "autobahn>=24.4,<26.11",
+        # Autobahn's logging framework: txchat sets its level (txchat/logtext.py).
+        "txaio>=23.1,<27",
         "hiredis>=2.1,<4",
         "prometheus_client>=0.17,<1",
         "PyJWT[crypto]>=2.8,<3",

@@ -148,7 +148,12 @@ class Gate(Generic[Place]):
             return Refusal(403, "origin not allowed", "origin")
         reason = "shutting-down" if self.closed else self.limits.admit(address)
         if reason is None:
-            place = self._hold(Claim(roomName, v1, since))
+            try:
+                place = self._hold(Claim(roomName, v1, since))
+            except Exception:
+                self.limits.release(address)
+                _log.failure("holding a place in {room} failed for {peer}", room=roomName, peer=peer)
+                return Refusal(500, None, "error")
             if not isinstance(place, str):
                 if address != handshake.peerHost:
                     peer = f"{address} via {peer}"

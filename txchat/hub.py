@@ -34,6 +34,10 @@ from txchat.wire import CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TRY_AGAIN
 
 _log = Logger()
 
+# How many forgotten rooms' streams (epoch, number) are remembered, for a room made again while
+# the broker is away.
+FOLLOWED = 10000
+
 
 class Resuming(Protocol):
     """A client as far as resuming goes: its protocol, and where it resumes (if it does)."""
@@ -153,6 +157,7 @@ class ChatHub(WebSocketServerFactory):
         if room is None:
             return "max-rooms"
         if self._cannotServe(claim, room):
+            self.settle(room)  # (made for this claim, it may hold nothing)
             return "catching-up"
         room.reserved += 1
         self._watch(room)
@@ -160,8 +165,9 @@ class ChatHub(WebSocketServerFactory):
 
     def _cannotServe(self, client: Resuming, room: Room) -> bool:
         """Whether this process, cut off from Redis, cannot serve a v1 client that resumes here:
-        the client has seen numbers this process has not, and would be sent some twice. It is refused (503, or 1013 once open) and retries; by then
-        Redis is back, or it has found another process."""
+        the client has seen numbers this process has not, and would be sent some twice. It is
+        refused (503, or 1013 once open) and retries; by then Redis is back, or it has found
+        another process."""
         return not self.broker.up and self._ahead(client, room)
 
     @staticmethod
@@ -318,9 +324,9 @@ class ChatHub(WebSocketServerFactory):
             self._unwatch(room)
         self.broker.forget(room.name)
         stream = room.stream
-        if stream.following:
+        if stream.following and self.broker.state is not None:  # (a broker that can go away)
             self._followed[room.name] = (stream.epoch, stream.seq)
-            while len(self._followed) > max(self.config.maxRooms, 1):
+            while len(self._followed) > FOLLOWED:
                 del self._followed[next(iter(self._followed))]
         stream.abandon()
         self.presence.forget(room)
@@ -386,10 +392,14 @@ class ChatHub(WebSocketServerFactory):
         if self.rooms.get(room.name) is not room:
             room.stream.abandon()
             return  # forgotten meanwhile
-        kept, waiting = room.stream.caughtUp(result if isinstance(result, Snapshot) else None)
+        snapshot = result if isinstance(result, Snapshot) else None
+        kept, waiting = room.stream.caughtUp(snapshot)
         for client in waiting:
             if client.room is room and client.member:
-                self._join(client, room, kept)
+                if snapshot is None and self._ahead(client, room):
+                    client.leave(CLOSE_TRY_AGAIN, "catching up with Redis: try again")  # (Redis went again)
+                else:
+                    self._join(client, room, kept)
 
     def _scheduleFlush(self, room: Room) -> None:
         self._dirty[room.name] = room

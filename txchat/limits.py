@@ -7,8 +7,10 @@ from collections import Counter
 from ipaddress import ip_address, ip_network
 from typing import Iterable
 
-# Open files kept for what is not a WebSocket client: the listening sockets, the reactor's own,
-# Redis, log files, a page or API request in flight.
+# Open files kept for what is not an admitted WebSocket client: the listening sockets, the
+# reactor's own, Redis, log files, a page or API request in flight, and (the larger part, a
+# quarter of the limit) the handshakes of a connect storm that are accepted, a hundred and more
+# a reactor turn, before those past the limit are answered 503.
 FILES_HELD_BACK = 64
 
 MAX_FRAGMENTS = 64
@@ -101,7 +103,7 @@ def connectionsWithin(maxConnections: int, openFiles: int) -> int | None:
     past it, a client is told; past the file limit, it would be dropped unanswered."""
     if openFiles == resource.RLIM_INFINITY:
         return None
-    fits = max(1, openFiles - FILES_HELD_BACK)
+    fits = max(1, openFiles - max(FILES_HELD_BACK, openFiles // 4))
     return fits if maxConnections == 0 or maxConnections > fits else None
 
 

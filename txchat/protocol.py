@@ -55,8 +55,6 @@ if TYPE_CHECKING:
 _log = Logger()
 
 
-
-
 @implementer(IPullProducer, IPushProducer)
 class ChatProtocol(ServerProtocol):
     factory: ChatHub

@@ -237,9 +237,11 @@ class _Link:
         if self._dialing is not None:
             self._dialing.cancel()
         self.connection = None
-        for connection in self._open:
+        open = list(self._open)  # (a transport may report its loss at once, changing the set)
+        gone = DeferredList([c.lost for c in open])
+        for connection in open:
             connection.transport.loseConnection()
-        return DeferredList([c.lost for c in self._open])
+        return gone
 
 
 class _Script:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator, Sequence
 
-from twisted.internet.interfaces import IDelayedCall
 
 from txchat import wire
 from txchat.fanout import Fanout

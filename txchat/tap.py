@@ -10,17 +10,16 @@ from importlib.metadata import version
 from typing import Any, Callable
 
 from twisted.application.service import IService, MultiService, Service
-from twisted.logger import ILogObserver
-from twisted.python.components import Componentized
 from twisted.internet.endpoints import serverFromString
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
 from twisted.python import usage
+from twisted.python.components import Componentized
 from twisted.web.resource import Resource
 
 import txchat
 from txchat import memory
-from txchat.config import DEFAULT_PORT, Config
 from txchat.api import Api
+from txchat.config import DEFAULT_PORT, Config
 from txchat.factory import ChatFactory
 from txchat.hub import HubService
 from txchat.limits import TrustedProxies, connectionsWithin, raiseOpenFileLimit

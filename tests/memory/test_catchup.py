@@ -304,3 +304,32 @@ def answer(publisher: Link, snapshot: list[Any]) -> None:
 
 def payload(seq: int) -> bytes:
     return json.dumps(["m", "E", seq, 1000 * seq, "", "m%d" % seq]).encode()
+
+
+def test_a_client_ahead_refused_while_redis_is_away_leaves_no_room_behind() -> None:
+    clock, broker = Clock(), StubBroker()
+    hub = MemoryHub(Config(history=50), clock, broker)
+    hub.startBroker()
+    member = V1Peer(hub, "r")
+    broker.answer("E", 3, range(1, 4))
+    clock.advance(0)
+    member.transport.abortConnection()
+    clock.advance(0)
+    broker.up = False
+    assert V1Peer(hub, "r", "since=E:7").status == 503  # the room, made again for it, ...
+    assert hub.room("r") is None, "... holds nothing and is not kept"
+    assert V1Peer(hub, "r", "since=E:3").lines()[0]["recovered"] is True, "its stream is still remembered"
+
+
+def test_a_waiting_client_ahead_of_a_catch_up_that_failed_is_told_to_try_again() -> None:
+    hub, clock, broker, member = setUp()
+    broker.reconnected()  # the room's catch-up asks first
+    ahead = V1Peer(hub, "r", "since=E:4")
+    broker.answer("E", 4, range(1, 5), which=1)  # its own read: it waits for the catch-up
+    clock.advance(0)
+    assert ahead.lines() == []
+    _, d = broker.snapshots.pop(0)
+    d.callback(None)  # Redis went again before the catch-up was read
+    clock.advance(0)
+    assert ahead.closeCode() == 1013
+    assert member.open

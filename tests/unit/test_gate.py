@@ -179,3 +179,16 @@ def test_an_admitted_handshake_gets_its_ticket(signed: bool, handshake: Handshak
     assert desk.count("accepted") == 1 and desk.limits.open == 1
     desk.gate.release(expected.address)
     assert desk.limits.open == 0
+
+
+def test_a_place_that_fails_to_be_held_is_logged_refused_with_500_and_holds_nothing() -> None:
+    desk = Desk(perIp=1)
+
+    def broken(claim: Claim) -> Claim | str:
+        raise RuntimeError("broken")
+
+    desk.gate = Gate(desk.gate.origins, desk.gate.proxies, desk.limits, None, desk.metrics.handshakes, broken)
+    with capturedLogs() as events:
+        assert desk.gate.admit(PLAIN) == Refusal(500, None, "error")
+    assert events[0]["log_failure"].check(RuntimeError)
+    assert desk.limits.open == 0 and desk.count("refused-error") == 1

@@ -11,7 +11,6 @@ import pytest
 from txchat.stream import FOLLOWING, LOCAL, SYNCING, Delivery, RoomStream, Snapshot, joinLines
 
 
-
 class Recorder:
     """The outlet: what the room's members here would be sent, as (kind, epoch, seq)."""
 
