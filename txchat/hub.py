@@ -28,7 +28,7 @@ from txchat.metrics import Metrics
 from txchat.origin import OriginPolicy
 from txchat.presence import Presence
 from txchat.rooms import Room, RoomTable
-from txchat.stream import SYNCING, Delivery, Snapshot, newEpoch
+from txchat.stream import LOCAL, SYNCING, Delivery, Snapshot, newEpoch
 from txchat.tokens import tokenChecker
 from txchat.wire import CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TRY_AGAIN
 
@@ -156,12 +156,24 @@ class ChatHub(WebSocketServerFactory):
         room = self.openRoom(claim.room)
         if room is None:
             return "max-rooms"
+        self._resume(claim, room)
         if self._cannotServe(claim, room):
             self.settle(room)  # (made for this claim, it may hold nothing)
             return "catching-up"
         room.reserved += 1
         self._watch(room)
         return room
+
+    def _resume(self, claim: Claim, room: Room) -> None:
+        """A room made again while the broker is away goes on with the stream this process last
+        followed in it, for a client that resumes in that stream (not an epoch of this process's
+        own, which would cost it its place). Not for another: which of the two streams is the
+        newer, only the broker knows."""
+        followed = self._followed.pop(claim.room, None)
+        since = claim.since
+        if (followed is not None and claim.v1 and since is not None and since[0] == followed[0]
+                and not self.broker.up and room.stream.state == LOCAL and not room.seq):
+            room.stream.resume(*followed)
 
     def _cannotServe(self, client: Resuming, room: Room) -> bool:
         """Whether this process, cut off from Redis, cannot serve a v1 client that resumes here:
@@ -274,14 +286,8 @@ class ChatHub(WebSocketServerFactory):
 
     def _newRoom(self, name: str) -> Room:
         config = self.config
-        room = Room(name, newEpoch(), config.sendQueue, self._frame, int(self.clock.seconds() * 1000),
+        return Room(name, newEpoch(), config.sendQueue, self._frame, int(self.clock.seconds() * 1000),
                     config.maxMessageSize, self._scheduleFlush)
-        followed = self._followed.pop(name, None)
-        if followed is not None and not self.broker.up:
-            # Made again while the broker is away: its members come back to the stream they
-            # followed, not to an epoch of this process's own, which would cost them their place.
-            room.stream.resume(*followed)
-        return room
 
     def openRoom(self, name: str) -> Room | None:
         """The room, made if new; None when every room has members and --max-rooms allows no

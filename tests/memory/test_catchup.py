@@ -333,3 +333,25 @@ def test_a_waiting_client_ahead_of_a_catch_up_that_failed_is_told_to_try_again()
     clock.advance(0)
     assert ahead.closeCode() == 1013
     assert member.open
+
+
+def test_a_client_of_another_stream_than_the_one_remembered_gets_no_history_of_either_replayed() -> None:
+    """This process last followed E; the client comes from F (Redis started over meanwhile):
+    which is the newer only Redis knows, so the room is not resumed as E, and when Redis is back
+    the client is not sent F's kept messages again, only what comes next."""
+    hub, clock, broker, member = setUp()
+    member.transport.abortConnection()
+    clock.advance(0)
+    broker.up = False
+    client = V1Peer(hub, "r", "since=F:35")
+    clock.advance(0)
+    welcome = client.lines()[0]
+    assert welcome["epoch"] not in ("E", "F") and welcome["recovered"] is False
+    broker.up = True
+    broker.reconnected()
+    _, d = broker.snapshots.pop(0)
+    d.callback(Snapshot("F", 36, [message(n, "F") for n in range(1, 37)], {}))
+    broker.deliver(message(37, "F"))
+    clock.advance(0)
+    assert [(line["type"], line.get("epoch"), line["seq"]) for line in client.lines()
+            if line["type"] != "presence"] == [("welcome", "F", 36), ("message", None, 37)]
