@@ -9,7 +9,7 @@ keep up (see L{txchat.fanout}).
 from __future__ import annotations
 
 from time import perf_counter
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Sequence
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.application.service import Service
@@ -27,6 +27,7 @@ from txchat.limits import ConnectionLimits, RateLimits, TrustedProxies
 from txchat.metrics import Metrics
 from txchat.origin import OriginPolicy
 from txchat.presence import Presence
+from txchat.members import Member, Resuming
 from txchat.rooms import Room, RoomTable
 from txchat.stream import LOCAL, SYNCING, Delivery, Snapshot, newEpoch
 from txchat.tokens import tokenChecker
@@ -37,43 +38,6 @@ _log = Logger()
 # How many forgotten rooms' streams (epoch, number) are remembered, for a room made again while
 # the broker is away.
 FOLLOWED = 10000
-
-
-class Resuming(Protocol):
-    """A client as far as resuming goes: its protocol, and where it resumes (if it does)."""
-
-    @property
-    def v1(self) -> bool: ...
-
-    @property
-    def since(self) -> tuple[str, int] | None: ...
-
-
-class Member(Resuming, Protocol):
-    """What the hub needs of a chat connection (L{txchat.protocol.ChatProtocol})."""
-
-    room: Room | None  # the room it was admitted to, until it has gone
-
-    @property
-    def displayName(self) -> str: ...
-
-    @property
-    def peerName(self) -> str: ...
-
-    @property
-    def member(self) -> bool:
-        """Open, and not yet leaving."""
-
-    @property
-    def behind(self) -> bool:
-        """Output waits in its transport."""
-
-    @property
-    def transport(self) -> Any: ...
-
-    def write(self, data: bytes) -> None: ...
-
-    def leave(self, code: int, reason: str) -> None: ...
 
 
 class ChatHub(WebSocketServerFactory):
