@@ -329,7 +329,7 @@ def test_the_soft_open_file_limit_is_raised_to_the_hard_one(tmp_path: Path) -> N
             "os.execv(sys.argv[1], sys.argv[1:])")
     with TwistdProcess("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path, prefix=(sys.executable, "-c", code)) \
             as node:
-        node.waitFor(r"txchat: at most 448 WebSocket clients at once, not --max-connections 10000: "
+        node.waitFor(r"txchat: at most 384 WebSocket clients at once, not --max-connections 10000: "
                      r"the process may open 512 files")
         limits = Path(f"/proc/{node.pid}/limits").read_text()
     assert re.search(r"Max open files\s+512\s+512\s", limits), limits
