@@ -24,10 +24,10 @@ from txchat.broker import Broker, MemoryBroker
 from txchat.config import Config
 from txchat.gate import Claim, Gate
 from txchat.limits import ConnectionLimits, RateLimits, TrustedProxies
+from txchat.members import Member, Resuming
 from txchat.metrics import Metrics
 from txchat.origin import OriginPolicy
 from txchat.presence import Presence
-from txchat.members import Member, Resuming
 from txchat.rooms import Room, RoomTable
 from txchat.stream import LOCAL, SYNCING, Delivery, Snapshot, newEpoch
 from txchat.tokens import tokenChecker
