@@ -1,9 +1,10 @@
 """One room's numbered stream as this process's members see it: explicit states, one buffer.
 
 Pure: no clock, no network, no members. The hub feeds it what happens (a message delivered,
-a broker snapshot read for a join or a catch-up, the broker lost and back) and it answers with
-what the room's members must be sent, through the room's L{Outlet}, and with what a joiner
-gets first (L{RoomStream.joinLines}).
+a broker snapshot read for a join, the broker back and its catch-up read, a stream followed
+before resumed) and it answers with what the room's members must be sent, through the room's
+L{Outlet}, and with what a joiner gets first (L{joinLines}). The broker going away needs no
+input: what members send meanwhile comes unnumbered and passes as it is.
 
 States:
   - L{LOCAL}: the epoch is this process's own and nobody numbers (a room made while the broker
