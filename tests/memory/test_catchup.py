@@ -307,11 +307,9 @@ def payload(seq: int) -> bytes:
 
 
 def test_a_client_ahead_refused_while_redis_is_away_leaves_no_room_behind() -> None:
-    clock, broker = Clock(), StubBroker()
-    hub = MemoryHub(Config(history=50), clock, broker)
-    hub.startBroker()
-    member = V1Peer(hub, "r")
-    broker.answer("E", 3, range(1, 4))
+    hub, clock, broker, member = setUp()
+    for n in (2, 3):
+        broker.deliver(message(n))
     clock.advance(0)
     member.transport.abortConnection()
     clock.advance(0)
