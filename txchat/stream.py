@@ -43,6 +43,10 @@ class Delivery:
     time: int  # milliseconds since the Unix epoch, when accepted
     seq: int | None = None
     epoch: str | None = None
+    # Who sent it (SPEC §17 "from": "u:SUB", "a:CID" or a per-connection value; "" for the API),
+    # and the client's ID for the send (v2), by which a resend is known and not delivered twice.
+    sender: str = ""
+    ref: str | None = None
     _line: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
