@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol, Sequence
 
+from twisted.internet.defer import Deferred
+
 from txchat.stream import Delivery
 
-__all__ = ["ChatLog", "Head", "LogError", "Page"]
+__all__ = ["Archive", "ChatLog", "Head", "LogError", "Page"]
 
 
 class LogError(Exception):
@@ -82,3 +84,13 @@ class ChatLog(Protocol):
 
     def close(self) -> None:
         """Write what is pending and let go of the store (a clean stop: the next start goes on)."""
+
+
+class Archive(Protocol):
+    """A cluster's chat log as its readers see it: written behind Redis, read through Deferreds."""
+
+    def page(self, room: str, before: Head | None, limit: int) -> Deferred[Page]:
+        """As L{ChatLog.page}."""
+
+    def after(self, room: str, epoch: str, seq: int, limit: int) -> Deferred[list[Delivery] | None]:
+        """As L{ChatLog.after}; what is not written yet is missing."""

@@ -42,6 +42,8 @@ class Config:
     maxRooms: int = 10000
     history: int = 50
     historyTtl: float = 86400.0
+    # Recovery with since reaches back into the chat log for at most this many messages.
+    recoveryMax: int = 1000
     # Signed identities (docs/integration.md): an HS256 secret, or
     # an RSA or EC P-256 public key in PEM. Neither: anyone may connect, with the name they give.
     tokenSecret: str | None = None

@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from txchat import memory
 from txchat.autobahn_internals import framedText, protocolWithOptions, useClock
 from txchat.broker import Broker, MemoryBroker
+from txchat.chatlog import ChatLog, Page
 from txchat.config import Config
 from txchat.gate import Claim, Gate
 from txchat.limits import ConnectionLimits, RateLimits, TrustedProxies
@@ -48,7 +49,7 @@ class ChatHub(WebSocketServerFactory):
 
     def __init__(
         self, config: Config, reactor: IReactorTime, broker: Broker | None = None,
-        giveBack: Callable[[], None] = lambda: None,
+        giveBack: Callable[[], None] = lambda: None, log: ChatLog | None = None,
     ) -> None:
         """
         @param giveBack: called after rooms have expired, to return their memory to the system
@@ -92,7 +93,9 @@ class ChatHub(WebSocketServerFactory):
         self._giveBack = giveBack
         self._giveBackCall: IDelayedCall | None = None
         self._gone = 0  # connections closed since memory was last given back
-        self.broker: Broker = broker if broker is not None else MemoryBroker(reactor, config.history, config.historyTtl)
+        self.log = log
+        self.broker: Broker = broker if broker is not None else MemoryBroker(
+            reactor, config.history, config.historyTtl, log, config.recoveryMax)
         self.presence = Presence(reactor, self.rooms, self.broker.setOnline, self._tellPresence,
                                  self.broker.state is not None, config.presenceRefresh, config.presenceStale)
         self._connections: set[Member] = set()
@@ -174,7 +177,7 @@ class ChatHub(WebSocketServerFactory):
             # The room's history and numbers are the broker's: read them once this process is
             # subscribed; the room's stream keeps what arrives meanwhile to merge by number.
             room.stream.reading()
-            self.broker.snapshot(room.name).addBoth(self._snapshotted, client, room)
+            self.broker.snapshot(room.name, client.since).addBoth(self._snapshotted, client, room)
             return
         self._join(client, room, ())
 
@@ -203,7 +206,7 @@ class ChatHub(WebSocketServerFactory):
         if client.behind:
             fanout.pause(client)
         if client.v1:
-            client.write(self._frame(b"\n".join(room.joinLines(client.since, kept))))
+            client.write(self._frame(b"\n".join(room.joinLines(client.since, kept, self.config.history))))
         self.presence.changed(room)
 
     def unregister(self, client: Member) -> None:
@@ -349,6 +352,10 @@ class ChatHub(WebSocketServerFactory):
         room.stream.delivered(delivery)
         if delivery.seq is not None:
             room.lastMessage = delivery.time
+
+    def history(self, room: str, before: tuple[str, int] | None, limit: int) -> Deferred[Page]:
+        """Scrollback (SPEC §16): up to C{limit} messages before C{before}, oldest first."""
+        return self.broker.page(room, before, limit)
 
     def _catchUp(self) -> None:
         """The broker is back after this process lost it: what the other processes published

@@ -33,24 +33,36 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txchat.broker import Deliver, NotPublished, Presence, Snapshot
+from txchat.broker import Deliver, NotPublished, Presence, Snapshot, pageOf
 from txchat.config import Config
 from txchat.redisclient import RedisConnection, RedisError, connectRedis
+from txchat.chatlog import Archive, Head, Page
+from txchat.sent import SENT_FOR
 from txchat.stream import Delivery
 
 _log = Logger()
 
 
-# KEYS: meta, history. ARGV: channel, history limit, ttl seconds, a new epoch, the message's
-# time, name and text. Returns the room's epoch and the message's number.
+# KEYS: meta, history, the send's ID (dedupe), the log stream. ARGV: channel, history limit,
+# ttl seconds, a new epoch, the message's time, name, text, sender and ID ("": none), whether
+# the chat log is kept ("1"), the room, how long (seconds) an ID is remembered. Returns the
+# room's epoch and the message's number, and 1 when the ID was sent before: then the first
+# one's, and nothing is published.
 PUBLISH = b"""
+if ARGV[9] ~= '' then
+  local first = redis.call('GET', KEYS[3])
+  if first then
+    local at = string.find(first, ' ', 1, true)
+    return {string.sub(first, 1, at - 1), tonumber(string.sub(first, at + 1)), 1}
+  end
+end
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[4]
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-local payload = cjson.encode({'m', epoch, seq, tonumber(ARGV[5]), ARGV[6], ARGV[7]})
+local payload = cjson.encode({'m', epoch, seq, tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[8], ARGV[9]})
 local limit = tonumber(ARGV[2])
 if limit > 0 then
   redis.call('RPUSH', KEYS[2], payload)
@@ -58,8 +70,15 @@ if limit > 0 then
   redis.call('EXPIRE', KEYS[2], ARGV[3])
 end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
+if ARGV[9] ~= '' then
+  redis.call('SET', KEYS[3], epoch .. ' ' .. seq, 'EX', ARGV[12])
+end
+if ARGV[10] == '1' then
+  redis.call('XADD', KEYS[4], '*', 'room', ARGV[11], 'epoch', epoch, 'seq', seq, 'time', ARGV[5],
+             'name', ARGV[6], 'text', ARGV[7], 'from', ARGV[8], 'ref', ARGV[9])
+end
 redis.call('PUBLISH', ARGV[1], payload)
-return {epoch, seq}
+return {epoch, seq, 0}
 """
 
 # KEYS: meta, history, online. ARGV: stale after (ms), this process, a new epoch, ttl seconds.
@@ -266,16 +285,19 @@ _publish, _snapshot, _presence = _Script(PUBLISH), _Script(SNAPSHOT), _Script(PR
 
 
 def _numbered(reply: list[Any]) -> tuple[str, int]:
-    epoch, seq = reply
+    epoch, seq = reply[:2]
     return epoch.decode("ascii"), int(seq)
 
 
 def _message(room: str, payload: bytes) -> Delivery | None:
     try:
-        kind, epoch, seq, time, name, text = json.loads(payload)
+        kind, epoch, seq, time, name, text, *rest = json.loads(payload)
+        sender, ref = rest if rest else ("", "")
     except (ValueError, TypeError):
         return None  # not ours: another program on the channel
-    return Delivery(room, text.encode("utf-8"), name, time, seq, epoch) if kind == "m" else None
+    if kind != "m":
+        return None
+    return Delivery(room, text.encode("utf-8"), name, time, seq, epoch, sender, ref or None)
 
 
 class RedisBroker:
@@ -320,6 +342,10 @@ class RedisBroker:
         self._watchers: list[tuple[str, Deferred[None]]] = []
         self._publisher = self._link(self._authenticate)
         self._subscriber = self._link(self._subscribe)
+        # The cluster's chat log (PostgreSQL): every numbered message also goes to the stream
+        # logStream, which each process's feed writes there (L{txchat.logfeed}).
+        self.archive: Archive | None = None
+        self.logStream = (self._prefix + "log").encode("ascii")
 
     def _link(self, prepare: Callable[[RedisConnection], Deferred[Any]]) -> _Link:
         return _Link(self._open, prepare, self._reactor, self._retryDelay, self._changed)
@@ -485,11 +511,12 @@ class RedisBroker:
         if failure.check(RedisError):
             _log.warn("Redis refused to subscribe to room {room}: {error}", room=room, error=str(failure.value))
 
-    def snapshot(self, room: str) -> Deferred[Snapshot | None]:
+    def snapshot(self, room: str, since: tuple[str, int] | None = None) -> Deferred[Snapshot | None]:
         """Read after the room's subscription is confirmed (the subscriber answers in order: a
         PING behind the SUBSCRIBE), so that every later message comes by the channel. The
         channel may still bring some the snapshot holds: the room's stream merges by number
-        (L{txchat.stream})."""
+        (L{txchat.stream}). With C{since} before what Redis keeps, the chat log fills the gap
+        when it holds all of it."""
         subscriber = self._subscriber.connection
         if subscriber is None or self._publisher.connection is None:
             return succeed(None)
@@ -504,7 +531,44 @@ class RedisBroker:
                 [int(self._config.presenceStale * 1000), self.process, self._newEpoch(), int(self._config.historyTtl)],
             ).addCallback(self._snapshotOf, room)
 
-        return subscriber.command(b"PING").addCallback(read)
+        d = subscriber.command(b"PING").addCallback(read)
+        if since is not None and self.archive is not None:
+            d.addCallback(self._reachBack, room, since)
+        return d
+
+    def _reachBack(self, snapshot: Snapshot | None, room: str, since: tuple[str, int]) -> Any:
+        """The snapshot with its history from C{since} on, out of the chat log, for a client
+        that resumes from before what Redis keeps."""
+        epoch, seq = since
+        if snapshot is None or snapshot.epoch != epoch or seq >= snapshot.seq:
+            return snapshot
+        kept = snapshot.history
+        first = (kept[0].seq or 0) if kept else snapshot.seq + 1
+        if first <= seq + 1 or snapshot.seq - seq > self._config.recoveryMax or self.archive is None:
+            return snapshot
+
+        def joined(older: list[Delivery] | None) -> Snapshot:
+            gap = [m for m in older or () if m.seq is not None and m.seq < first]
+            if not gap or gap[0].seq != seq + 1 or gap[-1].seq != first - 1:
+                return snapshot  # the log lacks some (not written yet, or deleted)
+            return Snapshot(snapshot.epoch, snapshot.seq, [*gap, *kept], snapshot.others, snapshot.ages)
+
+        return self.archive.after(room, epoch, seq, self._config.recoveryMax).addCallbacks(
+            joined, lambda _: snapshot)
+
+    def page(self, room: str, before: tuple[str, int] | None, limit: int) -> Deferred[Page]:
+        """From the chat log when the cluster keeps one; else from what Redis keeps."""
+        if self.archive is not None:
+            return self.archive.page(room, Head(*before) if before is not None else None, limit)
+        publisher = self._publisher.connection
+        if publisher is None:
+            return succeed(Page([], False))
+
+        def kept(history: list[bytes]) -> Page:
+            messages = [m for m in (_message(room, payload) for payload in history) if m is not None]
+            return pageOf(messages, before, limit)
+
+        return publisher.command(b"LRANGE", self._key(room, "history"), 0, -1).addCallback(kept)
 
     def _snapshotOf(self, reply: list[Any], room: str) -> Snapshot:
         epoch, seq, online, history = reply
@@ -554,10 +618,14 @@ class RedisBroker:
             _log.info("Redis publish backlog drained; {dropped} messages refused so far", dropped=self.dropped)
         room = message.room
         config = self._config
+        sender, ref = message.sender.encode("utf-8"), (message.ref or "").encode("utf-8")
+        # The ID's key: the sender's length first, so that no two (sender, ID) pairs share one.
+        sent = b"%ssent:%d:%s%s" % (self._prefix.encode("ascii"), len(sender), sender, ref)
         return _publish(
-            connection, [self._key(room, "meta"), self._key(room, "history")],
+            connection, [self._key(room, "meta"), self._key(room, "history"), sent, self.logStream],
             [self.channel(room), config.history, int(config.historyTtl), self._newEpoch(),
-             message.time, message.name.encode("utf-8"), message.text],
+             message.time, message.name.encode("utf-8"), message.text, sender, ref,
+             b"1" if self.archive is not None else b"0", room, int(SENT_FOR)],
         )
 
     def _publishFailed(self, failure: Failure) -> None:

@@ -90,8 +90,8 @@ class Room:
         """Send both batches; return the members dropped for a full backlog."""
         return self.plainMembers.flush() + self.v1Members.flush()
 
-    def joinLines(self, since: tuple[str, int] | None, kept: Sequence[Delivery]) -> list[bytes]:
-        return joinLines(self.stream, self.name, self.online, self.maxMessageSize, since, kept)
+    def joinLines(self, since: tuple[str, int] | None, kept: Sequence[Delivery], history: int) -> list[bytes]:
+        return joinLines(self.stream, self.name, self.online, self.maxMessageSize, since, kept, history)
 
 
 class RoomTable:

@@ -15,6 +15,7 @@ from twisted.internet.testing import MemoryReactorClock
 from tests.support.fakeredis import Link, dial
 from tests.support.memory import MemoryHub, Peer, V1Peer
 from txchat.broker import Deliver, Presence, Snapshot
+from txchat.chatlog import Page
 from txchat.config import Config
 from txchat.redisbroker import SNAPSHOT, RedisBroker
 from txchat.rooms import Delivery
@@ -58,10 +59,13 @@ class StubBroker:
     def keeps(self, room: str) -> bool:
         return False
 
+    def page(self, room: str, before: tuple[str, int] | None, limit: int) -> Deferred[Page]:
+        return succeed(Page([], False))
+
     def forget(self, room: str) -> None:
         pass
 
-    def snapshot(self, room: str) -> Deferred[Snapshot | None]:
+    def snapshot(self, room: str, since: tuple[str, int] | None = None) -> Deferred[Snapshot | None]:
         d: Deferred[Snapshot | None] = Deferred()
         self.snapshots.append((room, d))
         return d
