@@ -21,10 +21,15 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from txchat import wire
 from txchat.broker import NotPublished
+from txchat.chatlog import Page
 from txchat.roomapi import BrokerDown, RoomsFull, RoomView
 from txchat.wire import normalise
 
 _log = Logger()
+
+# Scrollback pages: messages in one, by default and at most.
+PAGE = 50
+MAX_PAGE = 200
 
 
 class Backend(Protocol):
@@ -33,6 +38,8 @@ class Backend(Protocol):
     def describe(self, roomName: str, since: int = 0) -> Deferred[RoomView]: ...
 
     def known(self) -> list[tuple[str, int]]: ...
+
+    def history(self, roomName: str, before: tuple[str, int] | None, limit: int) -> Deferred[Page]: ...
 
 
 class ApiError(Exception):
@@ -116,12 +123,30 @@ class Api(Resource):
             lambda view: _json({"room": view.room, "epoch": view.epoch, "seq": view.seq, "online": view.online}))
 
     def _history(self, request: Request, room: str) -> Deferred[bytes]:
-        raw = request.args.get(b"since", [b"0"])[0] if request.args else b"0"
+        args = request.args or {}
+        if b"before" in args or b"limit" in args:
+            return self._scrollback(room, args)
+        raw = args.get(b"since", [b"0"])[0]
         if not raw.isdigit():
             raise ApiError(400, "since: must be a message number (0 or more)")
         # The messages are txchat.v1 lines already: joined as they are, not parsed again.
         return self.rooms.describe(room, int(raw)).addCallback(
             lambda view: b'{"epoch":%s,"messages":[%s]}' % (_json(view.epoch), b",".join(view.lines)))
+
+    def _scrollback(self, room: str, args: dict[bytes, list[bytes]]) -> Deferred[bytes]:
+        """Older messages, across epochs, a page at a time (SPEC §16)."""
+        before = None
+        if b"before" in args:
+            try:
+                before = wire.since(args[b"before"][0], "before")
+            except wire.BadRequest as e:
+                raise ApiError(400, str(e)) from None
+        raw = args.get(b"limit", [b"%d" % PAGE])[0]
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+            raise ApiError(400, f"limit: must be a number from 1 to {MAX_PAGE}")
+        return self.rooms.history(room, before, int(raw)).addCallback(
+            lambda page: b'{"messages":[%s],"more":%s}' % (
+                b",".join(wire.withEpoch(m.line, m.epoch) for m in page.messages), _json(page.more)))
 
     def _post(self, request: Request, room: str) -> Deferred[bytes]:
         text, name = self._message(request)

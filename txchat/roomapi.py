@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, fail
 
+from txchat.chatlog import Page
 from txchat.stream import Delivery, Snapshot
 
 if TYPE_CHECKING:
@@ -70,6 +71,9 @@ class RoomApi:
             return RoomView(roomName, snapshot.epoch, snapshot.seq, here + sum(snapshot.others.values()), lines)
 
         return self.hub.broker.snapshot(roomName).addCallback(view)
+
+    def history(self, roomName: str, before: tuple[str, int] | None, limit: int) -> Deferred[Page]:
+        return self.hub.history(roomName, before, limit)
 
     def known(self) -> list[tuple[str, int]]:
         """(room, online) for every room this process knows."""

@@ -118,13 +118,18 @@ def displayName(raw: bytes) -> str:
     return name
 
 
-def since(raw: bytes) -> tuple[str, int]:
+def since(raw: bytes, what: str = "since") -> tuple[str, int]:
     """C{EPOCH:SEQ}: an opaque, non-empty epoch and a non-negative integer."""
     text = raw.decode("utf-8", "replace")
     epoch, colon, seq = text.rpartition(":")
     if not colon or not epoch or not _SEQ.match(seq):
-        raise BadRequest("since: must be EPOCH:SEQ, as the welcome line gives them")
+        raise BadRequest(f"{what}: must be EPOCH:SEQ, as the welcome line and the messages give them")
     return epoch, int(seq)
+
+
+def withEpoch(line: bytes, epoch: str | None) -> bytes:
+    """A message line with its stream's epoch, for scrollback that spans epochs (SPEC §16)."""
+    return line[:-1] + b',"epoch":' + json.dumps(epoch).encode() + b"}" if line.endswith(b"}") else line
 
 
 @dataclass(frozen=True)
