@@ -58,7 +58,7 @@ class Case:
     mode: str = ""  # "join-storm" or "abandon" (bench.loadgen only; see its docstring)
     serverArgs: tuple[str, ...] = ()
     go: str = ""  # the gorilla chat's figure as the shared Go yardstick gives it, for wsload runs
-    servers: tuple[str, ...] = ("txchat", "naive", "naive-prepared", "go")  # the kinds this case runs on
+    servers: tuple[str, ...] = ("txchat", "txchat-memory", "naive", "naive-prepared", "go")  # kinds it runs on
 
 
 CASES = [
@@ -165,8 +165,11 @@ class Servers:
                 node = Twistd(*LISTEN, *serverArgs, "--redis", self.redis.url, cwd=workdir, prefix=("taskset", "-c", "0"))
                 self.processes.append(node)
                 node.waitFor("connected to Redis")
-            elif kind == "txchat":
+            elif kind == "txchat":  # the default store: the chat log in SQLite
                 self.processes.append(Twistd(*LISTEN, *serverArgs, cwd=workdir, prefix=("taskset", "-c", "0")))
+            elif kind == "txchat-memory":  # no chat log: the numbers and history in memory only
+                self.processes.append(Twistd(*LISTEN, *serverArgs, "--store", "memory", cwd=workdir,
+                                             prefix=("taskset", "-c", "0")))
             elif kind == "go":
                 self.processes.append(GoChat(os.environ["GORILLA_CHAT_BIN"], workdir))
             else:
@@ -324,8 +327,8 @@ def describe(case: Case, m: dict[str, Any]) -> str:
 
 
 def table(options: argparse.Namespace, results: dict[str, Any], cases: list[Case]) -> str:
-    servers = [s for s in ("go", "txchat", "txchat-redis", "txchat-cluster", "txchat-cluster-core0", "naive",
-                           "naive-prepared")
+    servers = [s for s in ("go", "txchat", "txchat-memory", "txchat-redis", "txchat-cluster", "txchat-cluster-core0",
+                           "naive", "naive-prepared")
                if s in options.servers]
     header = ["case", *servers] + (["Go (shared table)"] if options.tool == "wsload" else [])
     rows = [header, ["---"] * len(header)]

@@ -1,0 +1,120 @@
+"""The chat log of one process (SPEC §16) with the installed ``twistd txchat``: SIGKILLed in the
+middle of the traffic and started again, it goes on with the same epoch and numbers, a v1
+client that resumes recovers exactly what it missed, and a join's history spans the restart."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from bench.processes import Twistd
+
+
+def freePort() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def v1(port: int, since: str | None = None) -> ClientConnection:
+    query = f"?since={since}" if since else ""
+    return connect(f"ws://127.0.0.1:{port}/ws/log{query}", subprotocols=["txchat.v1"])  # type: ignore[list-item]
+
+
+def lines(client: ClientConnection, count: int) -> list[dict[str, Any]]:
+    got: list[dict[str, Any]] = []
+    while len(got) < count:
+        frame = client.recv(timeout=10)
+        assert isinstance(frame, str)
+        got.extend(json.loads(line) for line in frame.split("\n"))
+    assert len(got) == count, got
+    return got
+
+
+def test_sigkill_mid_traffic_loses_nothing_seen_and_a_resuming_client_recovers_exactly(tmp_path: Path) -> None:
+    port = freePort()
+    options = ("--listen", f"tcp:{port}:interface=127.0.0.1", "--store", f"sqlite:{tmp_path / 'chat.sqlite3'}")
+    server = Twistd(*options, cwd=tmp_path)
+    try:
+        reader = v1(port)
+        (welcome,) = lines(reader, 1)
+        epoch = welcome["epoch"]
+        sender = v1(port)
+        lines(sender, 1)
+        for i in range(10):
+            sender.send(f"before {i}")
+        seen = lines(reader, 10)
+        reader.close()  # it has seen 1..10
+        assert [m["seq"] for m in seen] == list(range(1, 11))
+
+        # The sender goes on, and the server is killed while messages are on their way: every
+        # message any client saw must be in the log; what nobody saw may be lost.
+        echoed: list[dict[str, Any]] = []
+        done = threading.Event()
+
+        def read() -> None:
+            try:
+                while True:
+                    frame = sender.recv(timeout=10)
+                    assert isinstance(frame, str)
+                    echoed.extend(json.loads(line) for line in frame.split("\n"))
+            except (ConnectionClosed, TimeoutError, OSError):
+                done.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        for i in range(10, 400):
+            sender.send(f"during {i}")
+            if i == 200:
+                server.process.kill()
+                break
+        server.process.wait()
+        assert done.wait(15)
+        sawLast = max(m["seq"] for m in echoed if m["type"] == "message")
+        assert sawLast > 11, "the kill came mid-traffic"
+
+        server = Twistd(*options, cwd=tmp_path)
+        resumed = v1(port, f"{epoch}:10")
+        (again,) = lines(resumed, 1)
+        assert again["type"] == "welcome" and again["recovered"] is True and again["epoch"] == epoch
+        assert again["seq"] >= sawLast, "every message a client saw is in the log"
+        missed = lines(resumed, again["seq"] - 10)
+        assert [m["seq"] for m in missed] == list(range(11, again["seq"] + 1))
+        byNumber = {m["seq"]: m["text"] for m in echoed if m["type"] == "message"}
+        assert all(byNumber[m["seq"]] == m["text"] for m in missed if m["seq"] in byNumber)
+        resumed.send("after the restart")
+        (after,) = lines(resumed, 1)
+        assert (after["seq"], after["text"]) == (again["seq"] + 1, "after the restart")
+
+        joiner = v1(port)
+        joined = lines(joiner, 51)
+        assert joined[0]["epoch"] == epoch and joined[0].get("recovered") is None
+        assert [m["seq"] for m in joined[1:]] == list(range(after["seq"] - 49, after["seq"] + 1))
+        for client in (resumed, joiner):
+            client.close()
+    finally:
+        server.stop()
+
+
+def test_a_clean_restart_goes_on_too_and_the_default_store_is_in_the_working_directory(tmp_path: Path) -> None:
+    port = freePort()
+    listen = ("--listen", f"tcp:{port}:interface=127.0.0.1")
+    with Twistd(*listen, cwd=tmp_path) as server:
+        server.waitFor("txchat.sqlite3")
+        client = v1(port)
+        (welcome,) = lines(client, 1)
+        client.send("kept")
+        lines(client, 1)
+        client.close()
+    assert (tmp_path / "txchat.sqlite3").exists()
+    with Twistd(*listen, cwd=tmp_path):
+        client = v1(port, f"{welcome['epoch']}:0")
+        back = lines(client, 2)
+        assert back[0]["recovered"] is True and back[0]["epoch"] == welcome["epoch"]
+        assert (back[1]["seq"], back[1]["text"]) == (1, "kept")
+        client.close()
