@@ -138,7 +138,7 @@ class Api(Resource):
         before = None
         if b"before" in args:
             try:
-                before = wire.since(args[b"before"][0], "before")
+                before = wire.since(args[b"before"][0], "before: must be EPOCH:SEQ, a message's epoch and seq")
             except wire.BadRequest as e:
                 raise ApiError(400, str(e)) from None
         raw = args.get(b"limit", [b"%d" % PAGE])[0]

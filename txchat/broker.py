@@ -178,7 +178,7 @@ class MemoryBroker:
             if isinstance(known, Deferred):
                 return _follow(known)  # the first is being written: its number is the answer
             if known is not None:
-                return succeed((known[0], known[1]))
+                return succeed(None if known[1] is None else (known[0], known[1]))
         d: Deferred[tuple[str, int] | None] = Deferred()
         if message.ref is not None:
             self._sent.wait(message.sender, message.ref, d)
@@ -240,10 +240,8 @@ class MemoryBroker:
 
     def _hand(self, message: Delivery, waiter: Deferred[tuple[str, int] | None] | None) -> None:
         if message.ref is not None:
-            if message.seq is not None and message.epoch is not None:
-                self._sent.add(message.sender, message.ref, message.epoch, message.seq)
-            else:
-                self._sent.discard(message.sender, message.ref)
+            # (Unnumbered too: a resend of it is not delivered again, and is acked unnumbered.)
+            self._sent.add(message.sender, message.ref, message.epoch, message.seq)
         if self._deliver is not None:
             self._deliver(message)
         if waiter is not None:

@@ -37,7 +37,7 @@ from txchat.broker import Deliver, NotPublished, Presence, Snapshot, pageOf
 from txchat.config import Config
 from txchat.redisclient import RedisConnection, RedisError, connectRedis
 from txchat.chatlog import Archive, Head, Page
-from txchat.sent import SENT_FOR
+from txchat.sent import SENT_FOR, SentIds
 from txchat.stream import Delivery
 
 _log = Logger()
@@ -345,6 +345,7 @@ class RedisBroker:
         # The cluster's chat log (PostgreSQL): every numbered message also goes to the stream
         # logStream, which each process's feed writes there (L{txchat.logfeed}).
         self.archive: Archive | None = None
+        self._unnumbered = SentIds(reactor)  # sends delivered here while Redis was away
         self.logStream = (self._prefix + "log").encode("ascii")
 
     def _link(self, prepare: Callable[[RedisConnection], Deferred[Any]]) -> _Link:
@@ -595,6 +596,10 @@ class RedisBroker:
         self._send(message).addErrback(self._publishFailed)
 
     def post(self, message: Delivery) -> Deferred[tuple[str, int] | None]:
+        """A resend is known by Redis (its script) across processes; one that went out here
+        unnumbered, while Redis was away, only by this process."""
+        if message.ref is not None and self._unnumbered.get(message.sender, message.ref) is not None:
+            return succeed(None)
         return self._send(message).addCallback(lambda reply: None if reply is None else _numbered(reply))
 
     def _send(self, message: Delivery) -> Deferred[Any]:
@@ -603,6 +608,8 @@ class RedisBroker:
         if connection is None or not self.up:
             if self._deliver is not None:
                 self._deliver(message)  # an outage: this process's clients still chat, unnumbered
+            if message.ref is not None:
+                self._unnumbered.add(message.sender, message.ref, None, None)
             return succeed(None)
         if connection.pending >= self._backlog:
             self.dropped += 1

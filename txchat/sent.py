@@ -38,12 +38,9 @@ class SentIds:
     def wait(self, sender: str, ref: str, waiting: Any) -> None:
         self._put((sender, ref), waiting)
 
-    def add(self, sender: str, ref: str, epoch: str, seq: int) -> None:
+    def add(self, sender: str, ref: str, epoch: str | None, seq: int | None) -> None:
+        """Accepted: numbered, or (None, None) delivered unnumbered."""
         self._put((sender, ref), (epoch, seq))
-
-    def discard(self, sender: str, ref: str) -> None:
-        """The send went out unnumbered: a resend is a new send."""
-        self._known.pop((sender, ref), None)
 
     def clear(self) -> None:
         self._known.clear()

@@ -118,12 +118,12 @@ def displayName(raw: bytes) -> str:
     return name
 
 
-def since(raw: bytes, what: str = "since") -> tuple[str, int]:
+def since(raw: bytes, what: str = "since: must be EPOCH:SEQ, as the welcome line gives them") -> tuple[str, int]:
     """C{EPOCH:SEQ}: an opaque, non-empty epoch and a non-negative integer."""
     text = raw.decode("utf-8", "replace")
     epoch, colon, seq = text.rpartition(":")
     if not colon or not epoch or not _SEQ.match(seq):
-        raise BadRequest(f"{what}: must be EPOCH:SEQ, as the welcome line and the messages give them")
+        raise BadRequest(what)
     return epoch, int(seq)
 
 
