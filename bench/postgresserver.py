@@ -132,3 +132,11 @@ class PostgresServer:
         """Stop it and remove its directory."""
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    def database(self, name: str) -> str:
+        """A new, empty database C{name} owned by the test's role; its URL."""
+        import psycopg
+
+        with psycopg.connect(self.url(SUPERUSER, PASSWORD, "postgres"), autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}" OWNER {USER}')
+        return self.url(database=name)

@@ -170,7 +170,7 @@ class PostgresLog:
                                    f"({SCHEMA_VERSION})")
                 for number in range(version + 1, SCHEMA_VERSION + 1):
                     for statement in _STEPS[number - 1]:
-                        connection.execute(statement)  # type: ignore[arg-type]
+                        connection.execute(statement)
                     _log.info("chat log at {where}: schema version {number}", where=self.where, number=number)
                 if version < SCHEMA_VERSION:
                     connection.execute("DELETE FROM schema_version")
