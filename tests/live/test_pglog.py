@@ -37,7 +37,7 @@ async def log(postgresURL: str) -> AsyncIterator[PostgresLog]:  # noqa: F811
 
 def rows(url: str, query: str) -> list[tuple[object, ...]]:
     with psycopg.connect(url) as connection:
-        return connection.execute(query).fetchall()  # type: ignore[arg-type]
+        return connection.execute(query).fetchall()
 
 
 @pytest_twisted.ensureDeferred
