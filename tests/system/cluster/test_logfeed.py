@@ -86,7 +86,7 @@ def said(events: list[LogEvent], words: str) -> int:
 
 
 async def connection(redis: RedisServer) -> RedisConnection:
-    return cast(RedisConnection, await connectRedis(reactor, "127.0.0.1", redis.port, False, 5))
+    return await connectRedis(reactor, "127.0.0.1", redis.port, False, 5)
 
 
 async def add(redis: RedisConnection, room: str, seqs: range, epoch: str = "e1") -> None:
