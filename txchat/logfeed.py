@@ -218,11 +218,11 @@ class LogFeed:
 
     def _next(self, delay: float) -> None:
         """The next step after C{delay} seconds (unless one is in flight or the feed is paused)."""
+        if self._stopping or self._connection is None or self._busy is not None:
+            return  # (without a connection, the timer is the reconnection's)
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
-        if self._stopping or self._connection is None or self._busy is not None:
-            return
         if delay > 0:
             self.state = "idle"
             self._timer = self._clock.callLater(delay, self._step)
