@@ -138,6 +138,8 @@ async def catchup(reactor: Any, options: argparse.Namespace) -> dict[str, Any]:
                 break
             await task.deferLater(reactor, 0.01, lambda: None)
         done = time.perf_counter()
+        # The last acknowledgements are on the feeds' connections, unanswered: give them a moment.
+        await task.deferLater(reactor, 0.5, lambda: None)
         left = int(await raw.command(b"XLEN", STREAM))
         with psycopg.connect(url) as connection:
             rows = connection.execute("SELECT count(*), count(DISTINCT (room, seq)) FROM messages").fetchone()
