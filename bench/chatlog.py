@@ -92,7 +92,8 @@ async def paging(reactor: Any, options: argparse.Namespace) -> dict[str, Any]:
         with psycopg.connect(url) as connection:
             result["plan"] = "\n".join(row[0] for row in connection.execute(
                 "EXPLAIN (ANALYZE, BUFFERS) SELECT epoch, seq FROM messages WHERE room = 'big' AND NOT deleted "
-                "AND (ord, seq) < ((SELECT ord FROM epochs WHERE room = 'big' AND epoch = 'first'), 1001) "
+                "AND (ord, seq) < (coalesce((SELECT ord FROM epochs WHERE room = 'big' AND epoch = 'first'), "
+                "9223372036854775807), 1001) "
                 "ORDER BY ord DESC, seq DESC LIMIT 51"))
             result["table_mb"] = round(connection.execute(
                 "SELECT pg_total_relation_size('messages')").fetchone()[0] / 2**20)  # type: ignore[index]

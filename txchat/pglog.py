@@ -89,6 +89,7 @@ SCHEMA_VERSION = len(_STEPS)
 _LOCK = 0x7478636861746C67  # pg_advisory_xact_lock key: processes starting together upgrade one at a time
 
 _COLUMNS = "epoch, seq, time, name, text, sender, ref"
+_NEWEST = 2**63 - 1  # after every epoch's ord
 
 
 def reason(error: BaseException) -> str:
@@ -304,7 +305,9 @@ class PostgresLog:
 
     def page(self, room: str, before: Head | None, limit: int) -> Deferred[Page]:
         """Up to C{limit} messages older than C{before} (None: the newest), across epochs in the
-        order they were first written, oldest first; one index walk however far back."""
+        order they were first written, oldest first; one index walk however far back. An epoch
+        the log has not seen is newer than every one it has: its messages are still on their
+        way from Redis."""
 
         def page(connection: psycopg.Connection[Any]) -> Page:
             if before is None:
@@ -314,9 +317,9 @@ class PostgresLog:
             else:
                 rows = connection.execute(
                     f"SELECT {_COLUMNS} FROM messages WHERE room = %s AND NOT deleted AND (ord, seq) < "
-                    "((SELECT ord FROM epochs WHERE room = %s AND epoch = %s), %s) "
+                    "(coalesce((SELECT ord FROM epochs WHERE room = %s AND epoch = %s), %s), %s) "
                     "ORDER BY ord DESC, seq DESC LIMIT %s",
-                    (room, room, before.epoch, before.seq, limit + 1)).fetchall()
+                    (room, room, before.epoch, _NEWEST, before.seq, limit + 1)).fetchall()
             more = len(rows) > limit
             return Page([_delivery(room, row) for row in reversed(rows[:limit])], more)
 
