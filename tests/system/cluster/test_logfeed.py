@@ -9,6 +9,7 @@ from typing import Any, AsyncIterator, Iterator, Sequence, cast
 import psycopg
 import pytest
 import pytest_twisted
+from prometheus_client import generate_latest
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.threads import deferToThread
@@ -19,6 +20,7 @@ from bench.redisserver import RedisServer
 from tests.support.live import within
 from tests.support.postgres import postgresServer, postgresURL  # noqa: F401  (fixtures)
 from txchat.logfeed import GROUP, STREAM, LogFeed, LogFeedService
+from txchat.metrics import Metrics
 from txchat.pglog import PostgresLog
 from txchat.redisclient import RedisConnection, connectRedis
 from txchat.stream import Delivery
@@ -190,7 +192,8 @@ async def test_postgresql_down_for_a_while_everything_written_once_outage_logged
     try:
         url = server.database("outage")
         log = WatchedLog(await PostgresLog.connect(url, reactor))
-        a = await feed(redis, log, "a", retryDelay=lambda attempt: 0.3)
+        metrics = Metrics()
+        a = await feed(redis, log, "a", retryDelay=lambda attempt: 0.3, metrics=metrics)
         b = await feed(redis, log, "b", retryDelay=lambda attempt: 0.3, claimIdle=1.0, claimEvery=0.3)
         raw = await connection(redis)
         await add(raw, "lobby", range(1, 201))
@@ -200,6 +203,9 @@ async def test_postgresql_down_for_a_while_everything_written_once_outage_logged
         await log.until("failed", 8)  # retried, and the retries fail while it is down
         assert not a.logUp or not b.logUp
         assert a.waiting + b.waiting > 0, "the metric counts what waits"
+        scraped = generate_latest(metrics.registry).decode()
+        assert f"txchat_log_waiting {float(a.waiting)}" in scraped
+        assert f"txchat_log_up {1.0 if a.logUp else 0.0}" in scraped
         await deferToThread(server.start)
         await log.until("new", 1200)
         await DeferredList([a.stop(), b.stop()])
