@@ -14,6 +14,7 @@ import os
 import pwd
 import random
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -127,6 +128,31 @@ class PostgresServer:
         done = self._run(str(self.bin / "pg_ctl"), "stop", "-w", "-t", "60", "-m", mode, "-D", str(self.data))
         if done.returncode and self.pid is not None:
             raise RuntimeError("pg_ctl stop failed:\n" + done.stdout + done.stderr)
+
+    def _processes(self) -> list[int]:
+        """The postmaster and its children (the backends, the background workers)."""
+        pid = self.pid
+        if pid is None:
+            return []
+        found = [pid]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(stat.parent.name))
+        return found
+
+    def pause(self) -> None:
+        """SIGSTOP to every process of the server: silent, its connections open, as a server
+        that hangs (the kernel still acknowledges what is sent to it)."""
+        for pid in self._processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        for pid in self._processes():
+            os.kill(pid, signal.SIGCONT)
 
     def destroy(self) -> None:
         """Stop it and remove its directory."""

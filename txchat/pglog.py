@@ -19,11 +19,14 @@ the message back; and recovery can tell a deleted number from a missing one.
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any, Callable, Sequence, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
@@ -114,22 +117,35 @@ def _delivery(room: str, row: tuple[Any, ...]) -> Delivery:
     return Delivery(room, text.encode("utf-8"), name, time, seq, epoch, sender, ref)
 
 
+class _Call:
+    """One call on the log's thread, for its deadline."""
+
+    def __init__(self) -> None:
+        self.timer: IDelayedCall | None = None
+        self.done = False
+        self.cut = False
+
+
 class PostgresLog:
     """The log in PostgreSQL; every call returns a Deferred and runs on the log's own thread.
 
     @param url: a libpq URL or conninfo string (C{postgresql://user:password@host:port/db}).
-    @param reactor: an C{IReactorThreads} (and C{IReactorCore}): where results are delivered.
+    @param reactor: an C{IReactorThreads} (and C{IReactorCore}, C{IReactorTime}): where
+        results are delivered.
+    @param timeout: how long a call may wait for PostgreSQL before its connection counts as
+        lost (0: as long as TCP does).
     """
 
     durable = True
 
-    def __init__(self, url: str, reactor: Any) -> None:
+    def __init__(self, url: str, reactor: Any, timeout: float = 15.0) -> None:
         try:
             params = conninfo_to_dict(url)
         except psycopg.Error as e:
             raise LogError(f"not a PostgreSQL URL: {reason(e)}") from None
         self._params = {**_DEFAULTS, **{k: str(v) for k, v in params.items() if v is not None}}
         self._reactor = reactor
+        self.timeout = timeout
         self._pool: ThreadPool | None = None
         self._trigger: Any = None
         self._connection: psycopg.Connection[Any] | None = None
@@ -138,10 +154,10 @@ class PostgresLog:
     # -- opening and closing ---------------------------------------------------------------
 
     @classmethod
-    def connect(cls, url: str, reactor: Any) -> Deferred[PostgresLog]:
+    def connect(cls, url: str, reactor: Any, timeout: float = 15.0) -> Deferred[PostgresLog]:
         """Open the log (connect, create or upgrade the schema); fails fast with L{LogError}
         and a short reason, for a one-line start-up error."""
-        log = cls(url, reactor)
+        log = cls(url, reactor, timeout)
 
         def failed(failure: Any) -> Any:
             return log.close().addCallback(lambda _: failure)
@@ -149,9 +165,9 @@ class PostgresLog:
         return log.open().addCallbacks(lambda _: log, failed)
 
     @classmethod
-    def connectNow(cls, url: str, reactor: Any) -> PostgresLog:
+    def connectNow(cls, url: str, reactor: Any, timeout: float = 15.0) -> PostgresLog:
         """L{connect} blocking the calling thread: for start-up before the reactor runs."""
-        log = cls(url, reactor)
+        log = cls(url, reactor, timeout)
         log._open()
         return log
 
@@ -227,20 +243,60 @@ class PostgresLog:
             self._trigger = self._reactor.addSystemEventTrigger("during", "shutdown", self._stopPool)
         return deferToThreadPool(self._reactor, self._pool, f, *args)
 
-    def _run(self, f: Callable[..., T], *args: Any) -> Deferred[T]:
+    def _run(self, f: Callable[..., T], *args: Any, deadline: float | None = None) -> Deferred[T]:
         """C{f(connection, *args)} on the thread, connected again if the connection was lost;
-        a failure is a L{LogError} with a short reason (and a lost connection is dropped)."""
+        a failure is a L{LogError} with a short reason (and a lost connection is dropped).
+
+        A call that PostgreSQL leaves unanswered for C{deadline} seconds (by default the log's
+        C{timeout}) from when it began ends the connection, as a lost one: a server that hangs,
+        or a path that holds packets without dropping them, would otherwise hold the log's
+        only thread for as long as TCP waits, which is forever while the peer's kernel still
+        acknowledges."""
+        limit = self.timeout if deadline is None else deadline
 
         def run() -> T:
             connection = self._connect()
+            call = _Call()
+            if limit > 0:
+                self._reactor.callFromThread(self._arm, call, connection, limit)
             try:
                 return f(connection, *args)
             except psycopg.Error as e:
                 if connection.closed or connection.broken or isinstance(e, psycopg.OperationalError):
                     self._drop()
+                if call.cut:
+                    raise LogError(f"no answer from PostgreSQL for {limit:g}s") from None
                 raise LogError(reason(e)) from None
+            finally:
+                if limit > 0:
+                    self._reactor.callFromThread(self._disarm, call)
 
         return self._call(run)
+
+    def _arm(self, call: _Call, connection: psycopg.Connection[Any], limit: float) -> None:
+        if not call.done:
+            call.timer = self._reactor.callLater(limit, self._cut, call, connection)
+
+    def _disarm(self, call: _Call) -> None:
+        call.done = True
+        if call.timer is not None and call.timer.active():
+            call.timer.cancel()
+
+    def _cut(self, call: _Call, connection: psycopg.Connection[Any]) -> None:
+        """End the connection under the thread's feet: shutting its socket down (through a
+        duplicate of its descriptor, so that nothing is closed under libpq) makes the call
+        waiting on it fail at once."""
+        call.cut = True
+        try:
+            duplicate = socket.socket(fileno=os.dup(connection.pgconn.socket))
+        except (OSError, psycopg.Error):
+            return  # already gone
+        try:
+            duplicate.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        finally:
+            duplicate.close()
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -299,7 +355,7 @@ class PostgresLog:
         def prune(connection: psycopg.Connection[Any]) -> int:
             return connection.execute("DELETE FROM messages WHERE time < %s", (olderThan,)).rowcount
 
-        return self._run(prune)
+        return self._run(prune, deadline=0)  # (a long first prune is no outage)
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from twisted.internet import reactor
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 
 from bench.postgresserver import PostgresServer
+from tests.support.live import within
 from tests.support.postgres import postgresServer, postgresURL  # noqa: F401  (fixtures)
 from txchat.chatlog import Head, LogError
 from txchat.pglog import SCHEMA_VERSION, PostgresLog
@@ -211,5 +212,25 @@ async def test_a_log_whose_server_restarted_reconnects_by_itself(postgresURL: st
             await log.write([message(2)])
         postgresServer.start()
         assert await log.write([message(2)]) == 1
+    finally:
+        await log.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_server_that_hangs_is_a_lost_connection_after_the_timeout(postgresURL: str,  # noqa: F811
+                                                                         postgresServer: PostgresServer) -> None:  # noqa: F811
+    log = await PostgresLog.connect(postgresURL, reactor, timeout=1.0)
+    try:
+        await log.write([message(1)])
+        postgresServer.pause()
+        try:
+            began = reactor.seconds()
+            with pytest.raises(LogError, match="no answer from PostgreSQL for 1s"):
+                await within(log.write([message(2)]), 10)
+            assert reactor.seconds() - began < 5
+        finally:
+            postgresServer.resume()
+        assert await log.write([message(2)]) == 1, "connected again"
+        assert numbers((await log.page("lobby", None, 5)).messages) == [("e1", 1), ("e1", 2)]
     finally:
         await log.close()
