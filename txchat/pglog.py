@@ -268,6 +268,7 @@ class PostgresLog:
                     raise LogError(f"no answer from PostgreSQL for {limit:g}s") from None
                 raise LogError(reason(e)) from None
             finally:
+                call.done = True  # (seen by a _cut already under way on the reactor)
                 if limit > 0:
                     self._reactor.callFromThread(self._disarm, call)
 
@@ -278,7 +279,6 @@ class PostgresLog:
             call.timer = self._reactor.callLater(limit, self._cut, call, connection)
 
     def _disarm(self, call: _Call) -> None:
-        call.done = True
         if call.timer is not None and call.timer.active():
             call.timer.cancel()
 
@@ -286,6 +286,8 @@ class PostgresLog:
         """End the connection under the thread's feet: shutting its socket down (through a
         duplicate of its descriptor, so that nothing is closed under libpq) makes the call
         waiting on it fail at once."""
+        if call.done:
+            return  # answered meanwhile: the connection may be the next call's now
         call.cut = True
         try:
             duplicate = socket.socket(fileno=os.dup(connection.pgconn.socket))
