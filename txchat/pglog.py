@@ -168,7 +168,11 @@ class PostgresLog:
     def connectNow(cls, url: str, reactor: Any, timeout: float = 15.0) -> PostgresLog:
         """L{connect} blocking the calling thread: for start-up before the reactor runs."""
         log = cls(url, reactor, timeout)
-        log._open()
+        try:
+            log._open()
+        except LogError:
+            log._drop()
+            raise
         return log
 
     def open(self) -> Deferred[None]:
