@@ -3,7 +3,7 @@ that goes on across restarts, a log that cannot be written, resends, recovery an
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -42,8 +42,8 @@ def say(text: bytes, room: str = "r", sender: str = "a:someone-1", ref: str | No
     return Delivery(room, text, "Ada", 1000, sender=sender, ref=ref)
 
 
-def answer(d: Deferred[object]) -> object:
-    got: list[object] = []
+def answer(d: Deferred[Any]) -> Any:
+    got: list[Any] = []
     d.addBoth(got.append)
     (result,) = got
     return result
@@ -114,7 +114,7 @@ def test_a_batch_the_log_refuses_goes_out_unnumbered_and_its_numbers_are_given_a
     broker.publish(say(b"lost too"))
     clock.advance(0)
     assert [(d.text, d.seq) for d in delivered] == [(b"kept", 1), (b"lost", None), (b"lost too", None)]
-    assert answer(posted) is None and broker.unlogged == 2  # type: ignore[arg-type]
+    assert answer(posted) is None and broker.unlogged == 2
     log.failing = False
     broker.publish(say(b"back"))
     clock.advance(0)
@@ -135,13 +135,13 @@ def test_a_resend_is_answered_with_the_first_number_and_not_delivered_even_in_fl
     other = broker.post(say(b"twice", sender="a:someone-2", ref="id-1"))
     clock.advance(0)
     epoch = delivered[0].epoch
-    assert [answer(d) for d in (first, inFlight, later, other)] == [(epoch, 1), (epoch, 1), (epoch, 1), (epoch, 2)]  # type: ignore[arg-type]
+    assert [answer(d) for d in (first, inFlight, later, other)] == [(epoch, 1), (epoch, 1), (epoch, 1), (epoch, 2)]
     assert [d.text for d in delivered] == [b"once", b"twice"]
     broker.stop()
     again, clock2, after = started(log, Clock())
     resent = again.post(Delivery("r", b"once", "Ada", 1000, sender="a:someone-1", ref="id-1"))
     clock2.advance(0)
-    assert answer(resent) == (epoch, 1) and after == []  # type: ignore[arg-type]
+    assert answer(resent) == (epoch, 1) and after == []
     again.stop()
 
 
@@ -174,10 +174,10 @@ def test_scrollback_pages_back_across_epochs_from_the_log() -> None:
     clock2.advance(0)
     assert after[0].epoch != delivered[0].epoch
     page = answer(again.page("r", None, 1))
-    assert [(m.text, m.epoch) for m in page.messages] == [(b"new", after[0].epoch)] and page.more  # type: ignore[attr-defined]
+    assert [(m.text, m.epoch) for m in page.messages] == [(b"new", after[0].epoch)] and page.more
     assert after[0].epoch is not None
     older = answer(again.page("r", (after[0].epoch, 1), 10))
-    assert [(m.text, m.epoch) for m in older.messages] == [(b"old", delivered[0].epoch)] and not older.more  # type: ignore[attr-defined]
+    assert [(m.text, m.epoch) for m in older.messages] == [(b"old", delivered[0].epoch)] and not older.more
     again.stop()
 
 
