@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from txchat import memory
 from txchat.autobahn_internals import framedText, protocolWithOptions, useClock
 from txchat.broker import Broker, MemoryBroker
+from txchat.chatlog import ChatLog
 from txchat.config import Config
 from txchat.gate import Claim, Gate
 from txchat.limits import ConnectionLimits, RateLimits, TrustedProxies
@@ -48,14 +49,17 @@ class ChatHub(WebSocketServerFactory):
 
     def __init__(
         self, config: Config, reactor: IReactorTime, broker: Broker | None = None,
-        giveBack: Callable[[], None] = lambda: None,
+        giveBack: Callable[[], None] = lambda: None, log: ChatLog | None = None,
     ) -> None:
         """
         @param giveBack: called after rooms have expired, to return their memory to the system
             (L{txchat.memory.giveBack}), at most every C{memory.INTERVAL} seconds.
+        @param log: the chat log (SPEC §16), opened and closed by its owner
+            (L{txchat.logservice.LogService}); None: none is kept.
         """
         super().__init__(reactor=reactor)
         self.config = config
+        self.log = log
         self.clock = reactor
         self.metrics = Metrics()
         self.gate: Gate[Room] = Gate(

@@ -17,9 +17,22 @@ from txchat.config import Config
 from txchat.hub import HubService
 from txchat.limits import FILES_HELD_BACK, connectionsWithin
 from txchat.listener import Listener
+from txchat.logservice import LogService
 from txchat.logtext import LogText
 from txchat.protocol import ChatProtocol
 from txchat.tap import YOUNG_COLLECTION_THRESHOLD, Options, makeService
+
+
+@pytest.fixture(autouse=True)
+def inTemporaryDirectory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """makeService opens the default store, ./txchat.sqlite3: here, not in the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
+def hubServices(service: MultiService) -> list[HubService]:
+    return [c for c in service if isinstance(c, HubService)] + [
+        h for c in service if isinstance(c, LogService) for h in hubServices(c)
+    ]
 
 
 def parse(*args: str) -> Options:
@@ -150,8 +163,9 @@ def test_make_service_listens_where_asked_and_stops_the_hub_last() -> None:
     reactor = MemoryReactorClock()
     service = makeService(parse("--listen", "tcp:9001:interface=127.0.0.1", "--listen", "tcp:9002"), reactor)
     assert isinstance(service, MultiService)
-    children = [c for c in service if isinstance(c, (HubService, Listener))]
-    assert isinstance(children[0], HubService)
+    children = [c for c in service if isinstance(c, (LogService, Listener))]
+    # The hub within the log's service: the log closes after the hub has stopped.
+    assert isinstance(children[0], LogService) and [type(c) for c in children[0]] == [HubService]
     assert all(isinstance(c, Listener) for c in children[1:]) and len(children) == 3
     service.privilegedStartService()
     service.startService()
@@ -165,20 +179,21 @@ def test_metrics_get_their_own_endpoint_and_only_when_asked() -> None:
     makeService(parse("--listen", "tcp:9001"), reactor).startService()
     assert [port for port, *_ in reactor.tcpServers] == [9001]
     reactor = MemoryReactorClock()
-    makeService(parse("--listen", "tcp:9001", "--metrics-listen", "tcp:9100:interface=127.0.0.1"), reactor).startService()
+    makeService(parse("--listen", "tcp:9001", "--metrics-listen", "tcp:9100:interface=127.0.0.1", "--store", "memory"),
+                reactor).startService()
     assert [(port, interface) for port, _, _, interface in reactor.tcpServers] == [(9001, ""), (9100, "127.0.0.1")]
 
 
 def test_the_hub_builds_chat_connections() -> None:
     service = makeService(parse("--listen", "tcp:9001"), MemoryReactorClock())
     assert isinstance(service, MultiService)
-    (hubService,) = [c for c in service if isinstance(c, HubService)]
+    (hubService,) = hubServices(service)
     assert isinstance(hubService.hub.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1)), ChatProtocol)
 
 
 def test_twistd_logging_to_stdout_gets_logtext_as_its_applications_observer() -> None:
     """twistd asks the application for an ILogObserver before it makes its own."""
-    options = parse("--listen", "tcp:9001")
+    options = parse("--listen", "tcp:9001", "--store", "memory")
     options.parent = cast(Any, {"nodaemon": True, "logfile": None})  # twistd -n: its lines to standard output
     application = Application("txchat")
     makeService(options, MemoryReactorClock()).setServiceParent(application)
