@@ -37,7 +37,7 @@ class _Stream:
         self.seq = 0  # the newest number written in it (deleted ones too)
         self.seqs: list[int] = []  # the numbers here, ascending
         self.ids: dict[int, int] = {}  # number -> message id
-        self.deleted: dict[int, int] = {}  # number -> time, of each message deleted
+        self.deleted: dict[int, int] = {}  # number -> time, of each message deleted (kept when pruned)
 
 
 class MemoryLog:
@@ -50,7 +50,7 @@ class MemoryLog:
         self._reads: dict[tuple[str, str], Head] = {}
         self._lastId = 0
         self._lastStream = 0
-        # No message or deletion mark older than this (a prune before it has nothing to do).
+        # No message older than this (a prune before it has nothing to do).
         self._oldest: float = _UNKNOWN
 
     def heads(self) -> dict[str, Head]:
@@ -179,10 +179,6 @@ class MemoryLog:
             for message in room.messages.values():
                 if message.time < oldest:
                     oldest = message.time
-        for stream in self._streams.values():
-            if stream.deleted:
-                stream.deleted = {seq: time for seq, time in stream.deleted.items() if time >= olderThan}
-                oldest = min(oldest, *stream.deleted.values(), _UNKNOWN)
         self._oldest = oldest
         return pruned
 
