@@ -19,7 +19,9 @@ from txchat.limits import FILES_HELD_BACK, connectionsWithin
 from txchat.listener import Listener
 from txchat.logservice import LogService
 from txchat.logtext import LogText
+from txchat.memorylog import MemoryLog
 from txchat.protocol import ChatProtocol
+from txchat.sqlitelog import SqliteLog
 from txchat.tap import YOUNG_COLLECTION_THRESHOLD, Options, makeService
 
 
@@ -125,6 +127,10 @@ def test_repeatable_allowed_origin_and_redis() -> None:
         (["--handshake-timeout", "0"], "--handshake-timeout"),
         (["--token-secret", "x"], "--token-secret"),
         (["--token-secret", "é" * 15 + "x"], "--token-secret"),  # 31 bytes, 16 characters
+        (["--store", "txchat.sqlite3"], "--store"),
+        (["--store", "sqlite:"], "--store"),
+        (["--retention", "-1"], "--retention"),
+        (["--recovery-max", "-1"], "--recovery-max"),
     ],
 )
 def test_bad_values_give_one_line_naming_the_option(args: list[str], option: str) -> None:
@@ -215,3 +221,36 @@ def test_the_started_service_makes_the_cyclic_collector_run_less_often() -> None
     finally:
         gc.set_threshold(*before)
         gc.unfreeze()
+
+
+def test_the_chat_log_options_reach_config() -> None:
+    config = parse("--store", "sqlite:/var/lib/txchat/log.sqlite3", "--retention", "30", "--recovery-max", "5000").config()
+    assert (config.store, config.retention, config.recoveryMax) == ("sqlite:/var/lib/txchat/log.sqlite3", 30, 5000)
+    assert (parse().config().store, parse().config().retention, parse().config().recoveryMax) == (None, 0, 1000)
+
+
+def test_with_no_options_the_log_is_txchat_sqlite3_in_the_working_directory(tmp_path: Path) -> None:
+    service = makeService(parse("--listen", "tcp:9001"), MemoryReactorClock())
+    assert isinstance(service, MultiService)
+    (hubService,) = hubServices(service)
+    assert isinstance(hubService.hub.log, SqliteLog) and (tmp_path / "txchat.sqlite3").exists()
+    service.startService()
+    service.stopService()
+    again = SqliteLog("txchat.sqlite3")  # closed at stop: another may open it
+    again.close()
+
+
+def test_with_redis_and_no_store_the_log_is_in_memory(tmp_path: Path) -> None:
+    service = makeService(parse("--listen", "tcp:9001", "--redis", "redis://127.0.0.1:1"), MemoryReactorClock())
+    assert isinstance(service, MultiService)
+    (hubService,) = hubServices(service)
+    assert isinstance(hubService.hub.log, MemoryLog) and not (tmp_path / "txchat.sqlite3").exists()
+
+
+def test_a_store_that_cannot_be_opened_stops_make_service_before_it_listens(tmp_path: Path) -> None:
+    (tmp_path / "notes").write_text("not a database\n" * 50)
+    reactor = MemoryReactorClock()
+    with pytest.raises(SystemExit) as e:
+        makeService(parse("--listen", "tcp:9001", "--store", "sqlite:notes"), reactor)
+    assert str(e.value) == "twistd txchat: error: --store: notes: not a SQLite database"
+    assert reactor.tcpServers == []
