@@ -59,15 +59,15 @@ def bootId() -> str:
 _STEPS: list[list[str]] = [
     [
         # Streams (room and epoch) in the order they began; seq is the newest number written
-        # in it, deleted messages too, so that numbering goes on after a delete.
+        # in it, deleted messages too, so that numbering goes on after a delete. Never deleted.
+        # Ids here and in messages are row ids, each one more than the largest (no AUTOINCREMENT,
+        # whose bookkeeping is one more page to write per commit): so they are write order.
         """CREATE TABLE streams (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            id INTEGER PRIMARY KEY,
             room TEXT NOT NULL, epoch TEXT NOT NULL, seq INTEGER NOT NULL,
             UNIQUE (room, epoch))""",
-        # AUTOINCREMENT: an id is never reused, even after the newest rows are deleted, so
-        # ids are write order and the run's horizon stays true.
         """CREATE TABLE messages (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            id INTEGER PRIMARY KEY,
             room TEXT NOT NULL, epoch TEXT NOT NULL, seq INTEGER NOT NULL,
             time INTEGER NOT NULL, name TEXT NOT NULL, text TEXT NOT NULL,
             sender TEXT NOT NULL, ref TEXT,
@@ -281,12 +281,12 @@ class SqliteLog:
             return
 
         def write(db: sqlite3.Connection) -> None:
-            db.executemany("INSERT OR IGNORE INTO streams (room, epoch, seq) VALUES (?, ?, 0)", streams)
-            db.executemany(_INSERT, rows)
             db.executemany(
-                "UPDATE streams SET seq = max(seq, ?) WHERE room = ? AND epoch = ?",
-                [(seq, room, epoch) for (room, epoch), seq in streams.items()],
+                "INSERT INTO streams (room, epoch, seq) VALUES (?, ?, ?)"
+                " ON CONFLICT (room, epoch) DO UPDATE SET seq = max(seq, excluded.seq)",
+                [(room, epoch, seq) for (room, epoch), seq in streams.items()],
             )
+            db.executemany(_INSERT, rows)
 
         self._write(write)
 
