@@ -188,6 +188,7 @@ _operations = st.lists(
         st.tuples(st.just("delete"), _rooms, _epochs, _seqs),
         st.tuples(st.just("deleteKept"), st.integers(0, 50)),  # the n-th message kept
         st.tuples(st.just("again"), st.integers(0, 50)),  # the n-th message appended, appended again
+        st.tuples(st.just("restart")),  # the SQLite log closed and opened again
         st.tuples(st.just("prune"), st.integers(0, 6)),
         st.tuples(st.just("read"), st.sampled_from(["u:1", "u:2"]), _rooms, _epochs, _seqs),
     ),
@@ -217,6 +218,10 @@ def test_both_stores_answer_alike_and_pages_walk_the_whole_log(
                     if not appended:
                         continue
                     kind, args = "append", [[appended[args[0] % len(appended)]]]  # type: ignore[operator]
+                if kind == "restart":
+                    logs[1].close()
+                    logs[1] = makeLog(KINDS[1], Path(directory))
+                    continue
                 if kind == "append":
                     appended.extend(args[0])  # type: ignore[arg-type]
                 answers: list[object] = []
