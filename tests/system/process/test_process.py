@@ -168,6 +168,7 @@ def test_help_documents_every_option_with_its_default(tmp_path: Path) -> None:
         ("--port", "8080"), ("--interface", None), ("--listen", None), ("--max-message-size", "512"),
         ("--send-queue", "256"), ("--ping-interval", "54"), ("--pong-timeout", "60"),
         ("--write-timeout", "10"), ("--allowed-origin", None), ("--redis", None), ("--redis-timeout", "3.0"),
+        ("--store", None), ("--retention", "0"), ("--recovery-max", "1000"),
     ]:
         assert option in text
         if default:
