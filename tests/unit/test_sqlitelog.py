@@ -3,6 +3,7 @@ file, and the errors that stop start-up or that the broker goes on past."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -198,3 +199,29 @@ def test_the_indexes_serve_each_question(tmp_path: Path) -> None:
         "SELECT epoch, seq FROM messages WHERE sender = ? AND ref = ? AND time >= ? ORDER BY id LIMIT 1", "a", "x", 0)
     assert "messages_by_time (time<?)" in plan("DELETE FROM messages WHERE time < ?", 5)
     db.close()
+
+
+def test_a_log_used_before_a_fork_is_used_by_the_child_with_its_own_connection(tmp_path: Path) -> None:
+    # twistd daemonises after makeService: a connection must not cross the fork.
+    log = opened(tmp_path / "log.sqlite3")
+    log.append([message("r", "A", 1)])  # a connection, opened before the fork
+    inherited = log._connection
+    assert inherited is not None
+    child = os.fork()
+    if child == 0:  # the child's outcome is its exit status; it never returns to pytest
+        code = 1
+        try:
+            log.append([message("r", "A", 2)])
+            code = 0 if [m.seq for m in log.page("r", None, 5).messages] == [1, 2] else 2
+            if log._connection is inherited or inherited not in sqlitelog._forsaken:
+                code = 3  # the child used the parent's connection, or would close it
+            log.close()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    db = sqlite3.connect(tmp_path / "log.sqlite3")
+    assert db.execute("SELECT seq FROM messages ORDER BY id").fetchall() == [(1,), (2,)]
+    assert db.execute("SELECT clean FROM run").fetchone() == (1,)
+    db.close()
+    log.close()
