@@ -203,7 +203,10 @@ class SqliteLog:
     def __init__(self, path: str, bootId: Callable[[], str] = bootId) -> None:
         """Take the file for this process, create or upgrade its schema, and record the run;
         L{StoreError} (with a short reason) when any of that cannot be done."""
-        self.path = path
+        self.path = path  # as given, for what is said
+        # Where it is, for connecting later: twistd may change directory (--rundir) after
+        # makeService and before the first use.
+        self._file = os.path.abspath(path)
         self._lockFd = _lock(path)
         self._boot = bootId()
         try:
@@ -231,7 +234,7 @@ class SqliteLog:
             if connection is not None:
                 _forsaken.append(connection)
             try:
-                connection = self._connection = _connect(self.path)
+                connection = self._connection = _connect(self._file)
             except sqlite3.Error as e:
                 raise LogError(f"{self.path}: {_reason(e)}") from None
             self._pid = os.getpid()
@@ -411,7 +414,7 @@ class SqliteLog:
             else:
                 if self._connection is not None:
                     _forsaken.append(self._connection)
-                connection = _connect(self.path)
+                connection = _connect(self._file)
                 try:
                     _mark(connection, 1, self._boot, self._horizon)
                 finally:

@@ -225,3 +225,17 @@ def test_a_log_used_before_a_fork_is_used_by_the_child_with_its_own_connection(t
     assert db.execute("SELECT clean FROM run").fetchone() == (1,)
     db.close()
     log.close()
+
+
+def test_a_relative_path_stays_where_it_was_opened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # twistd --rundir changes directory after makeService has opened the log.
+    (tmp_path / "run").mkdir()
+    monkeypatch.chdir(tmp_path)
+    log = SqliteLog("log.sqlite3", bootId=lambda: "boot-1")
+    monkeypatch.chdir(tmp_path / "run")
+    log.append([message("r", "A", 1)])
+    log.close()
+    assert not (tmp_path / "run" / "log.sqlite3").exists()
+    again = opened(tmp_path / "log.sqlite3")
+    assert again.heads() == {"r": Head("A", 1)}
+    again.close()
