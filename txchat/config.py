@@ -46,6 +46,8 @@ class Config:
     maxRooms: int = 10000
     history: int = 50
     historyTtl: float = 86400.0
+    # Recovery with since reaches back into the chat log for at most this many messages.
+    recoveryMax: int = 1000
     # Signed identities (docs/integration.md): an HS256 secret, or
     # an RSA or EC P-256 public key in PEM. Neither: anyone may connect, with the name they give.
     tokenSecret: str | None = None
@@ -69,11 +71,10 @@ class Config:
     # process leaves `online` within presenceStale + 2 s (txchat.presence says why).
     presenceRefresh: float = 5.0
     presenceStale: float = 20.0
-    # The chat log (SPEC §16): where (None: L{DEFAULT_STORE}, or memory with --redis), for how
-    # many days (0: forever), and how many messages a reconnect may recover from it.
+    # The chat log (SPEC §16): where (None: L{DEFAULT_STORE}, or memory with --redis), and for
+    # how many days (0: forever).
     store: str | None = None
     retention: float = 0.0
-    recoveryMax: int = 1000
 
     @property
     def storeURL(self) -> str:
