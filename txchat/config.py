@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_PORT = 8080
+# The chat log of one process, relative to the working directory (as twistd.pid and
+# twistd.log are); with --redis, the default is to keep none (Redis keeps the history window).
+DEFAULT_STORE = "sqlite:txchat.sqlite3"
+MEMORY_STORE = "memory"
 
 
 @dataclass(frozen=True)
@@ -67,3 +71,14 @@ class Config:
     # process leaves `online` within presenceStale + 2 s (txchat.presence says why).
     presenceRefresh: float = 5.0
     presenceStale: float = 20.0
+    # The chat log (SPEC §16): where (None: L{DEFAULT_STORE}, or memory with --redis), and for
+    # how many days (0: forever).
+    store: str | None = None
+    retention: float = 0.0
+
+    @property
+    def storeURL(self) -> str:
+        """The store to open: C{store}, or the default for one process or for a cluster."""
+        if self.store is not None:
+            return self.store
+        return MEMORY_STORE if self.redis else DEFAULT_STORE

@@ -54,6 +54,8 @@ class ChatHub(WebSocketServerFactory):
         """
         @param giveBack: called after rooms have expired, to return their memory to the system
             (L{txchat.memory.giveBack}), at most every C{memory.INTERVAL} seconds.
+        @param log: the chat log (SPEC §16), opened and closed by its owner
+            (L{txchat.logservice.LogService}); None: none is kept.
         """
         super().__init__(reactor=reactor)
         self.config = config
