@@ -334,16 +334,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         logService.setServiceParent(top)
         HubService(hub).setServiceParent(logService)  # stopped before the log closes
     else:
-        assert broker is not None and archive is not None and config.redis is not None
+        assert broker is not None
         broker.archive = archive
-        # A consumer name that a restarted process takes again (it writes its own pending
-        # entries at once) and no other live process has: this machine and its listeners.
-        consumer = f"{socket.gethostname()}/{'+'.join(config.listen)}"
-        feed = LogFeedService(config.redis, archive, reactor, consumer, config, hub.metrics, stream=broker.logStream)
-        feed.setServiceParent(top)  # (the hub writes to Redis, never to the log itself)
-        HubService(hub).setServiceParent(top)
+        HubService(hub).setServiceParent(top)  # (it writes to Redis, never to the log itself)
     api = Api(RoomApi(hub), config.apiKeys, config.maxMessageSize) if config.apiKeys else None
     site = ChatSite(makeRoot(hub, health=hub.health, api=api), reactor, config, webSockets=(b"/ws", hub))
+    listening: list[str] = []
     for option, description in options.listeners():
         endpoint = serverFromString(reactor, description)
         listener = Listener(
@@ -351,6 +347,14 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         )
         listener.listen()
         listener.setServiceParent(top)
+        if listener.port is not None:
+            listening.append(str(getattr(listener.port.getHost(), "port", None) or description))
+    if archive is not None and broker is not None and config.redis is not None:
+        # Its consumer name is one that this process takes again when restarted (it writes its
+        # own pending entries at once) and that no other live process has: machine and ports.
+        consumer = f"{socket.gethostname()}:{','.join(listening)}"
+        LogFeedService(config.redis, archive, reactor, consumer, config, hub.metrics,
+                       stream=broker.logStream).setServiceParent(top)
     if config.metricsListen:
         metrics = Resource()
         metrics.putChild(b"metrics", MetricsPage(hub.metrics.registry))
