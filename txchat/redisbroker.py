@@ -127,6 +127,22 @@ redis.call('PUBLISH', ARGV[3], cjson.encode({'p', ARGV[1], tonumber(ARGV[2])}))
 return 1
 """
 
+# KEYS: history. ARGV: epoch, seq, channel. Takes a deleted message out of the room's kept
+# messages (SPEC §18) and, when it was there, tells every process's members of the room.
+DELETE = b"""
+local kept = redis.call('LRANGE', KEYS[1], 0, -1)
+for _, payload in ipairs(kept) do
+  local ok, m = pcall(cjson.decode, payload)
+  if ok and type(m) == 'table' and m[1] == 'm' and m[2] == ARGV[1] and m[3] == tonumber(ARGV[2]) then
+    redis.call('LREM', KEYS[1], 1, payload)
+    redis.call('PUBLISH', ARGV[3], cjson.encode({'x', ARGV[1], tonumber(ARGV[2])}))
+    return 1
+  end
+end
+return 0
+"""
+
+
 @dataclass(frozen=True)
 class RedisAddress:
     host: str
@@ -282,6 +298,7 @@ class _Script:
 
 
 _publish, _snapshot, _presence = _Script(PUBLISH), _Script(SNAPSHOT), _Script(PRESENCE)
+_delete = _Script(DELETE)
 
 
 def _numbered(reply: list[Any]) -> tuple[str, int]:
@@ -298,6 +315,10 @@ def _message(room: str, payload: bytes) -> Delivery | None:
     if kind != "m":
         return None
     return Delivery(room, text.encode("utf-8"), name, time, seq, epoch, sender, ref or None)
+
+
+class BrokerAway(Exception):
+    """Redis cannot be reached for a call that needs it (moderation, the member list)."""
 
 
 class RedisBroker:
@@ -588,6 +609,13 @@ class RedisBroker:
             return
         _presence(connection, [self._key(room, "meta"), self._key(room, "online")],
                   [self.process, count, self.channel(room), int(self._config.historyTtl)]).addErrback(lambda _: None)
+
+    def delete(self, room: str, epoch: str, seq: int) -> Deferred[bool]:
+        connection = self._publisher.connection
+        if connection is None:
+            return fail(BrokerAway())
+        return _delete(connection, [self._key(room, "history")], [epoch, seq, self.channel(room)]).addCallback(
+            lambda found: bool(found))
 
     # -- messages ---------------------------------------------------------------------------
 

@@ -56,6 +56,9 @@ class StubBroker:
     def setOnline(self, room: str, count: int) -> None:
         pass
 
+    def delete(self, room: str, epoch: str, seq: int) -> Deferred[bool]:
+        return succeed(False)
+
     def keeps(self, room: str) -> bool:
         return False
 
