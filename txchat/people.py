@@ -30,6 +30,12 @@ def stable(identity: str) -> bool:
     return identity.startswith(STABLE)
 
 
+def validIdentity(text: str) -> bool:
+    """A C{from} as the member list API takes it: a kind, a colon, then up to 256 printable characters."""
+    kind, colon, rest = text.partition(":")
+    return bool(colon) and len(kind) == 1 and kind.isalpha() and 0 < len(rest) <= 256 and rest.isprintable()
+
+
 class RoomPeople:
     """One room's people: here (with their connections), on the other processes, and what the
     members and the other processes were last told."""
