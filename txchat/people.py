@@ -127,12 +127,12 @@ class RoomPeople:
 
     def heardChanges(self, process: str, version: int, joined: dict[str, str], left: Iterable[str]) -> bool:
         """Another process's change number C{version}; False when it does not follow the last
-        one known (or none is), and the process's whole set must be read (L{heardAll})."""
+        one known, and the process's whole set must be read (L{heardAll})."""
         known = self.versions.get(process)
         if known is not None and version <= known:
             return True  # already in what was read
-        if known is None or version != known + 1:
-            return False
+        if version != (known or 0) + 1:
+            return False  # (a process's first change is all of it: it starts from nobody)
         self.versions[process] = version
         people = self.remote.setdefault(process, {})
         for identity in left:
