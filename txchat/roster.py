@@ -152,15 +152,13 @@ class Roster:
             return
         room = self.hub.rooms.get(roomName)
         people = room.presence.people if room is not None else RoomPeople()
-        if whole or count == 0:
-            joined: dict[str, str] = {}
-            left: list[str] = []
-            version = people.version
-            if people.saying:
-                version, joined, left = people.changes()
-            self.cluster.sayPeople(roomName, count, version, joined, left, people.everyone() if count else {})
-        else:
-            self.cluster.sayPeople(roomName, count, *people.changes(), None)
+        joined: dict[str, str] = {}
+        left: list[str] = []
+        version = people.version
+        if people.saying:
+            version, joined, left = people.changes()
+        everyone = (people.everyone() if count else {}) if whole else None
+        self.cluster.sayPeople(roomName, count, version, joined, left, everyone)
 
     def heardPeople(self, roomName: str, process: str, version: int, joined: dict[str, str], left: list[str]) -> None:
         room = self.hub.rooms.get(roomName)

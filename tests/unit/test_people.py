@@ -155,12 +155,12 @@ class World:
 
     def join(self, identity: str, connection: object) -> None:
         self.room.v1Members.add(connection, lambda data: None)
-        self.room.presence.people.add(identity, identity, connection)  # type: ignore[arg-type]
+        self.room.presence.people.add(identity, identity, connection)
         self.presence.changed(self.room)
 
     def leave(self, identity: str, connection: object) -> None:
         self.room.v1Members.remove(connection)
-        self.room.presence.people.remove(identity, connection)  # type: ignore[arg-type]
+        self.room.presence.people.remove(identity, connection)
         self.presence.changed(self.room)
 
 
