@@ -188,11 +188,11 @@ class ChatHub(WebSocketServerFactory):
             # The room's history and numbers are the broker's: read them once this process is
             # subscribed; the room's stream keeps what arrives meanwhile to merge by number.
             room.stream.reading()
-            snapshot = self.broker.snapshot(room.name, client.since)
+            read = self.broker.snapshot(room.name, client.since)
             loading = self.roster.loading(client, room.name)  # its read position, alongside (SPEC §18)
             if loading is not None:
-                snapshot = loading.addCallback(lambda _: snapshot)
-            snapshot.addBoth(self._snapshotted, client, room)
+                snapshot, read = read, loading.addCallback(lambda _: snapshot)
+            read.addBoth(self._snapshotted, client, room)
             return
         self._join(client, room, ())
 

@@ -148,10 +148,13 @@ class Presence(Generic[R]):
             state.call = self._clock.callLater(wait, self._send, room)
 
     def _send(self, room: R) -> None:
+        """Tell what changed; only what was told starts the next second (a call that finds
+        nothing to tell, as when the other processes' people are first read, delays nothing)."""
         state = room.presence
         state.call = None
-        state.at = self._clock.seconds()
+        now = self._clock.seconds()
         if room.watched and (len(room) != state.published or state.people.saying):
+            state.at = now
             state.published = len(room)
             self._say(room.name, len(room), False)
         online = room.online
@@ -160,6 +163,8 @@ class Presence(Generic[R]):
             return
         lines = state.people.news(online, online != state.sent, self.membersLimit)
         state.sent = online
+        if lines:
+            state.at = now
         for line in lines:
             self._tell(room, line)
 

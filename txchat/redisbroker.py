@@ -192,20 +192,20 @@ return kept
 """
 
 # KEYS: the bans (a hash: [room, sub] -> until, ms since the Unix epoch). ARGV: the field, and
-# seconds to ban for ("" to lift). Returns until (ban), or whether one was in force (lift).
+# seconds to ban for ("" to lift). Returns when it ends (ban), or whether one was in force (lift).
 # The hash lives as long as its longest ban.
 BAN = b"""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if ARGV[2] == '' then
-  local until = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+  local ends = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
   redis.call('HDEL', KEYS[1], ARGV[1])
-  return until > now and 1 or 0
+  return ends > now and 1 or 0
 end
-local until = now + tonumber(ARGV[2]) * 1000
-redis.call('HSET', KEYS[1], ARGV[1], until)
-if redis.call('PTTL', KEYS[1]) < until - now then redis.call('PEXPIREAT', KEYS[1], until) end
-return until
+local ends = now + tonumber(ARGV[2]) * 1000
+redis.call('HSET', KEYS[1], ARGV[1], ends)
+if redis.call('PTTL', KEYS[1]) < ends - now then redis.call('PEXPIREAT', KEYS[1], ends) end
+return ends
 """
 
 # KEYS: history. ARGV: epoch, seq, channel. Takes a deleted message out of the room's kept
