@@ -47,6 +47,8 @@ class Cluster(Protocol):
 
     process: str
 
+    def when(self, state: str) -> Deferred[None]: ...
+
     def listenPeople(self, people: Callable[[str, str, int, dict[str, str], list[str]], None],
                      news: Callable[[str, list[Any]], None], control: Callable[[list[Any]], None]) -> None: ...
 
@@ -104,6 +106,7 @@ class Roster:
     def start(self) -> None:
         if self.cluster is not None:
             self.cluster.listenPeople(self.heardPeople, self.heardNews, self.heardControl)
+            self.cluster.when("up").addCallback(lambda _: self.loadBans())
 
     def reconnected(self) -> None:
         """Redis is back after an outage: what the other processes said meanwhile was not heard."""
@@ -180,10 +183,9 @@ class Roster:
             self._reading.discard(name)
             if everyone is None or self.hub.rooms.get(name) is not room or not room.watched:
                 return
+            # (A process missing here may have come since the read: those that went leave by
+            # their count, or by falling silent, L{txchat.presence}.)
             people = room.presence.people
-            for process in list(people.remote):
-                if process not in everyone:
-                    people.gone(process)
             for process, (version, set_) in everyone.items():
                 if process != self.cluster.process:  # type: ignore[union-attr]
                     people.heardAll(process, version, set_)
