@@ -205,7 +205,10 @@ class Roster:
         try:
             if news[0] == "r" and news[1] != self._process:
                 _, _, identity, epoch, seq = news
-                self._readSync(room, identity, self.reads.heard(identity, roomName, Head(str(epoch), int(seq))), None)
+                before = self.reads.get(identity, roomName)
+                kept = self.reads.heard(identity, roomName, Head(str(epoch), int(seq)))
+                if kept != before:
+                    self._readSync(room, identity, kept, None)
             elif news[0] == "x":
                 _, epoch, seq = news
                 room.say(wire.delete(str(epoch), int(seq)))
