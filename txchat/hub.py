@@ -188,11 +188,8 @@ class ChatHub(WebSocketServerFactory):
             # The room's history and numbers are the broker's: read them once this process is
             # subscribed; the room's stream keeps what arrives meanwhile to merge by number.
             room.stream.reading()
-            read = self.broker.snapshot(room.name, client.since)
-            loading = self.roster.loading(client, room.name)  # its read position, alongside (SPEC §18)
-            if loading is not None:
-                snapshot, read = read, loading.addCallback(lambda _: snapshot)
-            read.addBoth(self._snapshotted, client, room)
+            snapshot = self.roster.withRead(client, room.name, self.broker.snapshot(room.name, client.since))
+            snapshot.addBoth(self._snapshotted, client, room)
             return
         self._join(client, room, ())
 

@@ -23,6 +23,7 @@ from txchat.bans import Bans
 from txchat.chatlog import ChatLog, Head, LogError
 from txchat.people import RoomPeople, stable
 from txchat.reads import ReadPositions
+from txchat.stream import Snapshot
 
 if TYPE_CHECKING:
     from txchat.broker import Broker
@@ -134,18 +135,19 @@ class Roster:
         if last and self.cluster is not None and self.log is None:
             self.reads.drop(client.sender, room.name)  # (a cache of what Redis keeps)
 
-    def loading(self, client: Member, roomName: str) -> Deferred[None] | None:
-        """In a cluster without a chat log, the client's read position is Redis's: read it
-        before the welcome (alongside the room's snapshot); None when there is nothing to wait for."""
+    def withRead(self, client: Member, roomName: str, snapshot: Deferred[Snapshot | None]) -> Deferred[Snapshot | None]:
+        """The room's snapshot, fired once the client's read position is known too: in a
+        cluster without a chat log it is Redis's, read alongside, before the welcome."""
         identity = client.sender
         if self.cluster is None or self.log is not None or not stable(identity) or self.reads.known(identity, roomName):
-            return None
+            return snapshot
 
-        def loaded(position: Head | None) -> None:
+        def loaded(position: Head | None) -> Deferred[Snapshot | None]:
             if position is not None:
                 self.reads.heard(identity, roomName, position)
+            return snapshot
 
-        return self.cluster.readOf(identity, roomName).addCallbacks(loaded, lambda _: None)
+        return self.cluster.readOf(identity, roomName).addErrback(lambda _: None).addCallback(loaded)
 
     # -- the other processes' people ------------------------------------------------------------
 
