@@ -55,9 +55,10 @@ class RoomPeople:
         self._joiners = False  # a member got the state as it is since the last line
         self._resync = False  # one of them got a list where the others have counts, or the reverse
         self.sentUsers = -1
-        # Told to the other processes: changes since the last say, and how many says so far.
-        self._outJoined: dict[str, str] = {}
-        self._outLeft: set[str] = set()
+        # Told to the other processes: who they were told is here, who may have changed since,
+        # and how many changes were said so far.
+        self._said: dict[str, str] = {}
+        self._unsaid: set[str] = set()
         self.version = 0
 
     @property
@@ -86,8 +87,7 @@ class RoomPeople:
         self.here[identity] = [connection]
         self._hereNames[identity] = name
         self._arrive(identity, name)
-        self._outJoined[identity] = name
-        self._outLeft.discard(identity)
+        self._unsaid.add(identity)
         return True
 
     def remove(self, identity: str, connection: Hashable) -> bool:
@@ -101,8 +101,7 @@ class RoomPeople:
         del self.here[identity]
         del self._hereNames[identity]
         self._depart(identity)
-        if self._outJoined.pop(identity, None) is None:
-            self._outLeft.add(identity)
+        self._unsaid.add(identity)
         return True
 
     def _arrive(self, identity: str, name: str) -> None:
@@ -178,13 +177,27 @@ class RoomPeople:
     @property
     def saying(self) -> bool:
         """This process's people changed since it last said them."""
-        return bool(self._outJoined or self._outLeft)
+        said, here = self._said, self._hereNames
+        return any(here.get(identity) != said.get(identity) for identity in self._unsaid)
 
     def changes(self) -> tuple[int, dict[str, str], list[str]]:
-        """This process's changes for the others, numbered; they count as said."""
-        joined, left = self._outJoined, sorted(self._outLeft)
-        self._outJoined, self._outLeft = {}, set()
-        self.version += 1
+        """This process's changes for the others since the last, numbered (the number stays
+        when there are none); from now on they count as said."""
+        joined: dict[str, str] = {}
+        left: list[str] = []
+        said, here = self._said, self._hereNames
+        for identity in sorted(self._unsaid):
+            now = here.get(identity)
+            if now == said.get(identity):
+                continue
+            if now is None:
+                left.append(identity)
+                del said[identity]
+            else:
+                joined[identity] = said[identity] = now
+        self._unsaid.clear()
+        if joined or left:
+            self.version += 1
         return self.version, joined, left
 
     def everyone(self) -> dict[str, str]:

@@ -116,6 +116,13 @@ def test_what_the_others_are_told_is_numbered_changes_and_the_whole_set() -> Non
     people.remove("u:c", 4)  # came and went between two says: not said at all
     assert people.changes() == (2, {}, ["u:b"])
     assert people.everyone() == {"u:a": "A"}
+    people.remove("u:a", 1)
+    people.add("u:a", "A", 5)
+    assert not people.saying and people.changes() == (2, {}, [])  # back as said: nothing to say
+    people.remove("u:a", 5)
+    people.add("u:a", "A", 6)
+    people.remove("u:a", 6)  # said present, now gone (however it came and went meanwhile)
+    assert people.saying and people.changes() == (3, {}, ["u:a"])
 
 
 @pytest.mark.parametrize("identity, ok", [
