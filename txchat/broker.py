@@ -101,6 +101,10 @@ class Broker(Protocol):
     def setOnline(self, room: str, count: int) -> None:
         """Tell the other processes how many members this one has in C{room}."""
 
+    def delete(self, room: str, epoch: str, seq: int) -> Deferred[bool]:
+        """Take a message out of the room's kept messages (SPEC §18); whether it was kept. In
+        a cluster, the room's members on every process are told."""
+
 
 class _Kept:
     """One room's stream in memory: its epoch, newest numbers and newest messages."""
@@ -345,6 +349,10 @@ class MemoryBroker:
 
     def setOnline(self, room: str, count: int) -> None:
         pass
+
+    def delete(self, room: str, epoch: str, seq: int) -> Deferred[bool]:
+        kept = self._rooms.get(room)
+        return succeed(kept is not None and kept.epoch == epoch and kept.messages.remove(seq))
 
     def stop(self) -> Deferred[None]:
         if self._writing is not None:

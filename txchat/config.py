@@ -70,6 +70,9 @@ class Config:
     # said again within presenceStale seconds (its process died) stops counting, so a dead
     # process leaves `online` within presenceStale + 2 s (txchat.presence says why).
     presenceRefresh: float = 5.0
+    # Above this many people (distinct identities) in a room, its members are told counts only,
+    # not who is there (SPEC §18); GET /api/rooms/NAME/members pages through everyone.
+    membersLimit: int = 200
     presenceStale: float = 20.0
     # The chat log (SPEC §16): where (None: L{DEFAULT_STORE}, or memory with --redis), and for
     # how many days (0: forever).

@@ -98,6 +98,8 @@ class Gate(Generic[Place]):
         self._counts: dict[str, _Count] = {}  # by outcome: a counter's labels() is slow for every handshake
         self._hold = hold
         self.closed = False  # shutting down: nobody comes in any more
+        # Whether a signed user is banned from a room (SPEC §18; the hub's roster says).
+        self.banned: Callable[[str, str], bool] = lambda room, subject: False
 
     def admit(self, handshake: Handshake) -> Ticket[Place] | Refusal:
         verdict = self._admit(handshake)
@@ -135,6 +137,9 @@ class Gate(Generic[Place]):
                     _log.info("refused {peer}: {reason}", peer=peer, reason=str(e))
                     return Refusal(e.status, str(e), "token")
                 name, subject, expires = identity.name, identity.subject, identity.expires
+                if self.banned(roomName, subject):
+                    _log.info("refused {peer}: banned from room {room}", peer=peer, room=roomName)
+                    return Refusal(403, "banned from this room", "banned")
         origin = handshake.origin
         try:
             allowed = self.origins.allows(origin, handshake.host)

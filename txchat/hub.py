@@ -9,7 +9,7 @@ keep up (see L{txchat.fanout}).
 from __future__ import annotations
 
 from time import perf_counter
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence, cast
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.application.service import Service
@@ -30,6 +30,7 @@ from txchat.metrics import Metrics
 from txchat.origin import OriginPolicy
 from txchat.presence import Presence
 from txchat.rooms import Room, RoomTable
+from txchat.roster import Cluster, Roster
 from txchat.stream import LOCAL, SYNCING, Delivery, Snapshot, newEpoch
 from txchat.tokens import tokenChecker
 from txchat.wire import CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TRY_AGAIN
@@ -98,8 +99,14 @@ class ChatHub(WebSocketServerFactory):
         self.log = log
         self.broker: Broker = broker if broker is not None else MemoryBroker(
             reactor, config.history, config.historyTtl, log, config.recoveryMax)
+        # People (SPEC §18): with Redis, the roster hears the other processes' people.
+        cluster = cast(Cluster, self.broker) if hasattr(self.broker, "listenPeople") else None
+        self.roster = Roster(self, self._frame, cluster, log)
+        self.gate.banned = self.roster.banned
         self.presence = Presence(reactor, self.rooms, self.broker.setOnline, self._tellPresence,
-                                 self.broker.state is not None, config.presenceRefresh, config.presenceStale)
+                                 self.broker.state is not None, config.presenceRefresh, config.presenceStale,
+                                 membersLimit=config.membersLimit,
+                                 sayPeople=self.roster.sayPeople if cluster is not None else None)
         self._connections: set[Member] = set()
         self._closing = False
         self._allGone: list[Deferred[None]] = []
@@ -119,6 +126,10 @@ class ChatHub(WebSocketServerFactory):
 
     def room(self, name: str) -> Room | None:
         return self.rooms.get(name)
+
+    def members(self) -> Iterator[Member]:
+        """Every open connection (for moderation, L{txchat.roster})."""
+        return iter(list(self._connections))
 
     def hold(self, claim: Claim) -> Room | str:
         """Hold a place in the room a handshake asks for (for the gate), or say why not."""
@@ -179,7 +190,8 @@ class ChatHub(WebSocketServerFactory):
             # The room's history and numbers are the broker's: read them once this process is
             # subscribed; the room's stream keeps what arrives meanwhile to merge by number.
             room.stream.reading()
-            self.broker.snapshot(room.name, client.since).addBoth(self._snapshotted, client, room)
+            snapshot = self.roster.withRead(client, room.name, self.broker.snapshot(room.name, client.since))
+            snapshot.addBoth(self._snapshotted, client, room)
             return
         self._join(client, room, ())
 
@@ -207,8 +219,13 @@ class ChatHub(WebSocketServerFactory):
         fanout.add(client, client.write)
         if client.behind:
             fanout.pause(client)
+        read = self.roster.joining(client, room)
         if client.v1:
-            client.write(self._frame(b"\n".join(room.joinLines(client.since, kept, self.config.history))))
+            lines = room.joinLines(client.since, kept, self.config.history, read)
+            members = self.roster.membersLine(client, room)
+            if members is not None:
+                lines.insert(1, members)  # a v2 member's list, right after its welcome
+            client.write(self._frame(b"\n".join(lines)))
         self.presence.changed(room)
 
     def unregister(self, client: Member) -> None:
@@ -223,6 +240,7 @@ class ChatHub(WebSocketServerFactory):
                 room.stream.waiting.remove(client)
             if client in self._connections:
                 room.fanout(client.v1).remove(client)
+                self.roster.left(client, room)
             else:
                 room.reserved -= 1  # admitted, never opened
             if not self._closing:  # else every room is going: no more presence lines or timers
@@ -287,6 +305,7 @@ class ChatHub(WebSocketServerFactory):
         if not room.watched:
             room.watched = True
             self.broker.watch(room.name)
+            self.roster.readPeople(room)
 
     def _unwatch(self, room: Room) -> None:
         if room.watched:
@@ -335,6 +354,7 @@ class ChatHub(WebSocketServerFactory):
 
     def startBroker(self) -> None:
         self.broker.start(self.deliver, self.presence.heard, self._catchUp, self._expired)
+        self.roster.start()
         if self.broker.state is not None:  # other processes to tell
             self.presence.start()
 
@@ -355,6 +375,10 @@ class ChatHub(WebSocketServerFactory):
         if delivery.seq is not None:
             room.lastMessage = delivery.time
 
+    def setRead(self, client: Member, epoch: str, seq: int) -> str | None:
+        """A v2 client's read position (SPEC §18); why it is refused (a bad request), or None."""
+        return self.roster.setRead(client, epoch, seq)
+
     def history(self, room: str, before: tuple[str, int] | None, limit: int) -> Deferred[Page]:
         """Scrollback (SPEC §16): up to C{limit} messages before C{before}, oldest first."""
         return self.broker.page(room, before, limit)
@@ -366,6 +390,7 @@ class ChatHub(WebSocketServerFactory):
         for room in self.rooms:
             if room.watched and room.stream.catchingUp():
                 self.broker.snapshot(room.name).addBoth(self._caughtUp, room)
+        self.roster.reconnected()
 
     def _caughtUp(self, result: Snapshot | None | Failure, room: Room) -> None:
         if self.rooms.get(room.name) is not room:

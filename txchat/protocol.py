@@ -17,6 +17,7 @@ producer there would be polled without end by TLS's pull-to-push adapter.)
 from __future__ import annotations
 
 import math
+import secrets
 from typing import TYPE_CHECKING, Any, Callable
 
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
@@ -65,6 +66,11 @@ class ChatProtocol(ServerProtocol):
     v1 = False
     displayName = ""
     since: tuple[str, int] | None = None
+    # PLACEHOLDER until txchat.v2 (issue 20) lands, whose own values replace these two: who
+    # the connection is (SPEC §17 "from": u:SUB signed in, else one of its own), and whether
+    # it speaks txchat.v2.
+    sender = ""
+    v2 = False
     # What the gate admitted this connection as (None: not admitted).
     ticket: Ticket[Room] | None = None
     _opened = False
@@ -128,6 +134,8 @@ class ChatProtocol(ServerProtocol):
             raise ConnectionDeny(verdict.status, verdict.reason)
         self.ticket = verdict
         self.room, self.v1, self.displayName, self.since = verdict.place, verdict.v1, verdict.name, verdict.since
+        # PLACEHOLDER (issue 20 sets it from the handshake, with a:CID): see "sender" above.
+        self.sender = f"u:{verdict.subject}" if verdict.subject is not None else "c:" + secrets.token_hex(8)
         self._expires = verdict.expires
         self._admittedAs = verdict.address
         self.peerName = verdict.peerName

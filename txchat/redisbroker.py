@@ -127,6 +127,103 @@ redis.call('PUBLISH', ARGV[3], cjson.encode({'p', ARGV[1], tonumber(ARGV[2])}))
 return 1
 """
 
+# People (SPEC §18). KEYS: meta, online, this process's people in the room (a hash: identity ->
+# name, and its change number under the empty field). ARGV: this process, its members, channel,
+# ttl seconds, change number, "1" to replace the whole set (else changes), the message to
+# publish, how many joined, then (identity, name) for each joined or in the whole set, then
+# the identities that left. As PRESENCE for the count; the set expires with the count's entry.
+PEOPLE = b"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local joined = tonumber(ARGV[8])
+if tonumber(ARGV[2]) > 0 then
+  redis.call('HSET', KEYS[2], ARGV[1], cjson.encode({tonumber(ARGV[2]), now}))
+  redis.call('EXPIRE', KEYS[2], 60)
+  if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+  if ARGV[6] == '1' then redis.call('DEL', KEYS[3]) end
+  for i = 0, joined - 1 do
+    redis.call('HSET', KEYS[3], ARGV[9 + 2 * i], ARGV[10 + 2 * i])
+  end
+  for i = 9 + 2 * joined, #ARGV do
+    redis.call('HDEL', KEYS[3], ARGV[i])
+  end
+  redis.call('HSET', KEYS[3], '', ARGV[5])
+  redis.call('EXPIRE', KEYS[3], 60)
+else
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('DEL', KEYS[3])
+end
+redis.call('PUBLISH', ARGV[3], ARGV[7])
+return 1
+"""
+
+# KEYS: online. ARGV: stale after (ms), the people keys' prefix. Every live process's people in
+# the room: [process, [identity, name, ...], ...] (the change number under the empty identity).
+MEMBERS = b"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local found = {}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local ok, said = pcall(cjson.decode, all[i + 1])
+  if ok and type(said) == 'table' and now - said[2] < tonumber(ARGV[1]) then
+    table.insert(found, all[i])
+    table.insert(found, redis.call('HGETALL', ARGV[2] .. all[i]))
+  end
+end
+return found
+"""
+
+# KEYS: the identity's read positions (room -> "EPOCH SEQ"). ARGV: room, epoch, seq, ttl seconds.
+# Never backwards within an epoch. Returns the position kept.
+READ = b"""
+local kept = redis.call('HGET', KEYS[1], ARGV[1])
+if kept then
+  local at = string.find(kept, ' ', 1, true)
+  if string.sub(kept, 1, at - 1) == ARGV[2] and tonumber(string.sub(kept, at + 1)) >= tonumber(ARGV[3]) then
+    redis.call('EXPIRE', KEYS[1], ARGV[4])
+    return kept
+  end
+end
+kept = ARGV[2] .. ' ' .. ARGV[3]
+redis.call('HSET', KEYS[1], ARGV[1], kept)
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return kept
+"""
+
+# KEYS: the bans (a hash: [room, sub] -> until, ms since the Unix epoch). ARGV: the field, and
+# seconds to ban for ("" to lift). Returns when it ends (ban), or whether one was in force (lift).
+# The hash lives as long as its longest ban.
+BAN = b"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if ARGV[2] == '' then
+  local ends = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return ends > now and 1 or 0
+end
+local ends = now + tonumber(ARGV[2]) * 1000
+redis.call('HSET', KEYS[1], ARGV[1], ends)
+if redis.call('PTTL', KEYS[1]) < ends - now then redis.call('PEXPIREAT', KEYS[1], ends) end
+return ends
+"""
+
+# KEYS: history. ARGV: epoch, seq, channel. Takes a deleted message out of the room's kept
+# messages (SPEC §18) and, when it was there, tells every process's members of the room.
+DELETE = b"""
+local kept = redis.call('LRANGE', KEYS[1], 0, -1)
+for _, payload in ipairs(kept) do
+  local ok, m = pcall(cjson.decode, payload)
+  if ok and type(m) == 'table' and m[1] == 'm' and m[2] == ARGV[1] and m[3] == tonumber(ARGV[2]) then
+    redis.call('LREM', KEYS[1], 1, payload)
+    redis.call('PUBLISH', ARGV[3], cjson.encode({'x', ARGV[1], tonumber(ARGV[2])}))
+    return 1
+  end
+end
+return 0
+"""
+
+
 @dataclass(frozen=True)
 class RedisAddress:
     host: str
@@ -282,6 +379,29 @@ class _Script:
 
 
 _publish, _snapshot, _presence = _Script(PUBLISH), _Script(SNAPSHOT), _Script(PRESENCE)
+_delete, _people, _members, _read, _ban = _Script(DELETE), _Script(PEOPLE), _Script(MEMBERS), _Script(READ), _Script(BAN)
+
+# How long a stable identity's read positions outlive its last read, without a chat log (days).
+READ_TTL = 90 * 86400
+
+
+def _everyone(flat: list[Any]) -> dict[str, tuple[int, dict[str, str]]]:
+    """The MEMBERS script's reply: process -> (its last change's number, identity -> name)."""
+    everyone: dict[str, tuple[int, dict[str, str]]] = {}
+    for i in range(0, len(flat), 2):
+        pairs = flat[i + 1]
+        people = {pairs[j].decode("utf-8", "replace"): pairs[j + 1].decode("utf-8", "replace")
+                  for j in range(0, len(pairs), 2)}
+        version = people.pop("", "0")
+        everyone[flat[i].decode("ascii", "replace")] = (int(version) if version.isdigit() else 0, people)
+    return everyone
+
+
+def _position(kept: bytes | None) -> Head | None:
+    if not kept:
+        return None
+    epoch, _, seq = kept.decode("utf-8", "replace").rpartition(" ")
+    return Head(epoch, int(seq)) if epoch and seq.isdigit() else None
 
 
 def _numbered(reply: list[Any]) -> tuple[str, int]:
@@ -298,6 +418,10 @@ def _message(room: str, payload: bytes) -> Delivery | None:
     if kind != "m":
         return None
     return Delivery(room, text.encode("utf-8"), name, time, seq, epoch, sender, ref or None)
+
+
+class BrokerAway(Exception):
+    """Redis cannot be reached for a call that needs it (moderation, the member list)."""
 
 
 class RedisBroker:
@@ -328,6 +452,12 @@ class RedisBroker:
         self._connectTimeout = config.redisConnectTimeout
         self._deliver: Deliver | None = None
         self._presence: Presence | None = None
+        # People and moderation (SPEC §18; L{txchat.roster}): the other processes' changes,
+        # room news (read positions, deletions), and orders for every process.
+        self._people: Callable[[str, str, int, dict[str, str], list[str]], None] | None = None
+        self._news: Callable[[str, list[Any]], None] | None = None
+        self._control: Callable[[list[Any]], None] | None = None
+        self.controlChannel = (self._prefix + "@control").encode("ascii")  # ("@": in no room's name)
         self._reconnected: Callable[[], None] = lambda: None
         self._rooms: set[str] = set()  # rooms with members here: their channels are subscribed
         self._subscribed: set[str] = set()  # the channels asked of the current subscriber connection
@@ -388,6 +518,8 @@ class RedisBroker:
             return
         self._listening = False
         self._subscribed = set(self._rooms)
+        if self._control is not None:
+            subscriber.command(b"SUBSCRIBE", self.controlChannel).addErrback(self._refused, "@control")
         for room in sorted(self._rooms):
             subscriber.command(b"SUBSCRIBE", self.channel(room)).addErrback(self._refused, room)
         subscriber.command(b"PING").addCallbacks(self._confirmed, lambda _: None, (subscriber,))
@@ -590,6 +722,13 @@ class RedisBroker:
         _presence(connection, [self._key(room, "meta"), self._key(room, "online")],
                   [self.process, count, self.channel(room), int(self._config.historyTtl)]).addErrback(lambda _: None)
 
+    def delete(self, room: str, epoch: str, seq: int) -> Deferred[bool]:
+        connection = self._publisher.connection
+        if connection is None:
+            return fail(BrokerAway())
+        return _delete(connection, [self._key(room, "history")], [epoch, seq, self.channel(room)]).addCallback(
+            lambda found: bool(found))
+
     # -- messages ---------------------------------------------------------------------------
 
     def publish(self, message: Delivery) -> None:
@@ -640,22 +779,157 @@ class RedisBroker:
             self.lost += 1
 
     def _received(self, channel: bytes, payload: bytes) -> None:
+        if channel == self.controlChannel:
+            self._heardControl(payload)
+            return
         room = channel.decode("ascii", "replace").removeprefix(self._prefix)
         if payload.startswith(b'["p",'):
             try:
-                _, process, count = json.loads(payload)
+                _, process, count, *people = json.loads(payload)
             except (ValueError, TypeError):
                 return
             if process != self.process and self._presence is not None:
                 self._presence(room, process, int(count))
+                if len(people) == 3 and count and self._people is not None:  # (0: it has gone)
+                    version, joined, left = people
+                    self._people(room, process, int(version), dict(joined), list(left))
+            return
+        if payload.startswith((b'["r",', b'["x",')):
+            try:
+                news = json.loads(payload)
+            except ValueError:
+                return
+            if self._news is not None:
+                self._news(room, news)
             return
         message = _message(room, payload)
         if message is not None and self._deliver is not None:
             self._deliver(message)
 
+    def _heardControl(self, payload: bytes) -> None:
+        try:
+            control = json.loads(payload)
+        except ValueError:
+            return
+        if isinstance(control, list) and control and self._control is not None:
+            self._control(control)
+
+    # -- people and moderation (SPEC §18) ---------------------------------------------------------
+
+    def listenPeople(self, people: Callable[[str, str, int, dict[str, str], list[str]], None],
+                     news: Callable[[str, list[Any]], None], control: Callable[[list[Any]], None]) -> None:
+        """Hand the other processes' people changes in a room to C{people}, a room's news (read
+        positions, deletions) to C{news}, and orders for every process to C{control}."""
+        self._people, self._news, self._control = people, news, control
+
+    def sayPeople(self, room: str, count: int, version: int, joined: dict[str, str], left: list[str],
+                  everyone: dict[str, str] | None) -> None:
+        """Tell the others this process's count and people in C{room}: the changes numbered
+        C{version} (none: the number of the last), and with C{everyone}, the whole set for Redis
+        to keep (said every refresh, so that a Redis that lost it has it again)."""
+        connection = self._publisher.connection
+        if connection is None:
+            return
+        changed = bool(joined or left)
+        message = ["p", self.process, count, version, joined, left] if changed else ["p", self.process, count]
+        pairs = everyone if everyone is not None else joined
+        args: list[Any] = [self.process, count, self.channel(room), int(self._config.historyTtl), version,
+                           b"1" if everyone is not None else b"0",
+                           json.dumps(message, separators=(",", ":"), ensure_ascii=False), len(pairs)]
+        for identity, name in pairs.items():
+            args += [identity, name]
+        if everyone is None:
+            args += left
+        _people(connection, [self._key(room, "meta"), self._key(room, "online"), self._peopleKey(room, self.process)],
+                args).addErrback(lambda _: None)
+
+    def _peopleKey(self, room: str, process: str) -> bytes:
+        return self._key(room, "people:" + process)
+
+    def readPeople(self, room: str) -> Deferred[dict[str, tuple[int, dict[str, str]]] | None]:
+        """Every live process's people in the room, with the number of its last change: read
+        once the room's subscription is confirmed, so that later changes come by the channel.
+        None while Redis is away."""
+        subscriber = self._subscriber.connection
+        if subscriber is None or self._publisher.connection is None:
+            return succeed(None)
+
+        def read(_: object) -> Deferred[dict[str, tuple[int, dict[str, str]]] | None]:
+            publisher = self._publisher.connection
+            if publisher is None:
+                return succeed(None)
+            return _members(publisher, [self._key(room, "online")],
+                            [int(self._config.presenceStale * 1000), self._peopleKey(room, "")]).addCallback(_everyone)
+
+        return subscriber.command(b"PING").addCallback(read)
+
+    def tellRoom(self, room: str, news: list[Any]) -> None:
+        connection = self._publisher.connection
+        if connection is not None:
+            connection.command(b"PUBLISH", self.channel(room), json.dumps(news, separators=(",", ":"))).addErrback(
+                lambda _: None)
+
+    def tellAll(self, control: list[Any]) -> Deferred[Any]:
+        """Publish an order to every process (this one too)."""
+        connection = self._publisher.connection
+        if connection is None:
+            return fail(BrokerAway())
+        return connection.command(b"PUBLISH", self.controlChannel, json.dumps(control, separators=(",", ":")))
+
+    def setRead(self, identity: str, room: str, position: Head) -> Deferred[Head | None]:
+        connection = self._publisher.connection
+        if connection is None:
+            return succeed(None)
+        return _read(connection, [self._readKey(identity)],
+                     [room, position.epoch, position.seq, READ_TTL]).addCallback(_position)
+
+    def readOf(self, identity: str, room: str) -> Deferred[Head | None]:
+        connection = self._publisher.connection
+        if connection is None:
+            return succeed(None)
+        return connection.command(b"HGET", self._readKey(identity), room).addCallback(_position)
+
+    def _readKey(self, identity: str) -> bytes:
+        return (self._prefix + "read:").encode("ascii") + identity.encode("utf-8")
+
+    def ban(self, room: str, sub: str, seconds: int) -> Deferred[Any]:
+        connection = self._publisher.connection
+        if connection is None:
+            return fail(BrokerAway())
+        return _ban(connection, [self._bansKey], [json.dumps([room, sub]), seconds])
+
+    def lift(self, room: str, sub: str) -> Deferred[bool]:
+        connection = self._publisher.connection
+        if connection is None:
+            return fail(BrokerAway())
+        return _ban(connection, [self._bansKey], [json.dumps([room, sub]), b""]).addCallback(bool)
+
+    def bans(self) -> Deferred[list[tuple[str, str, float]]]:
+        """Every ban, with when it ends (ms since the Unix epoch; some may have ended)."""
+        connection = self._publisher.connection
+        if connection is None:
+            return fail(BrokerAway())
+
+        def listed(flat: list[bytes]) -> list[tuple[str, str, float]]:
+            bans = []
+            for i in range(0, len(flat), 2):
+                try:
+                    room, sub = json.loads(flat[i])
+                    bans.append((str(room), str(sub), float(flat[i + 1])))
+                except (ValueError, TypeError):
+                    continue
+            return bans
+
+        return connection.command(b"HGETALL", self._bansKey).addCallback(listed)
+
+    @property
+    def _bansKey(self) -> bytes:
+        return (self._prefix + "@bans").encode("ascii")
+
     def stop(self) -> Deferred[None]:
         self._deliver = None
         self._presence = None
+        self._people = self._news = self._control = None
         self._reconnected = lambda: None
         d = DeferredList([self._publisher.stop(), self._subscriber.stop()])
         return d.addCallback(lambda _: None)

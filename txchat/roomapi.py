@@ -75,6 +75,23 @@ class RoomApi:
     def history(self, roomName: str, before: tuple[str, int] | None, limit: int) -> Deferred[Page]:
         return self.hub.history(roomName, before, limit)
 
+    # -- people and moderation (SPEC §18): the hub's roster answers --------------------------
+
+    def members(self, roomName: str) -> Deferred[list[tuple[str, str]]]:
+        return self.hub.roster.members(roomName)
+
+    def disconnect(self, sub: str) -> Deferred[int | None]:
+        return self.hub.roster.disconnect(sub)
+
+    def ban(self, roomName: str, sub: str, seconds: int) -> Deferred[int]:
+        return self.hub.roster.ban(roomName, sub, seconds)
+
+    def lift(self, roomName: str, sub: str) -> Deferred[bool]:
+        return self.hub.roster.lift(roomName, sub)
+
+    def delete(self, roomName: str, epoch: str, seq: int) -> Deferred[bool]:
+        return self.hub.roster.delete(roomName, epoch, seq)
+
     def known(self) -> list[tuple[str, int]]:
         """(room, online) for every room this process knows."""
         return sorted((room.name, room.online) for room in self.hub.rooms)

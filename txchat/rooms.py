@@ -61,6 +61,11 @@ class Room:
         return len(self) + self.presence.elsewhere
 
     @property
+    def users(self) -> int:
+        """Distinct identities in the room over every process (SPEC §18)."""
+        return self.presence.people.users
+
+    @property
     def occupied(self) -> bool:
         stream = self.stream
         return len(self) + self.reserved + stream.reads + len(stream.waiting) > 0
@@ -78,7 +83,7 @@ class Room:
 
     def tell(self, epoch: str, seq: int) -> None:
         if self.v1Members and self.v1Members.queue(
-                wire.welcome(self.name, epoch, seq, self.online, self.maxMessageSize, False)):
+                wire.welcome(self.name, epoch, seq, self.online, self.maxMessageSize, False, {"users": self.users})):
             self._queued(self)
 
     def say(self, line: bytes) -> None:
@@ -90,8 +95,14 @@ class Room:
         """Send both batches; return the members dropped for a full backlog."""
         return self.plainMembers.flush() + self.v1Members.flush()
 
-    def joinLines(self, since: tuple[str, int] | None, kept: Sequence[Delivery], history: int) -> list[bytes]:
-        return joinLines(self.stream, self.name, self.online, self.maxMessageSize, since, kept, history)
+    def joinLines(
+        self, since: tuple[str, int] | None, kept: Sequence[Delivery], history: int, read: str | None = None,
+    ) -> list[bytes]:
+        """@param read: the joiner's read position (C{EPOCH:SEQ}), where known (SPEC §18)."""
+        extra: dict[str, Any] = {"users": self.users}
+        if read is not None:
+            extra["read"] = read
+        return joinLines(self.stream, self.name, self.online, self.maxMessageSize, since, kept, history, extra)
 
 
 class RoomTable:

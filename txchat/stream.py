@@ -243,7 +243,7 @@ class RoomStream:
 
 def joinLines(
     stream: RoomStream, room: str, online: int, maxMessageSize: int, since: tuple[str, int] | None,
-    kept: Sequence[Delivery], history: int,
+    kept: Sequence[Delivery], history: int, extra: dict[str, Any] | None = None,
 ) -> list[bytes]:
     """What a v1 member gets first: the welcome line, then the newest C{history} kept messages,
     or with C{since} exactly what it missed, when that is still kept (the chat log may have
@@ -251,6 +251,7 @@ def joinLines(
     if since is not None:
         missed = stream.recovered(since, kept)
         if missed is not None:
-            return [wire.welcome(room, stream.epoch, stream.seq, online, maxMessageSize, True), *missed]
-    welcome = wire.welcome(room, stream.epoch, stream.seq, online, maxMessageSize, None if since is None else False)
+            return [wire.welcome(room, stream.epoch, stream.seq, online, maxMessageSize, True, extra), *missed]
+    welcome = wire.welcome(room, stream.epoch, stream.seq, online, maxMessageSize, None if since is None else False,
+                           extra)
     return [welcome, *(m.line for m in kept[max(0, len(kept) - history):])]

@@ -110,6 +110,8 @@ _SETTINGS: list[tuple[str, str, type, float, str]] = [
      "Rooms at once; a new room beyond it replaces the empty room quietest longest (0: no limit)."),
     ("history", "history", int, 0, "Messages each room keeps for txchat.v1 clients that join or reconnect."),
     ("history-ttl", "historyTtl", float, 0.001, "Seconds a room's history is kept after its last message."),
+    ("members-limit", "membersLimit", int, 0,
+     "Above this many people in a room, its members are told counts only, not who is there."),
     ("shutdown-timeout", "shutdownTimeout", float, 0,
      "On SIGTERM/SIGINT, seconds clients have to answer the going-away close before they are cut."),
     ("retention", "retention", float, 0, "Days the chat log keeps a message (0: forever)."),

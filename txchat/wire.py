@@ -24,6 +24,7 @@ CLOSE_POLICY = 1008
 CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_TRY_AGAIN = 1013
 CLOSE_TOKEN_EXPIRED = 4001
+CLOSE_MODERATED = 4003  # the server API disconnected the user, or banned them from the room (SPEC §18)
 
 # Not only dots: "." and ".." are path segments that browsers resolve before asking.
 _ROOM = re.compile(r"(?!\.+\Z)[A-Za-z0-9._~-]{1,64}\Z")
@@ -161,15 +162,45 @@ def message(seq: int | None, time: int, name: str, text: str) -> bytes:
     return encode({"type": "message", "seq": seq, "time": time, "name": name, "text": text})
 
 
-def presence(online: int) -> bytes:
-    return b'{"type":"presence","online":%d}' % online
+def presence(
+    online: int, users: int | None = None, joined: list[dict[str, str]] | None = None, left: list[str] | None = None,
+) -> bytes:
+    """The room's counts; with who came and went since the last one (SPEC §18), unless the
+    room is above the members limit."""
+    if users is None:
+        return b'{"type":"presence","online":%d}' % online
+    if joined is None or left is None:
+        return b'{"type":"presence","online":%d,"users":%d}' % (online, users)
+    return encode({"type": "presence", "online": online, "users": users, "joined": joined, "left": left})
 
 
 def welcome(
-    room: str, epoch: str, seq: int, online: int, maxMessageSize: int, recovered: bool | None = None
+    room: str, epoch: str, seq: int, online: int, maxMessageSize: int, recovered: bool | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> bytes:
+    """@param extra: keys after the others (SPEC §18: C{users}, and C{read} where known)."""
     line: dict[str, Any] = {"type": "welcome", "room": room, "epoch": epoch, "seq": seq, "online": online,
                             "maxMessageSize": maxMessageSize}
     if recovered is not None:
         line["recovered"] = recovered
+    if extra:
+        line.update(extra)
     return encode(line)
+
+
+# -- people (SPEC §18) ----------------------------------------------------------------------
+
+
+def members(people: list[dict[str, str]] | None, users: int) -> bytes:
+    """A member list; without one (C{people} None) the room is above the members limit."""
+    if people is None:
+        return b'{"type":"members","users":%d}' % users
+    return encode({"type": "members", "members": people, "users": users})
+
+
+def read(epoch: str, seq: int) -> bytes:
+    return encode({"type": "read", "epoch": epoch, "seq": seq})
+
+
+def delete(epoch: str, seq: int) -> bytes:
+    return encode({"type": "delete", "epoch": epoch, "seq": seq})
