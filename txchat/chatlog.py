@@ -105,3 +105,7 @@ class Archive(Protocol):
 
     def after(self, room: str, epoch: str, seq: int, limit: int) -> Deferred[list[Delivery] | None]:
         """As L{ChatLog.after}; what is not written yet is missing."""
+
+    def delete(self, room: str, epoch: str, seq: int, known: bool = False) -> Deferred[bool]:
+        """As L{ChatLog.delete}; with C{known} (the message exists, maybe not written yet) a
+        mark is left that keeps it out of the log when it comes."""

@@ -344,14 +344,25 @@ class PostgresLog:
             )
             return cursor.rowcount
 
-    def delete(self, room: str, epoch: str, seq: int) -> Deferred[bool]:
-        """Remove one message (a tombstone stays: see the module's docstring); whether it was there."""
+    def delete(self, room: str, epoch: str, seq: int, known: bool = False) -> Deferred[bool]:
+        """Remove one message (a tombstone stays: see the module's docstring); whether it was
+        there. With C{known} (Redis has it, and it may not be written yet) the tombstone is
+        made now, so that the message's write, when it comes, leaves it out."""
 
         def delete(connection: psycopg.Connection[Any]) -> bool:
-            cursor = connection.execute(
-                "UPDATE messages SET deleted = true, name = '', text = '', ref = NULL "
-                "WHERE room = %s AND epoch = %s AND seq = %s AND NOT deleted", (room, epoch, seq))
-            return cursor.rowcount == 1
+            with connection.transaction():
+                cursor = connection.execute(
+                    "UPDATE messages SET deleted = true, name = '', text = '', ref = NULL "
+                    "WHERE room = %s AND epoch = %s AND seq = %s AND NOT deleted", (room, epoch, seq))
+                if cursor.rowcount == 1 or not known:
+                    return cursor.rowcount == 1
+                connection.execute("INSERT INTO epochs (room, epoch, first_time) VALUES (%s, %s, 0) "
+                                   "ON CONFLICT DO NOTHING", (room, epoch))
+                connection.execute(
+                    "INSERT INTO messages (room, epoch, seq, ord, time, name, text, deleted) "
+                    "SELECT %s, %s, %s, ord, 0, '', '', true FROM epochs WHERE room = %s AND epoch = %s "
+                    "ON CONFLICT (room, epoch, seq) DO NOTHING", (room, epoch, seq, room, epoch))
+                return True
 
         return self._run(delete)
 

@@ -723,11 +723,29 @@ class RedisBroker:
                   [self.process, count, self.channel(room), int(self._config.historyTtl)]).addErrback(lambda _: None)
 
     def delete(self, room: str, epoch: str, seq: int) -> Deferred[bool]:
+        """Out of what Redis keeps and, in a cluster with a chat log, out of the log: a message
+        not yet written there leaves a mark that keeps it out when it comes."""
         connection = self._publisher.connection
         if connection is None:
             return fail(BrokerAway())
-        return _delete(connection, [self._key(room, "history")], [epoch, seq, self.channel(room)]).addCallback(
-            lambda found: bool(found))
+        d = _delete(connection, [self._key(room, "history")], [epoch, seq, self.channel(room)]).addCallback(bool)
+        archive = self.archive
+        if archive is None:
+            return d
+
+        def logged(kept: bool) -> Deferred[bool]:
+            assert archive is not None
+
+            def told(found: bool) -> Deferred[bool] | bool:
+                publisher = self._publisher.connection
+                if found and not kept and publisher is not None:  # older than Redis keeps: say it here
+                    line = json.dumps(["x", epoch, seq]).encode()
+                    return publisher.command(b"PUBLISH", self.channel(room), line).addCallback(lambda _: True)
+                return kept or found
+
+            return archive.delete(room, epoch, seq, kept).addCallback(told)
+
+        return d.addCallback(logged)
 
     # -- messages ---------------------------------------------------------------------------
 

@@ -42,7 +42,8 @@ def messages(client: ClientConnection, count: int, into: list[dict[str, Any]] | 
 
 def logged(url: str) -> list[tuple[str, int, str]]:
     with psycopg.connect(url) as c:
-        rows = c.execute("SELECT epoch, seq, text FROM messages WHERE room = 'log' ORDER BY epoch, seq").fetchall()
+        rows = c.execute("SELECT epoch, seq, text FROM messages WHERE room = 'log' AND NOT deleted "
+                         "ORDER BY epoch, seq").fetchall()
     return [(epoch, int(seq), text) for epoch, seq, text in rows]
 
 
@@ -110,6 +111,19 @@ def test_every_numbered_message_reaches_postgresql_once_through_a_kill_and_an_ou
             page = json.load(response)
         assert [m["text"] for m in page["messages"]] == [f"before {i}" for i in range(50)] and page["more"] is False, (
             page, seen[:52])
+
+        # A message older than Redis keeps is deleted from the log, and members are told.
+        delete = Request(f"http://127.0.0.1:{one.port}/api/rooms/log/messages/3?epoch={epoch}", method="DELETE",
+                         headers={"Authorization": f"Bearer {KEY}"})
+        with urlopen(delete, timeout=10) as response:
+            assert response.status == 200
+        told = []
+        while not told:
+            frame = watcher.recv(timeout=10)
+            assert isinstance(frame, str)
+            told = [line for line in map(json.loads, frame.split("\n")) if line["type"] == "delete"]
+        assert told == [{"type": "delete", "epoch": epoch, "seq": 3}]
+        assert (epoch, 3, "before 2") not in logged(postgresURL) and len(logged(postgresURL)) == 99
         watcher.close()
     finally:
         one.stop()

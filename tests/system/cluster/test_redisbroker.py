@@ -263,3 +263,6 @@ class _NoArchive:
 
     def after(self, room: str, epoch: str, seq: int, limit: int) -> Any:
         raise NotImplementedError
+
+    def delete(self, room: str, epoch: str, seq: int, known: bool = False) -> Any:
+        raise NotImplementedError
