@@ -109,3 +109,9 @@ class Archive(Protocol):
     def delete(self, room: str, epoch: str, seq: int, known: bool = False) -> Deferred[bool]:
         """As L{ChatLog.delete}; with C{known} (the message exists, maybe not written yet) a
         mark is left that keeps it out of the log when it comes."""
+
+    def setRead(self, identity: str, room: str, position: Head) -> Deferred[Head]:
+        """As L{ChatLog.setRead}."""
+
+    def read(self, identity: str, room: str) -> Deferred[Head | None]:
+        """As L{ChatLog.read}."""

@@ -895,17 +895,36 @@ class RedisBroker:
         return connection.command(b"PUBLISH", self.controlChannel, json.dumps(control, separators=(",", ":")))
 
     def setRead(self, identity: str, room: str, position: Head) -> Deferred[Head | None]:
+        """Kept in Redis, for every process; with a chat log, written there too, to outlive
+        Redis's expiry or loss (never waited for)."""
         connection = self._publisher.connection
         if connection is None:
             return succeed(None)
-        return _read(connection, [self._readKey(identity)],
-                     [room, position.epoch, position.seq, READ_TTL]).addCallback(_position)
+        d = _read(connection, [self._readKey(identity)],
+                  [room, position.epoch, position.seq, READ_TTL]).addCallback(_position)
+        if self.archive is not None:
+            archive = self.archive
+
+            def logged(kept: Head | None) -> Head | None:
+                if kept is not None:
+                    archive.setRead(identity, room, kept).addErrback(
+                        lambda f: _log.warn("a read position could not be written to the chat log: {error}",
+                                            error=str(f.value)))
+                return kept
+
+            d.addCallback(logged)
+        return d
 
     def readOf(self, identity: str, room: str) -> Deferred[Head | None]:
+        """From Redis; from the chat log when Redis has none (expired, or Redis lost its data)."""
         connection = self._publisher.connection
         if connection is None:
             return succeed(None)
-        return connection.command(b"HGET", self._readKey(identity), room).addCallback(_position)
+        d = connection.command(b"HGET", self._readKey(identity), room).addCallback(_position)
+        if self.archive is not None:
+            archive = self.archive
+            d.addCallback(lambda kept: kept if kept is not None else archive.read(identity, room))
+        return d
 
     def _readKey(self, identity: str) -> bytes:
         return (self._prefix + "read:").encode("ascii") + identity.encode("utf-8")

@@ -117,7 +117,7 @@ def test_every_numbered_message_reaches_postgresql_once_through_a_kill_and_an_ou
                          headers={"Authorization": f"Bearer {KEY}"})
         with urlopen(delete, timeout=10) as response:
             assert response.status == 200
-        told = []
+        told: list[dict[str, Any]] = []
         while not told:
             frame = watcher.recv(timeout=10)
             assert isinstance(frame, str)

@@ -266,3 +266,9 @@ class _NoArchive:
 
     def delete(self, room: str, epoch: str, seq: int, known: bool = False) -> Any:
         raise NotImplementedError
+
+    def setRead(self, identity: str, room: str, position: Any) -> Any:
+        raise NotImplementedError
+
+    def read(self, identity: str, room: str) -> Any:
+        raise NotImplementedError
