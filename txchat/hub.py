@@ -116,6 +116,7 @@ class ChatHub(WebSocketServerFactory):
             backlog=lambda: self.broker.backlog,
             refused=lambda: self.broker.dropped,
         )
+        self.metrics.logUnwritten.set_function(lambda: getattr(self.broker, "unlogged", 0))
 
     _frame = framedText
 
