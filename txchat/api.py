@@ -22,7 +22,6 @@ from twisted.web.server import NOT_DONE_YET, Request
 from txchat import wire
 from txchat.broker import NotPublished
 from txchat.roomapi import BrokerDown, RoomsFull, RoomView
-from txchat.wire import normalise
 
 _log = Logger()
 
@@ -150,7 +149,7 @@ class Api(Resource):
             raise ApiError(400, "text and name must be valid Unicode (no lone surrogates)") from None
         if len(raw) > self.maxMessageSize:
             raise ApiError(413, f"text is {len(raw)} bytes; at most {self.maxMessageSize}")
-        message = normalise(wire.cleanText(raw))
+        message = wire.normaliseLines(raw)  # line breaks stay (SPEC §17)
         if not message:
             raise ApiError(400, "text is empty")
         try:

@@ -17,6 +17,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from txchat.history import History
+from txchat.sent import SentIds
 from txchat.stream import Delivery, Snapshot, newEpoch
 
 __all__ = ["Broker", "Deliver", "MemoryBroker", "NotPublished", "Presence", "Snapshot"]
@@ -120,6 +121,7 @@ class MemoryBroker:
         self._watched: set[str] = set()
         self._deliver: Deliver | None = None
         self._forgotten: Callable[[str], None] = lambda room: None
+        self.sent: SentIds[tuple[str, int]] = SentIds()  # v2 sends numbered lately, by (sender, ID)
 
     def start(
         self, deliver: Deliver, presence: Presence, reconnected: Callable[[], None] = lambda: None,
@@ -132,8 +134,19 @@ class MemoryBroker:
         self._number(message)
 
     def post(self, message: Delivery) -> Deferred[tuple[str, int] | None]:
+        # -- v2 dedupe (SPEC §17; h-v2: the integrator merges this with the log's) --
+        ref = message.ref
+        if ref is not None:
+            now = self._clock.seconds()
+            first = self.sent.get(message.sender, ref, now)
+            if first is not None:
+                return succeed(first)  # a resend: answered as the first, not delivered again
         numbered = self._number(message)
-        return succeed((numbered.epoch or "", numbered.seq or 0))
+        head = (numbered.epoch or "", numbered.seq or 0)
+        if ref is not None:
+            self.sent.remember(message.sender, ref, head, now)
+        # -- end v2 dedupe --
+        return succeed(head)
 
     def _number(self, message: Delivery) -> Delivery:
         name = message.room
@@ -141,7 +154,8 @@ class MemoryBroker:
         if kept is None:
             kept = self._rooms[name] = _Kept(self._limit, self._clock.seconds())
         kept.seq += 1
-        numbered = Delivery(name, message.text, message.name, message.time, kept.seq, kept.epoch)
+        numbered = Delivery(name, message.text, message.name, message.time, kept.seq, kept.epoch, message.sender,
+                            message.ref)
         if self._limit:
             kept.messages.append(kept.seq, numbered)
             kept.last = self._clock.seconds()

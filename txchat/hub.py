@@ -13,14 +13,15 @@ from typing import Any, Callable, Sequence
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txchat import memory
+from txchat import memory, wire
 from txchat.autobahn_internals import framedText, protocolWithOptions, useClock
-from txchat.broker import Broker, MemoryBroker
+from txchat.broker import Broker, MemoryBroker, NotPublished
+from txchat.chatlog import Page
 from txchat.config import Config
 from txchat.gate import Claim, Gate
 from txchat.limits import ConnectionLimits, RateLimits, TrustedProxies
@@ -29,6 +30,7 @@ from txchat.metrics import Metrics
 from txchat.origin import OriginPolicy
 from txchat.presence import Presence
 from txchat.rooms import Room, RoomTable
+from txchat.sent import SentIds
 from txchat.stream import LOCAL, SYNCING, Delivery, Snapshot, newEpoch
 from txchat.tokens import tokenChecker
 from txchat.wire import CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TRY_AGAIN
@@ -96,6 +98,9 @@ class ChatHub(WebSocketServerFactory):
         self.presence = Presence(reactor, self.rooms, self.broker.setOnline, self._tellPresence,
                                  self.broker.state is not None, config.presenceRefresh, config.presenceStale)
         self._connections: set[Member] = set()
+        # txchat.v2 sends on their way to the broker, by (sender, ID), and who waits for each.
+        self._inFlight: dict[tuple[str, str], list[Deferred[tuple[str, int] | None]]] = {}
+        self._unnumbered: SentIds[bool] = SentIds()  # sends delivered unnumbered (Redis away)
         self._closing = False
         self._allGone: list[Deferred[None]] = []
         self.metrics.watch(
@@ -204,6 +209,8 @@ class ChatHub(WebSocketServerFactory):
             fanout.pause(client)
         if client.v1:
             client.write(self._frame(b"\n".join(room.joinLines(client.since, kept))))
+            if fanout.waiting(client):  # v2 answers to what it sent before it had joined
+                self._scheduleFlush(room)
         self.presence.changed(room)
 
     def unregister(self, client: Member) -> None:
@@ -339,7 +346,7 @@ class ChatHub(WebSocketServerFactory):
         room = client.room
         if room is not None:
             now = int(self.clock.seconds() * 1000)
-            self.broker.publish(Delivery(room.name, text, client.displayName, now))
+            self.broker.publish(Delivery(room.name, text, client.displayName, now, sender=client.sender))
 
     def deliver(self, delivery: Delivery) -> None:
         """Queue a message from the broker for its room's members; one flush per reactor turn."""
@@ -399,7 +406,85 @@ class ChatHub(WebSocketServerFactory):
                 peer=client.peerName,
                 limit=self.config.sendQueue,
             )
-            client.leave(CLOSE_POLICY, "too slow: send queue full")
+            if client.v1:  # (and v2) it resumes with since, and misses nothing
+                client.leave(CLOSE_TRY_AGAIN, "too slow; resume with since")
+            else:
+                client.leave(CLOSE_POLICY, "too slow: send queue full")
+
+    # -- txchat.v2 (SPEC §17): what a v2 member's commands ask of the hub --------------------
+
+    def post(self, client: Member, text: bytes, ref: str) -> Deferred[tuple[str, int] | None]:
+        """Accept a v2 member's send of a normalised message with the client's ID C{ref}:
+        deliver it once, however often it is sent. Fires with the (epoch, number) the broker gave
+        it (the first one's, for a resend: the broker remembers), None when it went out
+        unnumbered (Redis away); fails with L{NotPublished} when the broker refused it.
+
+        Two cases the broker cannot see are handled here: a resend that arrives while the
+        first copy is still on its way to the broker waits for that copy's answer, and a
+        resend of one delivered unnumbered is not delivered again."""
+        room = client.room
+        if room is None:
+            return fail(NotPublished("the client has left"))
+        self.metrics.messagesIn.inc()
+        key = (client.sender, ref)
+        now = self.clock.seconds()
+        if self._unnumbered.get(client.sender, ref, now):
+            return succeed(None)
+        waiting = self._inFlight.get(key)
+        if waiting is not None:
+            d: Deferred[tuple[str, int] | None] = Deferred()
+            waiting.append(d)
+            return d
+        waiters: list[Deferred[tuple[str, int] | None]] = []
+        self._inFlight[key] = waiters
+
+        def answered(result: tuple[str, int] | None | Failure) -> tuple[str, int] | None | Failure:
+            del self._inFlight[key]
+            if result is None:
+                self._unnumbered.remember(client.sender, ref, True, self.clock.seconds())
+            for d in waiters:
+                if isinstance(result, Failure):
+                    d.errback(result)
+                else:
+                    d.callback(result)
+            return result
+
+        delivery = Delivery(room.name, text, client.displayName, int(now * 1000), sender=client.sender, ref=ref)
+        return self.broker.post(delivery).addBoth(answered)
+
+    def history(self, client: Member, before: tuple[str, int] | None, limit: int) -> Deferred[Page]:
+        """Up to C{limit} messages of the client's room older than C{before} (None: the newest),
+        oldest first, and whether there are older ones. From what the broker keeps of the
+        room's current stream; L{NotPublished} while the broker is away."""
+        room = client.room
+        if room is None:
+            return fail(NotPublished("the client has left"))
+
+        def page(snapshot: Snapshot | None) -> Page:
+            if snapshot is None:
+                raise NotPublished("the broker is away")
+            kept = [m for m in snapshot.history if m.seq is not None]
+            if before is not None:
+                kept = [m for m in kept if m.epoch == before[0] and m.seq is not None and m.seq < before[1]]
+            return Page(kept[-limit:], len(kept) > limit)
+
+        return self.broker.snapshot(room.name).addCallback(page)
+
+    def reply(self, client: Member, line: bytes) -> None:
+        """A line for one v2 member (an ack, an error, an answer), in order with its messages."""
+        room = client.room
+        if room is not None and client.member:
+            room.tellOne(client, line)
+
+    def typing(self, client: Member) -> None:
+        """The member is typing: tell the room's other v2 members (the protocol throttles)."""
+        room = client.room
+        if room is not None:
+            room.tellOthers(client, wire.typing(client.sender, client.displayName))
+
+    def setRead(self, client: Member, epoch: str, seq: int) -> None:
+        """The member has read its room up to (epoch, seq) (SPEC §18: stored, and told to the
+        identity's other connections; not yet)."""
 
     # -- shutdown -------------------------------------------------------------------------
 

@@ -28,6 +28,14 @@ class Member(Resuming, Protocol):
     def displayName(self) -> str: ...
 
     @property
+    def v2(self) -> bool:
+        """Speaks txchat.v2 (then v1 is true too: it gets every v1 line)."""
+
+    @property
+    def sender(self) -> str:
+        """Who its messages are from (SPEC §17 "from")."""
+
+    @property
     def peerName(self) -> str: ...
 
     @property

@@ -36,8 +36,12 @@ def test_since_keeps_an_epoch_with_colons_whole() -> None:
 def test_lines_are_compact_json_with_escaped_newlines() -> None:
     line = wire.message(3, 1700, "Ada", "two\nlines \u2028 ok")
     assert b"\n" not in line and b" " not in line.replace(b"lines \xe2\x80\xa8 ok", b"")
-    assert json.loads(line) == {"type": "message", "seq": 3, "time": 1700, "name": "Ada", "text": "two\nlines \u2028 ok"}
-    assert json.loads(wire.message(None, 1, "", "x")) == {"type": "message", "time": 1, "name": "", "text": "x"}
+    assert json.loads(line) == {"type": "message", "seq": 3, "time": 1700, "name": "Ada", "text": "two\nlines \u2028 ok",
+                                "from": ""}
+    assert json.loads(wire.message(None, 1, "", "x", "u:ann")) == {"type": "message", "time": 1, "name": "", "text": "x",
+                                                                  "from": "u:ann"}
+    # "from" comes last: the keys a v1 client knew keep their order.
+    assert list(json.loads(wire.message(2, 1, "", "x", "a:c"))) == ["type", "seq", "time", "name", "text", "from"]
     assert json.loads(wire.presence(4)) == {"type": "presence", "online": 4}
 
 
