@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from websockets.sync.client import connect as wsConnect
+from websockets.typing import Subprotocol
 
 from bench.processes import LoggedProcess, Twistd, cleanEnvironment
 from tests.support.relay import Relay
@@ -48,7 +49,7 @@ def test_the_documented_v2_client_delivers_every_line_once_across_cuts(tmp_path:
     texts = [f"line {i}" for i in range(LINES)]
     stack = ExitStack()
     try:
-        watcher = stack.enter_context(wsConnect(f"ws://127.0.0.1:{server.port}/ws/v2doc", subprotocols=["txchat.v1"]))
+        watcher = stack.enter_context(wsConnect(f"ws://127.0.0.1:{server.port}/ws/v2doc", subprotocols=[Subprotocol("txchat.v1")]))
         seen: list[str] = []
 
         def watch(until: str) -> None:
@@ -94,7 +95,7 @@ def test_the_documented_v2_client_delivers_every_line_once_across_cuts(tmp_path:
 
         watch(texts[-1])
         assert seen == texts, "each line once, in the order typed"
-        with wsConnect(f"ws://127.0.0.1:{server.port}/ws/v2doc", subprotocols=["txchat.v1"]) as reader:
+        with wsConnect(f"ws://127.0.0.1:{server.port}/ws/v2doc", subprotocols=[Subprotocol("txchat.v1")]) as reader:
             lines = [json.loads(line) for line in str(reader.recv(timeout=10)).split("\n")]
         messages = [line for line in lines if line["type"] == "message"]
         assert [m["text"] for m in messages] == texts
