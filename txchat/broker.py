@@ -121,7 +121,7 @@ class MemoryBroker:
         self._watched: set[str] = set()
         self._deliver: Deliver | None = None
         self._forgotten: Callable[[str], None] = lambda room: None
-        self.sent: SentIds[tuple[str, int]] = SentIds()  # v2 sends numbered lately, by (sender, ID)
+        self._sent = SentIds(clock)  # v2 sends numbered lately, by (sender, ID)
 
     def start(
         self, deliver: Deliver, presence: Presence, reconnected: Callable[[], None] = lambda: None,
@@ -134,19 +134,16 @@ class MemoryBroker:
         self._number(message)
 
     def post(self, message: Delivery) -> Deferred[tuple[str, int] | None]:
-        # -- v2 dedupe (SPEC §17; h-v2: the integrator merges this with the log's) --
-        ref = message.ref
-        if ref is not None:
-            now = self._clock.seconds()
-            first = self.sent.get(message.sender, ref, now)
-            if first is not None:
-                return succeed(first)  # a resend: answered as the first, not delivered again
+        # -- v2 dedupe (h-v2, a stand-in: main's MemoryBroker.post does this with the log) --
+        if message.ref is not None:
+            known = self._sent.get(message.sender, message.ref)
+            if known is not None:  # a resend: answered as the first, not delivered again
+                return succeed(None if known[1] is None else (known[0], known[1]))
         numbered = self._number(message)
-        head = (numbered.epoch or "", numbered.seq or 0)
-        if ref is not None:
-            self.sent.remember(message.sender, ref, head, now)
+        if message.ref is not None:
+            self._sent.add(message.sender, message.ref, numbered.epoch, numbered.seq)
         # -- end v2 dedupe --
-        return succeed(head)
+        return succeed((numbered.epoch or "", numbered.seq or 0))
 
     def _number(self, message: Delivery) -> Delivery:
         name = message.room

@@ -154,9 +154,9 @@ def _before(frame: dict[str, Any]) -> tuple[str, int] | None:
     if not isinstance(before, str):
         raise _Bad("before: must be \"EPOCH:SEQ\"")
     try:
-        return wire.since(before.encode("utf-8", "replace"))
-    except wire.BadRequest:
-        raise _Bad("before: must be \"EPOCH:SEQ\"") from None
+        return wire.since(before.encode("utf-8", "replace"), 'before: must be "EPOCH:SEQ"')
+    except wire.BadRequest as e:
+        raise _Bad(str(e)) from None
 
 
 def _limit(frame: dict[str, Any]) -> int:

@@ -30,7 +30,6 @@ from txchat.metrics import Metrics
 from txchat.origin import OriginPolicy
 from txchat.presence import Presence
 from txchat.rooms import Room, RoomTable
-from txchat.sent import SentIds
 from txchat.stream import LOCAL, SYNCING, Delivery, Snapshot, newEpoch
 from txchat.tokens import tokenChecker
 from txchat.wire import CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TRY_AGAIN
@@ -98,9 +97,6 @@ class ChatHub(WebSocketServerFactory):
         self.presence = Presence(reactor, self.rooms, self.broker.setOnline, self._tellPresence,
                                  self.broker.state is not None, config.presenceRefresh, config.presenceStale)
         self._connections: set[Member] = set()
-        # txchat.v2 sends on their way to the broker, by (sender, ID), and who waits for each.
-        self._inFlight: dict[tuple[str, str], list[Deferred[tuple[str, int] | None]]] = {}
-        self._unnumbered: SentIds[bool] = SentIds()  # sends delivered unnumbered (Redis away)
         self._closing = False
         self._allGone: list[Deferred[None]] = []
         self.metrics.watch(
@@ -357,6 +353,20 @@ class ChatHub(WebSocketServerFactory):
         if delivery.seq is not None:
             room.lastMessage = delivery.time
 
+    def history(self, room: str, before: tuple[str, int] | None, limit: int) -> Deferred[Page]:
+        """Scrollback (SPEC §16): up to C{limit} messages before C{before}, oldest first."""
+        # (h-v2's stand-in, from what the broker keeps of the room's current stream; main's reads the broker's page.)
+
+        def page(snapshot: Snapshot | None) -> Page:
+            if snapshot is None:
+                raise NotPublished("the broker is away")
+            kept = [m for m in snapshot.history if m.seq is not None]
+            if before is not None:
+                kept = [m for m in kept if m.epoch == before[0] and m.seq is not None and m.seq < before[1]]
+            return Page(kept[-limit:], len(kept) > limit)
+
+        return self.broker.snapshot(room).addCallback(page)
+
     def _catchUp(self) -> None:
         """The broker is back after this process lost it: what the other processes published
         meanwhile never came here. Read each room's kept messages and deliver the missed ones
@@ -414,61 +424,17 @@ class ChatHub(WebSocketServerFactory):
     # -- txchat.v2 (SPEC §17): what a v2 member's commands ask of the hub --------------------
 
     def post(self, client: Member, text: bytes, ref: str) -> Deferred[tuple[str, int] | None]:
-        """Accept a v2 member's send of a normalised message with the client's ID C{ref}:
-        deliver it once, however often it is sent. Fires with the (epoch, number) the broker gave
-        it (the first one's, for a resend: the broker remembers), None when it went out
-        unnumbered (Redis away); fails with L{NotPublished} when the broker refused it.
-
-        Two cases the broker cannot see are handled here: a resend that arrives while the
-        first copy is still on its way to the broker waits for that copy's answer, and a
-        resend of one delivered unnumbered is not delivered again."""
+        """Accept a v2 member's send of a normalised message with the client's ID C{ref}.
+        Fires with the (epoch, number) the broker gave it, or the first one's for a resend
+        (the broker remembers sends by sender and ID, and does not deliver a resend again);
+        None when it went out unnumbered (Redis away); fails with L{NotPublished} when the
+        broker refused it."""
         room = client.room
         if room is None:
             return fail(NotPublished("the client has left"))
         self.metrics.messagesIn.inc()
-        key = (client.sender, ref)
-        now = self.clock.seconds()
-        if self._unnumbered.get(client.sender, ref, now):
-            return succeed(None)
-        waiting = self._inFlight.get(key)
-        if waiting is not None:
-            d: Deferred[tuple[str, int] | None] = Deferred()
-            waiting.append(d)
-            return d
-        waiters: list[Deferred[tuple[str, int] | None]] = []
-        self._inFlight[key] = waiters
-
-        def answered(result: tuple[str, int] | None | Failure) -> tuple[str, int] | None | Failure:
-            del self._inFlight[key]
-            if result is None:
-                self._unnumbered.remember(client.sender, ref, True, self.clock.seconds())
-            for d in waiters:
-                if isinstance(result, Failure):
-                    d.errback(result)
-                else:
-                    d.callback(result)
-            return result
-
-        delivery = Delivery(room.name, text, client.displayName, int(now * 1000), sender=client.sender, ref=ref)
-        return self.broker.post(delivery).addBoth(answered)
-
-    def history(self, client: Member, before: tuple[str, int] | None, limit: int) -> Deferred[Page]:
-        """Up to C{limit} messages of the client's room older than C{before} (None: the newest),
-        oldest first, and whether there are older ones. From what the broker keeps of the
-        room's current stream; L{NotPublished} while the broker is away."""
-        room = client.room
-        if room is None:
-            return fail(NotPublished("the client has left"))
-
-        def page(snapshot: Snapshot | None) -> Page:
-            if snapshot is None:
-                raise NotPublished("the broker is away")
-            kept = [m for m in snapshot.history if m.seq is not None]
-            if before is not None:
-                kept = [m for m in kept if m.epoch == before[0] and m.seq is not None and m.seq < before[1]]
-            return Page(kept[-limit:], len(kept) > limit)
-
-        return self.broker.snapshot(room.name).addCallback(page)
+        now = int(self.clock.seconds() * 1000)
+        return self.broker.post(Delivery(room.name, text, client.displayName, now, sender=client.sender, ref=ref))
 
     def reply(self, client: Member, line: bytes) -> None:
         """A line for one v2 member (an ack, an error, an answer), in order with its messages."""

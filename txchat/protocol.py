@@ -243,8 +243,8 @@ class ChatProtocol(ServerProtocol):
                 self._lastTyping = now
                 hub.typing(self)
         elif isinstance(command, commands.HistoryAsk):
-            if self._allowed(command.id):
-                hub.history(self, command.before, command.limit).addCallbacks(
+            if self._allowed(command.id) and self.room is not None:
+                hub.history(self.room.name, command.before, command.limit).addCallbacks(
                     self._paged, self._notPosted, callbackArgs=(command.id,), errbackArgs=(command.id,))
         elif isinstance(command, commands.Read):
             room = self.room

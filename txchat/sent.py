@@ -1,61 +1,61 @@
-"""The sends accepted lately, by sender and the sender's ID for each (SPEC §17): a resend of one
-is answered with the first answer and not delivered again.
+"""Which sends were accepted lately, by their sender's ID for them (SPEC §17): a resend gets
+the first one's number and is not delivered again (plain code, on an injected clock).
 
-Pure: the caller passes the time in (an injected clock's seconds). Bounded twice: an entry lives
-C{ttl} seconds (ten minutes: longer than any client keeps resending), and at most C{limit}
-entries are held, the oldest going first, so a flood of sends cannot grow it without end.
+Bounded: at most C{limit} IDs, the oldest out first, each forgotten C{SENT_FOR} seconds after
+it was accepted. A send still being numbered is remembered by what waits for its number, so a
+resend that overtakes the answer to the first is not delivered either.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Generic, TypeVar
+from typing import Any
 
-__all__ = ["LIMIT", "TTL", "SentIds"]
+from twisted.internet.interfaces import IReactorTime
 
-V = TypeVar("V")
-
-TTL = 600.0
+SENT_FOR = 600.0
 LIMIT = 100_000
 
 
-class SentIds(Generic[V]):
-    """(sender, ref) -> what the send was given (its epoch and seq, say), for C{ttl} seconds."""
-
-    __slots__ = ("limit", "ttl", "_entries")
-
-    def __init__(self, limit: int = LIMIT, ttl: float = TTL) -> None:
-        self.limit = limit
-        self.ttl = ttl
-        # Oldest first: entries are added as time goes on, so expiry only ever looks at the front.
-        self._entries: OrderedDict[tuple[str, str], tuple[float, V]] = OrderedDict()
+class SentIds:
+    def __init__(self, clock: IReactorTime, limit: int = LIMIT, keep: float = SENT_FOR) -> None:
+        self._clock = clock
+        self._limit = limit
+        self._keep = keep
+        # (sender, ID) -> (until when, (epoch, seq)) once numbered, or what waits for that.
+        self._known: OrderedDict[tuple[str, str], tuple[float, Any]] = OrderedDict()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._known)
 
-    def get(self, sender: str, ref: str, now: float) -> V | None:
-        """What the send was given, if it was accepted less than C{ttl} seconds ago."""
-        self._expire(now)
-        entry = self._entries.get((sender, ref))
-        return entry[1] if entry is not None else None
+    def get(self, sender: str, ref: str) -> Any:
+        """(epoch, seq) of an accepted send; what waits for its number while it is numbered;
+        None when not sent lately."""
+        self._expire()
+        entry = self._known.get((sender, ref))
+        return None if entry is None else entry[1]
 
-    def remember(self, sender: str, ref: str, value: V, now: float) -> None:
-        """The send was accepted now and given C{value}. A key seen before keeps its first value
-        and time: the first answer is the one every resend repeats."""
-        self._expire(now)
-        entries = self._entries
-        key = (sender, ref)
-        if key in entries:
-            return
-        entries[key] = (now, value)
-        while len(entries) > self.limit:
-            entries.popitem(last=False)
+    def wait(self, sender: str, ref: str, waiting: Any) -> None:
+        self._put((sender, ref), waiting)
 
-    def _expire(self, now: float) -> None:
-        entries = self._entries
-        horizon = now - self.ttl
-        while entries:
-            first = next(iter(entries.values()))
-            if first[0] > horizon:
+    def add(self, sender: str, ref: str, epoch: str | None, seq: int | None) -> None:
+        """Accepted: numbered, or (None, None) delivered unnumbered."""
+        self._put((sender, ref), (epoch, seq))
+
+    def clear(self) -> None:
+        self._known.clear()
+
+    def _put(self, key: tuple[str, str], value: Any) -> None:
+        self._known.pop(key, None)
+        self._known[key] = (self._clock.seconds() + self._keep, value)
+        while len(self._known) > self._limit:
+            self._known.popitem(last=False)
+
+    def _expire(self) -> None:
+        now = self._clock.seconds()
+        known = self._known
+        while known:
+            key = next(iter(known))
+            if known[key][0] > now:
                 break
-            entries.popitem(last=False)
+            del known[key]

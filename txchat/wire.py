@@ -133,13 +133,18 @@ def displayName(raw: bytes) -> str:
     return name
 
 
-def since(raw: bytes) -> tuple[str, int]:
+def since(raw: bytes, what: str = "since: must be EPOCH:SEQ, as the welcome line gives them") -> tuple[str, int]:
     """C{EPOCH:SEQ}: an opaque, non-empty epoch and a non-negative integer."""
     text = raw.decode("utf-8", "replace")
     epoch, colon, seq = text.rpartition(":")
     if not colon or not epoch or not _SEQ.match(seq):
-        raise BadRequest("since: must be EPOCH:SEQ, as the welcome line gives them")
+        raise BadRequest(what)
     return epoch, int(seq)
+
+
+def withEpoch(line: bytes, epoch: str | None) -> bytes:
+    """A message line with its stream's epoch, for scrollback that spans epochs (SPEC §16)."""
+    return line[:-1] + b',"epoch":' + json.dumps(epoch).encode() + b"}" if line.endswith(b"}") else line
 
 
 def clientId(raw: bytes) -> str:
@@ -180,12 +185,6 @@ def message(seq: int | None, time: int, name: str, text: str, sender: str = "") 
     if seq is None:
         return encode({"type": "message", "time": time, "name": name, "text": text, "from": sender})
     return encode({"type": "message", "seq": seq, "time": time, "name": name, "text": text, "from": sender})
-
-
-def withEpoch(line: bytes, epoch: str | None) -> bytes:
-    """A message line with its epoch added (as a v2 C{history} answer holds it), from the line
-    encoded already: the object's closing brace becomes the new key's."""
-    return line[:-1] + b',"epoch":' + encode(epoch) + b"}"
 
 
 # -- txchat.v2's own lines ------------------------------------------------------------------
