@@ -17,7 +17,10 @@ class Relay:
         self._open = True
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
-        self._swallowing: bool | None = None  # None: nothing; True: what clients send; False: what servers send
+        # What to swallow: which way (True: what clients send; False: what servers send) on which
+        # sockets (the connections open at swallow(): they swallow until they end, whenever
+        # their last bytes are read; connections made later pass everything).
+        self._swallowing: tuple[bool, frozenset[socket.socket]] | None = None
         self._swallowed = 0  # bytes swallowed since swallow()
         self._news = threading.Condition(self._lock)
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -51,7 +54,8 @@ class Relay:
         try:
             while data := source.recv(65536):
                 with self._lock:
-                    swallow = self._swallowing is toServer
+                    swallowing = self._swallowing
+                    swallow = swallowing is not None and swallowing[0] is toServer and source in swallowing[1]
                     if swallow:
                         self._swallowed += len(data)
                         self._news.notify_all()
@@ -62,10 +66,10 @@ class Relay:
         self._end(source, sink)
 
     def swallow(self, toServer: bool) -> None:
-        """From now until the next L{cut}, drop what clients send (C{toServer}) or what servers
-        send, and keep the connections up."""
+        """On the connections open now, until they end, drop what clients send (C{toServer}) or
+        what servers send, and keep the connections up."""
         with self._lock:
-            self._swallowing, self._swallowed = toServer, 0
+            self._swallowing, self._swallowed = (toServer, frozenset(self._sockets)), 0
 
     def waitSwallowed(self, count: int, timeout: float = 30) -> None:
         """Wait until at least C{count} bytes have been swallowed since L{swallow}."""
@@ -86,7 +90,6 @@ class Relay:
     def cut(self) -> None:
         with self._lock:
             self._open = False
-            self._swallowing = None
             ends = list(self._sockets)
         self._end(*ends)
 
