@@ -28,12 +28,12 @@ class Member(Resuming, Protocol):
     def displayName(self) -> str: ...
 
     @property
-    def v2(self) -> bool:
-        """Speaks txchat.v2 (then v1 is true too: it gets every v1 line)."""
+    def sender(self) -> str:
+        """Who it is (SPEC §17 C{from}): C{u:SUB}, C{a:CID} or one of its own."""
 
     @property
-    def sender(self) -> str:
-        """Who its messages are from (SPEC §17 "from")."""
+    def v2(self) -> bool:
+        """Speaks txchat.v2 (and so txchat.v1's lines too)."""
 
     @property
     def peerName(self) -> str: ...
