@@ -353,6 +353,18 @@ class ChatHub(WebSocketServerFactory):
         if delivery.seq is not None:
             room.lastMessage = delivery.time
 
+    def setRead(self, client: Member, epoch: str, seq: int) -> str | None:
+        """A v2 client's read position (SPEC §18); why it is refused (a bad request), or None."""
+        # (h-v2's stand-in: it only checks; main's roster stores it and tells the identity's others.)
+        room = client.room
+        if room is None:
+            return None
+        if epoch != room.epoch:
+            return "read: not the room's current epoch"
+        if seq > room.seq:
+            return f"read: seq {seq} is ahead of the room's last message ({room.seq})"
+        return None
+
     def history(self, room: str, before: tuple[str, int] | None, limit: int) -> Deferred[Page]:
         """Scrollback (SPEC §16): up to C{limit} messages before C{before}, oldest first."""
         # (h-v2's stand-in, from what the broker keeps of the room's current stream; main's reads the broker's page.)
@@ -447,10 +459,6 @@ class ChatHub(WebSocketServerFactory):
         room = client.room
         if room is not None:
             room.tellOthers(client, wire.typing(client.sender, client.displayName))
-
-    def setRead(self, client: Member, epoch: str, seq: int) -> None:
-        """The member has read its room up to (epoch, seq) (SPEC §18: stored, and told to the
-        identity's other connections; not yet)."""
 
     # -- shutdown -------------------------------------------------------------------------
 

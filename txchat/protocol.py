@@ -247,11 +247,9 @@ class ChatProtocol(ServerProtocol):
                 hub.history(self.room.name, command.before, command.limit).addCallbacks(
                     self._paged, self._notPosted, callbackArgs=(command.id,), errbackArgs=(command.id,))
         elif isinstance(command, commands.Read):
-            room = self.room
-            if room is not None and command.epoch == room.epoch and command.seq > room.seq:
-                self._refuse(command.id, commands.BAD_REQUEST, f"read: the room's newest message is {room.seq}")
-            else:
-                hub.setRead(self, command.epoch, command.seq)
+            refused = hub.setRead(self, command.epoch, command.seq)
+            if refused is not None:
+                self._refuse(command.id, commands.BAD_REQUEST, refused)
         else:
             self._refresh(command)
 

@@ -96,6 +96,7 @@ MALFORMED: list[tuple[bytes, str | None, str]] = [
     (b'{"type":"history","id":"h1","limit":201}', "h1", "limit: a whole number from 1 to 200"),
     (b'{"type":"history","id":"h2","before":"nope"}', "h2", 'before: must be "EPOCH:SEQ"'),
     (b'{"type":"read","epoch":"e","seq":-1}', None, "seq: a whole number, 0 or more, is required"),
+    (b'{"type":"read","epoch":"e","seq":0}', None, "read: not the room's current epoch"),
     (b'{"type":"refresh"}', None, "token: a non-empty string is required"),
 ]
 
@@ -209,21 +210,31 @@ def test_typing_goes_to_the_other_v2_members_at_most_once_in_3_seconds() -> None
     assert [line["seq"] for line in of(other, "message")] == [1]
 
 
-def test_read_is_validated_then_handed_to_the_hub() -> None:
+def test_read_goes_to_the_hub_which_may_refuse_it() -> None:
     hub, clock = makeHub()
-    reads: list[tuple[str, str, int]] = []
-    hub.setRead = lambda client, epoch, seq: reads.append((client.sender, epoch, seq))  # type: ignore[method-assign]
     reader = V2Peer(hub, query="cid=reader-0001")
     epoch = reader.lines()[0]["epoch"]
     reader.post("m", "one")
     clock.advance(0)
-    reader.command(type="read", epoch=epoch, seq=2)  # ahead of the room
+    reader.command(type="read", epoch=epoch, seq=2, id="ahead")
     reader.command(type="read", epoch=epoch, seq=1)
-    reader.command(type="read", epoch="older", seq=7)  # another epoch: not this room's to judge
+    reader.command(type="read", epoch="older", seq=1)
     clock.advance(0)
-    assert of(reader, "error") == [{"type": "error", "code": "bad-request",
-                                    "message": "read: the room's newest message is 1"}]
-    assert reads == [("a:reader-0001", epoch, 1), ("a:reader-0001", "older", 7)]
+    assert of(reader, "error") == [
+        {"type": "error", "id": "ahead", "code": "bad-request",
+         "message": "read: seq 2 is ahead of the room's last message (1)"},
+        {"type": "error", "code": "bad-request", "message": "read: not the room's current epoch"},
+    ]
+    reads: list[tuple[str, str, int]] = []
+
+    def setRead(client: Any, epoch: str, seq: int) -> str | None:
+        reads.append((client.sender, epoch, seq))
+        return None
+
+    hub.setRead = setRead  # type: ignore[method-assign]
+    reader.command(type="read", epoch=epoch, seq=1)
+    clock.advance(0)
+    assert reads == [("a:reader-0001", epoch, 1)] and of(reader, "error") == []
 
 
 def test_history_pages_back_through_what_the_room_keeps() -> None:
