@@ -292,8 +292,11 @@ async def test_random_sends_and_resends_on_either_process_deliver_each_id_once_w
             ref = f"id-{len(ids)}"
             ids.append(ref)
         broker, _ = rng.choice(brokers)
+        def acked(numbered: Any, ref: str = ref) -> None:
+            acks.append((ref, numbered))
+
         posted.append(broker.post(Delivery("lobby", ref.encode(), "", 0, sender="a:the-sender", ref=ref))
-                      .addCallback(lambda numbered, ref=ref: acks.append((ref, numbered))))
+                      .addCallback(acked))
         if rng.random() < 0.2:
             await within(posted[-1])  # now and then, let the sends in flight land
     await within(DeferredList(posted, fireOnOneErrback=True))
