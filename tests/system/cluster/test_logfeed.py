@@ -3,8 +3,7 @@ a real PostgreSQL: entries added by hand as the numbering script adds them."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, AsyncIterator, Iterator, Sequence, cast
+from typing import Any, Iterator, Sequence, cast
 
 import psycopg
 import pytest
@@ -19,6 +18,7 @@ from bench.postgresserver import PostgresServer
 from bench.redisserver import RedisServer
 from tests.support.live import within
 from tests.support.postgres import postgresServer, postgresURL  # noqa: F401  (fixtures)
+from tests.support.redis import redis  # noqa: F401  (a fixture)
 from txchat.logfeed import GROUP, STREAM, LogFeed, LogFeedService
 from txchat.metrics import Metrics
 from txchat.pglog import PostgresLog
@@ -64,14 +64,6 @@ class WatchedLog:
         self._waiting = [item for item in self._waiting if item not in ready]
         for _, _, d in ready:
             d.callback(None)
-
-
-@pytest_twisted.async_yield_fixture
-async def redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    await deferToThread(server.start)
-    yield server
-    await deferToThread(server.stop)
 
 
 @pytest.fixture

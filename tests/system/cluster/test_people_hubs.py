@@ -4,30 +4,21 @@ has is forgotten with the staleness settings shortened. Members are in-memory pe
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, Callable
 
 import jwt
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
-from twisted.internet.threads import deferToThread
 
 from bench.redisserver import RedisServer
 from tests.support.memory import MemoryHub, V1Peer, roomOf
+from tests.support.redis import redis  # noqa: F401  (a fixture)
 from txchat.chatlog import Head
 from txchat.config import Config
 from txchat.redisbroker import RedisBroker
 
 SECRET = "one identity, several processes at once"
-
-
-@pytest_twisted.async_yield_fixture
-async def redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    await deferToThread(server.start)
-    yield server
-    await deferToThread(server.stop)
 
 
 async def startHub(url: str, **config: Any) -> MemoryHub:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_twisted
@@ -13,6 +13,7 @@ from twisted.internet.threads import deferToThread
 
 from bench.redisserver import RedisServer
 from tests.support.live import within
+from tests.support.redis import redis  # noqa: F401  (a fixture)
 from txchat.config import Config
 from txchat.redisbroker import RedisBroker
 from txchat.redisclient import RedisConnection
@@ -56,14 +57,6 @@ class Inbox:
         d = Deferred()
         self._waiting.append((n, d))
         return within(d)
-
-
-@pytest_twisted.async_yield_fixture
-async def redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    await deferToThread(server.start)
-    yield server
-    await deferToThread(server.stop)
 
 
 async def startBroker(url: str, rooms: tuple[str, ...] = ("lobby",), **kwargs: Any) -> tuple[RedisBroker, Inbox]:
