@@ -101,7 +101,7 @@ class ChatHub(WebSocketServerFactory):
             reactor, config.history, config.historyTtl, log, config.recoveryMax)
         # People (SPEC §18): with Redis, the roster hears the other processes' people.
         cluster = cast(Cluster, self.broker) if hasattr(self.broker, "listenPeople") else None
-        self.roster = Roster(self, self._frame, cluster, log)
+        self.roster = Roster(self, cluster, log)
         self.gate.banned = self.roster.banned
         self.presence = Presence(reactor, self.rooms, self.broker.setOnline, self._tellPresence,
                                  self.broker.state is not None, config.presenceRefresh, config.presenceStale,

@@ -41,7 +41,10 @@ class ReadPositions:
 
     def set(self, identity: str, room: str, position: Head) -> Head:
         """Keep the position unless behind the stored one; the position now kept."""
-        kept = later(self.get(identity, room), position)
+        stored = self.get(identity, room)
+        kept = later(stored, position)
+        if kept == stored:
+            return kept  # nothing moved: nothing to write
         if self._log is not None:
             try:
                 kept = self._log.setRead(identity, room, kept)

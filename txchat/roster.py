@@ -91,9 +91,8 @@ class Roster:
     @param log: the chat log, which keeps read positions durably.
     """
 
-    def __init__(self, hub: Hub, frame: Callable[[bytes], bytes], cluster: Cluster | None, log: ChatLog | None) -> None:
+    def __init__(self, hub: Hub, cluster: Cluster | None, log: ChatLog | None) -> None:
         self.hub = hub
-        self._frame = frame
         self.cluster = cluster
         self.log = log
         self.reads = ReadPositions(log)
@@ -272,10 +271,12 @@ class Roster:
         return None
 
     def _readSync(self, room: Room, identity: str, position: Head, source: Member | None) -> None:
-        line = self._frame(wire.read(position.epoch, position.seq))
+        """The identity's other JSON-speaking connections in the room hear of it, in order with
+        what else they are sent (a seed client's stream is the gorilla chat's: never this)."""
+        line = wire.read(position.epoch, position.seq)
         for connection in room.presence.people.connections(identity):
-            if connection is not source and getattr(connection, "member", False):
-                connection.write(line)  # type: ignore[attr-defined]
+            if connection is not source and getattr(connection, "member", False) and getattr(connection, "v1", False):
+                room.tellOne(connection, line)
 
     # -- moderation ---------------------------------------------------------------------------
 

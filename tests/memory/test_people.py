@@ -169,9 +169,11 @@ def test_read_never_moves_back_syncs_other_tabs_and_comes_in_the_welcome() -> No
     for peer in (tab2, other):
         peer.lines()
     assert desk.hub.setRead(tab1.protocol, epoch, 2) is None
+    desk.clock.advance(0)
     assert kinds(tab2, "read") == [{"type": "read", "epoch": epoch, "seq": 2}]
     assert kinds(tab1, "read") == [] and kinds(other, "read") == []
     assert desk.hub.setRead(tab2.protocol, epoch, 1) is None  # behind: kept where it was
+    desk.clock.advance(0)
     assert kinds(tab1, "read") == []
     assert desk.hub.setRead(tab1.protocol, epoch, 4) is not None  # ahead of the room: refused
     assert desk.hub.setRead(tab1.protocol, "another", 1) is not None
@@ -179,6 +181,7 @@ def test_read_never_moves_back_syncs_other_tabs_and_comes_in_the_welcome() -> No
     assert tab3.lines()[0]["read"] == f"{epoch}:2"
     assert "read" not in desk.join("carl").lines()[0]
     desk.hub.setRead(tab3.protocol, epoch, 3)
+    desk.clock.advance(0)
     assert [kinds(tab, "read") for tab in (tab1, tab2)] == [[{"type": "read", "epoch": epoch, "seq": 3}]] * 2
     desk.close()
 
@@ -221,6 +224,23 @@ def test_disconnect_closes_every_connection_of_the_user_with_4003() -> None:
     assert [bob.closeCode() for bob in bobs] == [4003] * 3 and ann.open
     status, answer = desk.call("POST", "/api/users/bob/disconnect")
     assert status == 404 and "no connection" in answer["error"]
+    desk.close()
+
+
+def test_a_read_reaches_the_identity_s_other_json_tabs_only_never_its_seed_client() -> None:
+    desk = Desk(history=10)
+    tab, other, seed = desk.join("ann"), desk.join("ann"), desk.plain("ann")
+    tab.post("one", "one")
+    desk.clock.advance(0)
+    epoch = tab.lines()[0]["epoch"]
+    other.lines()
+    assert seed.messages() == ["one"]
+    tab.command(type="read", epoch=epoch, seq=1)
+    desk.clock.advance(0)
+    assert kinds(other, "read") == [{"type": "read", "epoch": epoch, "seq": 1}]
+    tab.post("two", "two")
+    desk.clock.advance(0)
+    assert seed.messages() == ["two"], "the seed client sees chat only, as the gorilla chat's do"
     desk.close()
 
 
