@@ -21,7 +21,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from txchat import people, wire
 from txchat.broker import NotPublished
-from txchat.chatlog import Page
+from txchat.chatlog import LogError, Page
 from txchat.people import validIdentity
 from txchat.redisbroker import BrokerAway
 from txchat.roomapi import BrokerDown, RoomsFull, RoomView
@@ -328,6 +328,7 @@ _UNAVAILABLE = {
     RoomsFull: "every room has members and the server allows no more rooms",
     NotPublished: "the server is overloaded (its Redis backlog is full); try again shortly",
     BrokerDown: "Redis, which keeps the rooms, cannot be reached; try again shortly",
+    LogError: "the chat log cannot be read now; try again shortly",
     BrokerAway: "Redis, which the processes share, cannot be reached; try again shortly",
     ClusterDown: "Redis, which knows the other processes' members, cannot be reached; try again shortly",
     ConnectionLost: "the connection to Redis was lost (or it stopped answering) while the message was being "

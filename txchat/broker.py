@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Protocol
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -175,10 +175,14 @@ class MemoryBroker:
         the last ten minutes (by its sender's ID) fires with the first one's, undelivered."""
         if message.ref is not None:
             known = self._sent.get(message.sender, message.ref)
-            if known is None and self._log is not None and self._clock.seconds() - self._started < SENT_FOR:
-                # After a restart the log remembers what was sent before it.
+            if known is None and self._log is not None and (
+                    self._clock.seconds() - self._started < SENT_FOR or self._sent.forgot()):
+                # After a restart, or past what memory holds, the log remembers what was sent.
                 notBefore = int((self._clock.seconds() - SENT_FOR) * 1000)
-                known = self._log.sent(message.sender, message.ref, notBefore)
+                try:
+                    known = self._log.sent(message.sender, message.ref, notBefore)
+                except LogError as e:
+                    return fail(e)  # (the client is told to try again: it may be a resend)
             if isinstance(known, Deferred):
                 return _follow(known)  # the first is being written: its number is the answer
             if known is not None:
@@ -263,7 +267,11 @@ class MemoryBroker:
         if head is not None and self._log is not None and self._limit:
             # The room goes on from the log: its history is the log's newest, as old as --history-ttl.
             notBefore = (now - self._ttl) * 1000
-            for message in self._log.recent(name, head.epoch, self._limit):
+            try:
+                recent = self._log.recent(name, head.epoch, self._limit)
+            except LogError:
+                recent = []  # (a join then gets no history; numbering goes on all the same)
+            for message in recent:
                 if message.time >= notBefore and message.seq is not None:
                     kept.messages.append(message.seq, message)
                     kept.last = message.time / 1000
@@ -315,14 +323,20 @@ class MemoryBroker:
         if history and (history[0].seq or 0) <= seq + 1:
             return history
         assert self._log is not None
-        missed = self._log.after(room, epoch, seq, self._recoveryMax)
+        try:
+            missed = self._log.after(room, epoch, seq, self._recoveryMax)
+        except LogError:
+            return history  # (the client is told it did not recover)
         if missed is None or not missed or missed[-1].seq != kept.seq:
             return history
         return missed
 
     def page(self, room: str, before: tuple[str, int] | None, limit: int) -> Deferred[Page]:
         if self._log is not None:
-            return succeed(self._log.page(room, Head(*before) if before is not None else None, limit))
+            try:
+                return succeed(self._log.page(room, Head(*before) if before is not None else None, limit))
+            except LogError as e:
+                return fail(e)
         kept = self._rooms.get(room)
         return succeed(pageOf(kept.messages.lines() if kept is not None else [], before, limit))
 

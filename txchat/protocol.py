@@ -39,7 +39,7 @@ from txchat.autobahn_internals import (
 )
 from txchat import commands, wire
 from txchat.broker import NotPublished
-from txchat.chatlog import Page
+from txchat.chatlog import LogError, Page
 from txchat.gate import Handshake, Refusal, Ticket
 from txchat.limits import MAX_FRAGMENTS, TokenBucket
 from txchat.tokens import TokenRefused
@@ -274,7 +274,7 @@ class ChatProtocol(ServerProtocol):
         self.factory.reply(self, wire.history(ref, lines, page.more))
 
     def _notPosted(self, failure: Failure, ref: str) -> None:
-        if not failure.check(NotPublished):
+        if not failure.check(NotPublished, LogError):
             _log.failure("could not serve {peer}", failure, peer=self.peerName)
         self._refuse(ref, UNAVAILABLE, "the chat cannot take this now: try again")
 

@@ -24,6 +24,8 @@ class SentIds:
         self._keep = keep
         # (sender, ID) -> (until when, (epoch, seq)) once numbered, or what waits for that.
         self._known: OrderedDict[tuple[str, str], tuple[float, Any]] = OrderedDict()
+        # Until when an ID let go for room (over the limit) would still have been answered.
+        self._forgotUntil = 0.0
 
     def __len__(self) -> int:
         return len(self._known)
@@ -49,7 +51,13 @@ class SentIds:
         self._known.pop(key, None)
         self._known[key] = (self._clock.seconds() + self._keep, value)
         while len(self._known) > self._limit:
-            self._known.popitem(last=False)
+            _, (until, _value) = self._known.popitem(last=False)
+            self._forgotUntil = max(self._forgotUntil, until)
+
+    def forgot(self) -> bool:
+        """Whether an ID still within its time was let go for room: then only a durable log
+        can answer for it."""
+        return self._clock.seconds() < self._forgotUntil
 
     def _expire(self) -> None:
         now = self._clock.seconds()

@@ -7,10 +7,12 @@ from typing import Any, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 
 from txchat.broker import MemoryBroker
 from txchat.chatlog import ChatLog, LogError
 from txchat.memorylog import MemoryLog
+from txchat.sent import SENT_FOR, SentIds
 from txchat.stream import Delivery, Snapshot
 
 
@@ -181,3 +183,48 @@ def test_scrollback_pages_back_across_epochs_from_the_log() -> None:
     again.stop()
 
 
+
+
+def test_past_what_memory_holds_the_log_answers_for_a_resend(monkeypatch: Any) -> None:
+    import txchat.broker
+
+    monkeypatch.setattr(txchat.broker, "SentIds", lambda clock: SentIds(clock, limit=2))
+    broker, clock, delivered = started(Log())
+    clock.advance(SENT_FOR + 1)  # long after the start: only memory would be asked
+    first = broker.post(say(b"first", ref="id-0"))
+    for i in range(1, 4):
+        broker.post(say(b"other", ref=f"id-{i}"))
+    clock.advance(0)
+    again = broker.post(say(b"first", ref="id-0"))
+    clock.advance(0)
+    assert answer(again) == answer(first) == (delivered[0].epoch, 1)
+    assert [d.text for d in delivered].count(b"first") == 1
+    broker.stop()
+
+
+class Unreadable(Log):
+    def sent(self, sender: str, ref: str, notBefore: int) -> Any:
+        raise LogError("disk I/O error")
+
+    def page(self, room: str, before: Any, limit: int) -> Any:
+        raise LogError("disk I/O error")
+
+    def after(self, room: str, epoch: str, seq: int, limit: int) -> Any:
+        raise LogError("disk I/O error")
+
+
+def test_a_log_that_cannot_be_read_fails_the_call_not_the_process() -> None:
+    broker, clock, delivered = started(Unreadable(), history=1)
+    broker.watch("r")
+    for text in (b"a", b"b", b"c"):
+        broker.publish(say(text))
+    clock.advance(0)
+    failed = answer(broker.post(say(b"maybe a resend", ref="id-1")))
+    assert isinstance(failed, Failure) and failed.check(LogError)
+    page = answer(broker.page("r", None, 10))
+    assert isinstance(page, Failure) and page.check(LogError)
+    epoch = delivered[0].epoch
+    assert epoch is not None
+    snapshot = answer(broker.snapshot("r", (epoch, 1)))
+    assert [m.text for m in snapshot.history] == [b"c"], "no reach back: told it did not recover"
+    broker.stop()

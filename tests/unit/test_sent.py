@@ -65,3 +65,18 @@ def test_at_most_limit_entries_the_oldest_going_first() -> None:
         sent.add("s", str(i), "e", i)
     assert len(sent) == 3
     assert [sent.get("s", str(i)) for i in range(5)] == [None, None, ("e", 2), ("e", 3), ("e", 4)]
+
+
+def test_an_id_let_go_for_room_within_its_time_is_owned_up_to_until_that_time_passes() -> None:
+    clock = Clock()
+    sent = SentIds(clock, limit=2, keep=10)
+    sent.add("s", "0", "e", 0)
+    assert not sent.forgot()
+    clock.advance(4)
+    sent.add("s", "1", "e", 1)
+    sent.add("s", "2", "e", 2)  # "0" goes, 6 s before its time
+    assert sent.get("s", "0") is None and sent.forgot()
+    clock.advance(5.9)
+    assert sent.forgot()
+    clock.advance(0.2)
+    assert not sent.forgot(), "its ten minutes are over: nobody could ask for it any more"
