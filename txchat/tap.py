@@ -314,7 +314,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     hub = ChatFactory(config, reactor, broker, memory.giveBack)
     HubService(hub).setServiceParent(top)
     api = Api(RoomApi(hub), config.apiKeys, config.maxMessageSize) if config.apiKeys else None
-    site = ChatSite(makeRoot(hub, health=hub.health, api=api), reactor, config, webSockets=(b"/ws", hub))
+    signIn = config.tokenSecret is not None or config.tokenPublicKey is not None
+    root = makeRoot(hub, health=hub.health, api=api, signIn=signIn)
+    site = ChatSite(root, reactor, config, webSockets=(b"/ws", hub))
     for option, description in options.listeners():
         endpoint = serverFromString(reactor, description)
         listener = Listener(option, description, endpoint, site, "chat page at {url} (WebSocket /ws)")
