@@ -3,7 +3,10 @@ handshake failed, so it asks with a HEAD of itself (web/home.html, needsSignIn).
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
+from twisted.web.server import Request
 from twisted.web.test.requesthelper import DummyRequest
 
 from txchat.webapp import SIGN_IN_HEADER, Page, pagePath
@@ -12,7 +15,7 @@ from txchat.webapp import SIGN_IN_HEADER, Page, pagePath
 def answer(page: Page, method: bytes) -> DummyRequest:
     request = DummyRequest([b""])
     request.method = method
-    page.render(request)
+    page.render(cast(Request, request))
     return request
 
 
