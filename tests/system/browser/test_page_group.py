@@ -19,6 +19,7 @@ from websockets.typing import Subprotocol
 
 from bench.processes import Twistd
 from tests.support.browser import ARTIFACTS, Browsers, Page, makeBrowser
+from tests.support.relay import Relay
 
 PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
 
@@ -294,3 +295,20 @@ def test_new_messages_line_where_the_reader_left_off(chat: Twistd, browsers: Bro
     page = Page(page.driver, roomUrl, name="Ann")
     page.waitForText("unread 1")
     assert "New messages" not in page.texts()
+
+
+def test_counts_are_not_shown_stale_while_disconnected(fresh: webdriver.Chrome, tmp_path: Path) -> None:
+    with Twistd("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path) as server:
+        relay = Relay(server.port)
+        try:
+            page = Page(fresh, f"http://127.0.0.1:{relay.port}/room/counts", name="Ann")
+            assert page.element("online").text == "1 online"
+            relay.cut()
+            page.waitUntil("document.getElementById('status').dataset.state === 'closed'")
+            assert page.driver.execute_script(
+                "return ['online', 'users'].map(id => document.getElementById(id).textContent)") == ["", ""]
+            relay.resume()
+            page.driver.execute_script("window.dispatchEvent(new Event('online'))")
+            page.waitUntil("document.getElementById('online').textContent === '1 online'")
+        finally:
+            relay.close()
