@@ -16,7 +16,7 @@ from websockets.sync.client import connect as wsConnect
 from websockets.typing import Subprotocol
 
 from bench.processes import Twistd
-from tests.support.browser import Browsers, Page, makeBrowser
+from tests.support.browser import ARTIFACTS, Browsers, Page, makeBrowser
 from tests.support.relay import Relay
 
 PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
@@ -230,3 +230,60 @@ def test_a_deleted_message_leaves_the_page(tmp_path: Path, fresh: webdriver.Chro
         page.waitUntil("!Array.from(log.querySelectorAll('.text')).some(t => t.textContent === 'delete me')")
         shown = [e for e in page.entries() if e["kind"] == "message"]
         assert [(e["text"], e["cont"]) for e in shown] == [("keep me", False), ("keep me too", True)]
+
+
+UP = """
+const log = document.getElementById('log');
+log.scrollTop = 0;
+log.dispatchEvent(new Event('scroll'));
+const text = log.querySelector('.msg .text');
+window.anchor = text;
+return [text.getBoundingClientRect().top, log.querySelector('.msg').dataset.seq];
+"""
+DOWN = """
+const log = document.getElementById('log');
+const last = Array.from(log.querySelectorAll('.msg')).pop();
+log.scrollTop = log.scrollHeight;
+log.dispatchEvent(new Event('scroll'));
+return last.dataset.seq;
+"""
+
+
+def test_reading_back_through_10000_messages_keeps_the_page_bounded(fresh: webdriver.Chrome, tmp_path: Path) -> None:
+    count = 10000
+    with Twistd("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path) as server:
+        with client(server.port, "long", subprotocol="txchat.v1") as sender:
+            sender.recv(timeout=10)
+            for i in range(count):
+                sender.send(f"line {i}")
+            messagesUntil(sender, f"line {count - 1}")
+        page = Page(fresh, f"http://127.0.0.1:{server.port}/room/long", name="Ann")
+        page.waitForText(f"line {count - 1}")
+        heap = [page.driver.execute_script("return performance.memory.usedJSHeapSize")]
+        most, jumps = 0, []
+        while True:
+            top, first = page.driver.execute_script(UP)
+            if first == "1":
+                break
+            page.waitUntil(f"log.querySelector('.msg').dataset.seq !== '{first}'")
+            jumps.append(page.driver.execute_script("return window.anchor.getBoundingClientRect().top") - top)
+            most = max(most, page.driver.execute_script("return document.getElementById('log').children.length"))
+            heap.append(page.driver.execute_script("return performance.memory.usedJSHeapSize"))
+        assert most <= 1500, "entries far off screen are dropped"
+        assert all(abs(jump) <= 1 for jump in jumps), max(jumps, key=abs)
+        while (last := page.driver.execute_script(DOWN)) != str(count):
+            page.waitUntil(f"Array.from(log.querySelectorAll('.msg')).pop().dataset.seq !== '{last}'")
+            most = max(most, page.driver.execute_script("return document.getElementById('log').children.length"))
+        assert most <= 1500, "and reloaded as the reader comes back"
+        seqs = page.driver.execute_script("return Array.from(document.querySelectorAll('#log .msg')).map(e => Number(e.dataset.seq))")
+        assert seqs == list(range(count - len(seqs) + 1, count + 1)), "in order, none missing, none twice"
+        page.driver.execute_script(UP)  # reading back again, then sending: back to the end at once
+        page.waitUntil("log.querySelector('.msg').dataset.seq !== '" + str(seqs[0]) + "'")
+        page.say("back to now")
+        page.waitUntil(SETTLED.format(count=1))
+        shown = [e for e in page.entries() if e["kind"] == "message"]
+        assert [e["text"] for e in shown][-2:] == [f"line {count - 1}", "back to now"]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "scrollback-memory.txt").write_text(
+        f"reading back {count} messages: at most {most} entries in the page; JS heap "
+        f"{heap[0] / 1e6:.1f} MB at the end, at most {max(heap) / 1e6:.1f} MB while reading back\n")
