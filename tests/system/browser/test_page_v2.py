@@ -113,13 +113,17 @@ def test_what_is_not_acknowledged_is_sent_after_a_reload(fresh: webdriver.Chrome
         page.waitForState("closed")
         page.type("typed while away, then reloaded")
         assert own(page)[-1]["state"] == "pending" and own(page)[-1]["note"] == "Sending…"
+        # Reloaded while the next retry is seconds away: only the new page can send it.
+        page.waitUntil("/retrying in ([3-9]|10) s$/.test(document.getElementById('status').textContent)")
         relay.resume()
         with client(server.port, "reload") as watcher:
             watcher.recv(timeout=10)
             page = Page(fresh, url, name=None)
             page.waitUntil(SETTLED.format(count=1))
-            assert [m["text"] for m in messagesUntil(watcher, "typed while away, then reloaded")][-1:] == [
+            assert [m["text"] for m in messagesUntil(watcher, "typed while away, then reloaded")] == [
                 "typed while away, then reloaded"]
+            watcher.send("and nothing else")
+            assert [m["text"] for m in messagesUntil(watcher, "and nothing else")] == ["and nothing else"]
 
 
 def test_rate_limited_messages_wait_and_all_arrive_paced_in_order(fresh: webdriver.Chrome, tmp_path: Path) -> None:
