@@ -31,6 +31,8 @@ setup(
         "hiredis>=2.1,<4",
         "prometheus_client>=0.17,<1",
         "PyJWT[crypto]>=2.8,<3",
+        # A cluster's chat log in PostgreSQL (txchat/pglog.py); the binary wheel brings its own libpq.
+        "psycopg[binary]>=3.1,<4",
     ],
     extras_require={
         "test": [

@@ -54,11 +54,12 @@ class Case:
     idle: float = 0
     storm: int = 0  # this many more clients connect at once while the case runs, hold, then go
     v1: bool = False  # the clients speak txchat.v1 (bench.loadgen only)
+    v2: bool = False  # the clients speak txchat.v2: each send with an ID, acknowledged
     rooms: int = 0  # the clients are spread over this many rooms
     mode: str = ""  # "join-storm" or "abandon" (bench.loadgen only; see its docstring)
     serverArgs: tuple[str, ...] = ()
     go: str = ""  # the gorilla chat's figure as the shared Go yardstick gives it, for wsload runs
-    servers: tuple[str, ...] = ("txchat", "naive", "naive-prepared", "go")  # the kinds this case runs on
+    servers: tuple[str, ...] = ("txchat", "txchat-memory", "naive", "naive-prepared", "go")  # kinds it runs on
 
 
 CASES = [
@@ -85,6 +86,8 @@ CASES = [
     # txchat.v1 and rooms (bench.loadgen only: wsload speaks the plain protocol).
     Case("v1max1000", "v1: max deliveries/s, 1000 clients", 1000, 4000, v1=True, servers=("txchat",)),
     Case("v1r1000x100", "v1: 1000 clients x 100 msg/s", 1000, 500, 100, v1=True, servers=("txchat",)),
+    Case("v2r1000x100", "v2: 1000 clients x 100 msg/s (sends acknowledged)", 1000, 500, 100, v1=True, v2=True,
+         servers=("txchat",)),
     Case("rooms", "v1: 10,000 clients in 1000 rooms of 10, 1000 msg/s in all", 10000, 10000, 1000,
          senders=1000, v1=True, rooms=1000, servers=("txchat",)),
     Case("joinstorm", "v1: 1000 clients join a room with 50 messages of history at once", 1000, v1=True,
@@ -165,8 +168,11 @@ class Servers:
                 node = Twistd(*LISTEN, *serverArgs, "--redis", self.redis.url, cwd=workdir, prefix=("taskset", "-c", "0"))
                 self.processes.append(node)
                 node.waitFor("connected to Redis")
-            elif kind == "txchat":
+            elif kind == "txchat":  # the default store: the chat log in SQLite
                 self.processes.append(Twistd(*LISTEN, *serverArgs, cwd=workdir, prefix=("taskset", "-c", "0")))
+            elif kind == "txchat-memory":  # no chat log: the numbers and history in memory only
+                self.processes.append(Twistd(*LISTEN, *serverArgs, "--store", "memory", cwd=workdir,
+                                             prefix=("taskset", "-c", "0")))
             elif kind == "go":
                 self.processes.append(GoChat(os.environ["GORILLA_CHAT_BIN"], workdir))
             else:
@@ -207,7 +213,7 @@ def toolCommand(options: argparse.Namespace, case: Case, ports: list[int], pid: 
     command = [sys.executable, "-m", "bench.loadgen", "--pid", str(pid), "-n", str(case.clients), "--label", case.name]
     for url in urls:
         command += ["--url", url]
-    command += ["--v1"] if case.v1 else []
+    command += ["--v2"] if case.v2 else ["--v1"] if case.v1 else []
     command += ["--rooms", str(case.rooms)] if case.rooms else []
     if case.mode == "join-storm":
         return command + ["--join-storm", "--conc", str(case.clients)]
@@ -324,8 +330,8 @@ def describe(case: Case, m: dict[str, Any]) -> str:
 
 
 def table(options: argparse.Namespace, results: dict[str, Any], cases: list[Case]) -> str:
-    servers = [s for s in ("go", "txchat", "txchat-redis", "txchat-cluster", "txchat-cluster-core0", "naive",
-                           "naive-prepared")
+    servers = [s for s in ("go", "txchat", "txchat-memory", "txchat-redis", "txchat-cluster", "txchat-cluster-core0",
+                           "naive", "naive-prepared")
                if s in options.servers]
     header = ["case", *servers] + (["Go (shared table)"] if options.tool == "wsload" else [])
     rows = [header, ["---"] * len(header)]

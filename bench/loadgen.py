@@ -142,7 +142,9 @@ class Run:
         # Time a sample spread over the whole list: a flush reaches the first clients first.
         every = max(1, options.n // max(1, options.timed))
         headers = {"Origin": options.origin} if options.origin else {}
-        if options.v1:
+        if options.v2:
+            headers["Sec-WebSocket-Protocol"] = "txchat.v2"
+        elif options.v1:
             headers["Sec-WebSocket-Protocol"] = "txchat.v1"
         urls = options.url or ["ws://127.0.0.1:8080/ws"]  # several: clients spread round robin
 
@@ -178,7 +180,10 @@ class Run:
 
     def payload(self, seq: int) -> bytes:
         head = b"%d %d " % (time.time_ns(), seq)
-        return head + b"x" * max(0, self.options.size - len(head))
+        text = head + b"x" * max(0, self.options.size - len(head))
+        if self.options.v2:  # a send with its ID, acknowledged (the ack lines are not counted)
+            return b'{"type":"send","id":"%d","text":"%s"}' % (seq, text)
+        return text
 
     async def send(self) -> int:
         options = self.options
@@ -378,12 +383,15 @@ def parseArgs(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--idle", type=float, default=0, help="only connect and hold this many seconds")
     parser.add_argument("--label", default="")
     parser.add_argument("--v1", action="store_true", help="speak txchat.v1")
+    parser.add_argument("--v2", action="store_true", help="speak txchat.v2 (sends with IDs; implies --v1's reading)")
     parser.add_argument("--rooms", type=int, default=0, help="spread the clients over this many rooms")
     parser.add_argument("--join-storm", action="store_true", help="time a join of all clients at once")
     parser.add_argument("--prefill", type=int, default=50, help="history messages before a join storm")
     parser.add_argument("--abandon", action="store_true", help="one message a client, then leave")
     parser.add_argument("--after", type=float, default=10, help="seconds to wait after --abandon")
-    return parser.parse_args(argv)
+    options = parser.parse_args(argv)
+    options.v1 = options.v1 or options.v2
+    return options
 
 
 if __name__ == "__main__":

@@ -34,6 +34,10 @@ if [ "$extra" = test ]; then
     if wants cluster || wants browser || wants faults; then
         command -v redis-server >/dev/null || need+=(redis-server)
     fi
+    # A cluster's chat log: the tests start their own PostgreSQL from Debian's server binaries.
+    if wants live || wants cluster || wants faults; then
+        compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need+=(postgresql)
+    fi
     if wants cluster; then
         command -v nginx >/dev/null || need+=(nginx)
         command -v redis-cli >/dev/null || need+=(redis-tools)

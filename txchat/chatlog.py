@@ -15,14 +15,21 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol, Sequence
 
+from twisted.internet.defer import Deferred
+
 from txchat.stream import Delivery
 
-__all__ = ["ChatLog", "Head", "LogError", "Page"]
+__all__ = ["Archive", "ChatLog", "Head", "LogError", "Page", "StoreError"]
 
 
 class LogError(Exception):
     """The log could not do what was asked (the disk is full, the file went away): the
     caller goes on without it, and counts what was not written."""
+
+
+class StoreError(LogError):
+    """The store cannot be opened (not a log, not writable, held by another txchat, the
+    server refuses): start-up stops with one line naming C{--store} and this reason."""
 
 
 class Head(NamedTuple):
@@ -57,11 +64,16 @@ class ChatLog(Protocol):
 
     def after(self, room: str, epoch: str, seq: int, limit: int) -> list[Delivery] | None:
         """Every message of stream C{epoch} after number C{seq}, oldest first; None when those
-        are more than C{limit}, or the log lacks any of them (deleted ones aside)."""
+        are more than C{limit}, or the log lacks any of them (deleted ones aside), or it knows
+        no such stream or no number C{seq} in it. Complete up to the newest number the log
+        holds for the stream: a caller whose own newest number is higher (a write that
+        failed) compares."""
 
     def page(self, room: str, before: Head | None, limit: int) -> Page:
         """Up to C{limit} messages older than C{before} (None: the newest), across epochs in
-        the order they were written."""
+        the order they were written. C{before} need not be there (deleted, pruned): the page
+        ends where it would have been in its stream; a stream the log has no message of gives
+        an empty page."""
 
     def sent(self, sender: str, ref: str, notBefore: int) -> Head | None:
         """The (epoch, seq) given to the message C{sender} sent with ID C{ref}, if it was
@@ -72,7 +84,8 @@ class ChatLog(Protocol):
 
     def setRead(self, identity: str, room: str, position: Head) -> Head:
         """Store a reader's position in a room unless it is behind the one stored; the position
-        now stored."""
+        now stored. Positions in two epochs compare by the order the log began them (an epoch
+        it has no message of yet counts as newer than every one it has)."""
 
     def read(self, identity: str, room: str) -> Head | None:
         """The reader's stored position in the room."""
@@ -82,3 +95,23 @@ class ChatLog(Protocol):
 
     def close(self) -> None:
         """Write what is pending and let go of the store (a clean stop: the next start goes on)."""
+
+
+class Archive(Protocol):
+    """A cluster's chat log as its readers see it: written behind Redis, read through Deferreds."""
+
+    def page(self, room: str, before: Head | None, limit: int) -> Deferred[Page]:
+        """As L{ChatLog.page}."""
+
+    def after(self, room: str, epoch: str, seq: int, limit: int) -> Deferred[list[Delivery] | None]:
+        """As L{ChatLog.after}; what is not written yet is missing."""
+
+    def delete(self, room: str, epoch: str, seq: int, known: bool = False) -> Deferred[bool]:
+        """As L{ChatLog.delete}; with C{known} (the message exists, maybe not written yet) a
+        mark is left that keeps it out of the log when it comes."""
+
+    def setRead(self, identity: str, room: str, position: Head) -> Deferred[Head]:
+        """As L{ChatLog.setRead}."""
+
+    def read(self, identity: str, room: str) -> Deferred[Head | None]:
+        """As L{ChatLog.read}."""

@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_PORT = 8080
+# The chat log of one process, relative to the working directory (as twistd.pid and
+# twistd.log are); with --redis, the default is to keep none (Redis keeps the history window).
+DEFAULT_STORE = "sqlite:txchat.sqlite3"
+MEMORY_STORE = "memory"
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,8 @@ class Config:
     maxRooms: int = 10000
     history: int = 50
     historyTtl: float = 86400.0
+    # Recovery with since reaches back into the chat log for at most this many messages.
+    recoveryMax: int = 1000
     # Signed identities (docs/integration.md): an HS256 secret, or
     # an RSA or EC P-256 public key in PEM. Neither: anyone may connect, with the name they give.
     tokenSecret: str | None = None
@@ -64,4 +70,18 @@ class Config:
     # said again within presenceStale seconds (its process died) stops counting, so a dead
     # process leaves `online` within presenceStale + 2 s (txchat.presence says why).
     presenceRefresh: float = 5.0
+    # Above this many people (distinct identities) in a room, its members are told counts only,
+    # not who is there (SPEC §18); GET /api/rooms/NAME/members pages through everyone.
+    membersLimit: int = 200
     presenceStale: float = 20.0
+    # The chat log (SPEC §16): where (None: L{DEFAULT_STORE}, or memory with --redis), and for
+    # how many days (0: forever).
+    store: str | None = None
+    retention: float = 0.0
+
+    @property
+    def storeURL(self) -> str:
+        """The store to open: C{store}, or the default for one process or for a cluster."""
+        if self.store is not None:
+            return self.store
+        return MEMORY_STORE if self.redis else DEFAULT_STORE

@@ -19,6 +19,14 @@ class History(Generic[T]):
     def append(self, seq: int, item: T) -> None:
         self._kept.append((seq, item))
 
+    def remove(self, seq: int) -> bool:
+        """Take out the item numbered C{seq} (a deleted message); whether it was kept."""
+        for entry in self._kept:
+            if entry[0] == seq:
+                self._kept.remove(entry)
+                return True
+        return False
+
     def clear(self) -> None:
         self._kept.clear()
 

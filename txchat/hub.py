@@ -9,18 +9,19 @@ keep up (see L{txchat.fanout}).
 from __future__ import annotations
 
 from time import perf_counter
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence, cast
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txchat import memory
+from txchat import memory, wire
 from txchat.autobahn_internals import framedText, protocolWithOptions, useClock
-from txchat.broker import Broker, MemoryBroker
+from txchat.broker import Broker, MemoryBroker, NotPublished
+from txchat.chatlog import ChatLog, Page
 from txchat.config import Config
 from txchat.gate import Claim, Gate
 from txchat.limits import ConnectionLimits, RateLimits, TrustedProxies
@@ -29,6 +30,7 @@ from txchat.metrics import Metrics
 from txchat.origin import OriginPolicy
 from txchat.presence import Presence
 from txchat.rooms import Room, RoomTable
+from txchat.roster import Cluster, Roster
 from txchat.stream import LOCAL, SYNCING, Delivery, Snapshot, newEpoch
 from txchat.tokens import tokenChecker
 from txchat.wire import CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TRY_AGAIN
@@ -48,11 +50,13 @@ class ChatHub(WebSocketServerFactory):
 
     def __init__(
         self, config: Config, reactor: IReactorTime, broker: Broker | None = None,
-        giveBack: Callable[[], None] = lambda: None,
+        giveBack: Callable[[], None] = lambda: None, log: ChatLog | None = None,
     ) -> None:
         """
         @param giveBack: called after rooms have expired, to return their memory to the system
             (L{txchat.memory.giveBack}), at most every C{memory.INTERVAL} seconds.
+        @param log: the chat log (SPEC §16), opened and closed by its owner
+            (L{txchat.logservice.LogService}); None: none is kept.
         """
         super().__init__(reactor=reactor)
         self.config = config
@@ -92,9 +96,17 @@ class ChatHub(WebSocketServerFactory):
         self._giveBack = giveBack
         self._giveBackCall: IDelayedCall | None = None
         self._gone = 0  # connections closed since memory was last given back
-        self.broker: Broker = broker if broker is not None else MemoryBroker(reactor, config.history, config.historyTtl)
+        self.log = log
+        self.broker: Broker = broker if broker is not None else MemoryBroker(
+            reactor, config.history, config.historyTtl, log, config.recoveryMax)
+        # People (SPEC §18): with Redis, the roster hears the other processes' people.
+        cluster = cast(Cluster, self.broker) if hasattr(self.broker, "listenPeople") else None
+        self.roster = Roster(self, self._frame, cluster, log)
+        self.gate.banned = self.roster.banned
         self.presence = Presence(reactor, self.rooms, self.broker.setOnline, self._tellPresence,
-                                 self.broker.state is not None, config.presenceRefresh, config.presenceStale)
+                                 self.broker.state is not None, config.presenceRefresh, config.presenceStale,
+                                 membersLimit=config.membersLimit,
+                                 sayPeople=self.roster.sayPeople if cluster is not None else None)
         self._connections: set[Member] = set()
         self._closing = False
         self._allGone: list[Deferred[None]] = []
@@ -104,6 +116,7 @@ class ChatHub(WebSocketServerFactory):
             backlog=lambda: self.broker.backlog,
             refused=lambda: self.broker.dropped,
         )
+        self.metrics.logUnwritten.set_function(lambda: getattr(self.broker, "unlogged", 0))
 
     _frame = framedText
 
@@ -114,6 +127,10 @@ class ChatHub(WebSocketServerFactory):
 
     def room(self, name: str) -> Room | None:
         return self.rooms.get(name)
+
+    def members(self) -> Iterator[Member]:
+        """Every open connection (for moderation, L{txchat.roster})."""
+        return iter(list(self._connections))
 
     def hold(self, claim: Claim) -> Room | str:
         """Hold a place in the room a handshake asks for (for the gate), or say why not."""
@@ -174,7 +191,8 @@ class ChatHub(WebSocketServerFactory):
             # The room's history and numbers are the broker's: read them once this process is
             # subscribed; the room's stream keeps what arrives meanwhile to merge by number.
             room.stream.reading()
-            self.broker.snapshot(room.name).addBoth(self._snapshotted, client, room)
+            snapshot = self.roster.withRead(client, room.name, self.broker.snapshot(room.name, client.since))
+            snapshot.addBoth(self._snapshotted, client, room)
             return
         self._join(client, room, ())
 
@@ -202,8 +220,15 @@ class ChatHub(WebSocketServerFactory):
         fanout.add(client, client.write)
         if client.behind:
             fanout.pause(client)
+        read = self.roster.joining(client, room)
         if client.v1:
-            client.write(self._frame(b"\n".join(room.joinLines(client.since, kept))))
+            lines = room.joinLines(client.since, kept, self.config.history, read)
+            members = self.roster.membersLine(client, room)
+            if members is not None:
+                lines.insert(1, members)  # a v2 member's list, right after its welcome
+            client.write(self._frame(b"\n".join(lines)))
+            if fanout.waiting(client):  # v2 answers to what it sent before it had joined
+                self._scheduleFlush(room)
         self.presence.changed(room)
 
     def unregister(self, client: Member) -> None:
@@ -218,6 +243,7 @@ class ChatHub(WebSocketServerFactory):
                 room.stream.waiting.remove(client)
             if client in self._connections:
                 room.fanout(client.v1).remove(client)
+                self.roster.left(client, room)
             else:
                 room.reserved -= 1  # admitted, never opened
             if not self._closing:  # else every room is going: no more presence lines or timers
@@ -282,6 +308,7 @@ class ChatHub(WebSocketServerFactory):
         if not room.watched:
             room.watched = True
             self.broker.watch(room.name)
+            self.roster.readPeople(room)
 
     def _unwatch(self, room: Room) -> None:
         if room.watched:
@@ -330,6 +357,7 @@ class ChatHub(WebSocketServerFactory):
 
     def startBroker(self) -> None:
         self.broker.start(self.deliver, self.presence.heard, self._catchUp, self._expired)
+        self.roster.start()
         if self.broker.state is not None:  # other processes to tell
             self.presence.start()
 
@@ -339,7 +367,7 @@ class ChatHub(WebSocketServerFactory):
         room = client.room
         if room is not None:
             now = int(self.clock.seconds() * 1000)
-            self.broker.publish(Delivery(room.name, text, client.displayName, now))
+            self.broker.publish(Delivery(room.name, text, client.displayName, now, sender=client.sender))
 
     def deliver(self, delivery: Delivery) -> None:
         """Queue a message from the broker for its room's members; one flush per reactor turn."""
@@ -350,6 +378,14 @@ class ChatHub(WebSocketServerFactory):
         if delivery.seq is not None:
             room.lastMessage = delivery.time
 
+    def setRead(self, client: Member, epoch: str, seq: int) -> str | None:
+        """A v2 client's read position (SPEC §18); why it is refused (a bad request), or None."""
+        return self.roster.setRead(client, epoch, seq)
+
+    def history(self, room: str, before: tuple[str, int] | None, limit: int) -> Deferred[Page]:
+        """Scrollback (SPEC §16): up to C{limit} messages before C{before}, oldest first."""
+        return self.broker.page(room, before, limit)
+
     def _catchUp(self) -> None:
         """The broker is back after this process lost it: what the other processes published
         meanwhile never came here. Read each room's kept messages and deliver the missed ones
@@ -357,6 +393,7 @@ class ChatHub(WebSocketServerFactory):
         for room in self.rooms:
             if room.watched and room.stream.catchingUp():
                 self.broker.snapshot(room.name).addBoth(self._caughtUp, room)
+        self.roster.reconnected()
 
     def _caughtUp(self, result: Snapshot | None | Failure, room: Room) -> None:
         if self.rooms.get(room.name) is not room:
@@ -399,7 +436,37 @@ class ChatHub(WebSocketServerFactory):
                 peer=client.peerName,
                 limit=self.config.sendQueue,
             )
-            client.leave(CLOSE_POLICY, "too slow: send queue full")
+            if client.v1:  # (and v2) it resumes with since, and misses nothing
+                client.leave(CLOSE_TRY_AGAIN, "too slow; resume with since")
+            else:
+                client.leave(CLOSE_POLICY, "too slow: send queue full")
+
+    # -- txchat.v2 (SPEC §17): what a v2 member's commands ask of the hub --------------------
+
+    def post(self, client: Member, text: bytes, ref: str) -> Deferred[tuple[str, int] | None]:
+        """Accept a v2 member's send of a normalised message with the client's ID C{ref}.
+        Fires with the (epoch, number) the broker gave it, or the first one's for a resend
+        (the broker remembers sends by sender and ID, and does not deliver a resend again);
+        None when it went out unnumbered (Redis away); fails with L{NotPublished} when the
+        broker refused it."""
+        room = client.room
+        if room is None:
+            return fail(NotPublished("the client has left"))
+        self.metrics.messagesIn.inc()
+        now = int(self.clock.seconds() * 1000)
+        return self.broker.post(Delivery(room.name, text, client.displayName, now, sender=client.sender, ref=ref))
+
+    def reply(self, client: Member, line: bytes) -> None:
+        """A line for one v2 member (an ack, an error, an answer), in order with its messages."""
+        room = client.room
+        if room is not None and client.member:
+            room.tellOne(client, line)
+
+    def typing(self, client: Member) -> None:
+        """The member is typing: tell the room's other v2 members (the protocol throttles)."""
+        room = client.room
+        if room is not None:
+            room.tellOthers(client, wire.typing(client.sender, client.displayName))
 
     # -- shutdown -------------------------------------------------------------------------
 

@@ -67,10 +67,12 @@ class Listener(Service):
         factory: IProtocolFactory,
         what: str,
         path: str = "/",
+        note: str = "",
     ) -> None:
         """
         @param option: the command-line option the endpoint came from, for the error line.
         @param what: what is served, for the start-up line: C{"chat page at {url}"}.
+        @param note: said at the end of the start-up line (where the chat log is).
         """
         self.option = option
         self.description = description
@@ -78,6 +80,7 @@ class Listener(Service):
         self.factory = factory
         self.what = what
         self.path = path
+        self.note = note
         self.port: IListeningPort | None = None
 
     def listen(self) -> None:
@@ -101,9 +104,10 @@ class Listener(Service):
         if self.port is not None:
             where = getattr(self.port.getHost(), "host", None)
             _log.info(
-                "txchat: {what}{everywhere}",
+                "txchat: {what}{everywhere}{note}",
                 what=self.what.format(url=describe(self.description, self.port, self.path)),
                 everywhere=", on all interfaces" if where in _EVERYWHERE else "",
+                note=f"; {self.note}" if self.note else "",
             )
 
     def _listening(self, port: IListeningPort) -> None:

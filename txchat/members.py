@@ -28,6 +28,14 @@ class Member(Resuming, Protocol):
     def displayName(self) -> str: ...
 
     @property
+    def sender(self) -> str:
+        """Who it is (SPEC §17 C{from}): C{u:SUB}, C{a:CID} or one of its own."""
+
+    @property
+    def v2(self) -> bool:
+        """Speaks txchat.v2 (and so txchat.v1's lines too)."""
+
+    @property
     def peerName(self) -> str: ...
 
     @property

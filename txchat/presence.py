@@ -17,7 +17,7 @@ from typing import Callable, Generic, Iterator, Protocol, Sized, TypeVar
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-from txchat import wire
+from txchat.people import RoomPeople
 
 # At most one presence line a room a second.
 PRESENCE_INTERVAL = 1.0
@@ -35,6 +35,7 @@ class RoomPresence:
         self.sent = -1  # the online count last sent to v1 members
         self.at = float("-inf")  # when that was
         self.call: IDelayedCall | None = None  # the next presence line, when one waits
+        self.people = RoomPeople()  # who they are (SPEC §18)
 
     @property
     def elsewhere(self) -> int:
@@ -50,12 +51,14 @@ class RoomPresence:
                 self.remote[process] = (count, when)
         else:
             self.remote.pop(process, None)
+            self.people.gone(process)
 
     def silent(self, since: float) -> list[str]:
         """Forget the processes not heard from since C{since}; which they were."""
         dead = [process for process, (_, said) in self.remote.items() if said < since]
         for process in dead:
             del self.remote[process]
+            self.people.gone(process)
         return dead
 
 
@@ -104,12 +107,16 @@ class Presence(Generic[R]):
     @param refresh: how often this process says its counts again (else they go stale elsewhere).
     @param stale: how long another process's count holds without being said again.
     @param check: how often the other processes' counts are checked for staleness.
+    @param membersLimit: above this many people a room's members are told counts only.
+    @param sayPeople: tell the other processes this one's count and people in a room (with
+        whether to say the whole set, else the changes); instead of C{setOnline}.
     """
 
     def __init__(
         self, clock: IReactorTime, rooms: Directory[R], setOnline: Callable[[str, int], None],
         tell: Callable[[R, bytes], None], shared: bool, refresh: float, stale: float,
-        interval: float = PRESENCE_INTERVAL, check: float = CHECK_INTERVAL,
+        interval: float = PRESENCE_INTERVAL, check: float = CHECK_INTERVAL, membersLimit: int = 200,
+        sayPeople: Callable[[str, int, bool], None] | None = None,
     ) -> None:
         self._clock = clock
         self._rooms = rooms
@@ -120,6 +127,8 @@ class Presence(Generic[R]):
         self.stale = stale
         self.interval = interval
         self.check = check
+        self.membersLimit = membersLimit
+        self._sayPeople = sayPeople
         self._refreshCall: IDelayedCall | None = None
         self._checkCall: IDelayedCall | None = None
 
@@ -127,7 +136,10 @@ class Presence(Generic[R]):
         """The room's count may have changed: say so at once if the last time was C{interval}
         ago, else when it is, with the count as it is by then."""
         state = room.presence
-        if state.call is not None or (not room.v1Members and not self.shared):
+        if state.call is not None:
+            return
+        if not room.v1Members and not self.shared:
+            state.people.quiet()
             return  # (in one process, a room of plain-protocol clients has nobody to tell)
         wait = state.at + self.interval - self._clock.seconds()
         if wait <= 0:
@@ -136,17 +148,31 @@ class Presence(Generic[R]):
             state.call = self._clock.callLater(wait, self._send, room)
 
     def _send(self, room: R) -> None:
+        """Tell what changed; only what was told starts the next second (a call that finds
+        nothing to tell, as when the other processes' people are first read, delays nothing)."""
         state = room.presence
         state.call = None
-        state.at = self._clock.seconds()
-        if len(room) != state.published and room.watched:
+        now = self._clock.seconds()
+        if room.watched and (len(room) != state.published or state.people.saying):
+            state.at = now
             state.published = len(room)
-            self._setOnline(room.name, len(room))
+            self._say(room.name, len(room), False)
         online = room.online
-        if online == state.sent or not room.v1Members:
+        if not room.v1Members:
+            state.people.quiet()
             return
+        lines = state.people.news(online, online != state.sent, self.membersLimit)
         state.sent = online
-        self._tell(room, wire.presence(online))
+        if lines:
+            state.at = now
+        for line in lines:
+            self._tell(room, line)
+
+    def _say(self, room: str, count: int, whole: bool) -> None:
+        if self._sayPeople is not None:
+            self._sayPeople(room, count, whole)
+        else:
+            self._setOnline(room, count)
 
     def heard(self, roomName: str, process: str, count: int) -> None:
         """Another process's member count in a room this one has members in."""
@@ -162,8 +188,9 @@ class Presence(Generic[R]):
         state = room.presence
         if state.published:
             state.published = 0
-            self._setOnline(room.name, 0)
+            self._say(room.name, 0, True)
         state.remote.clear()
+        state.people.forgetRemote()
 
     def forget(self, room: R) -> None:
         state = room.presence
@@ -190,7 +217,7 @@ class Presence(Generic[R]):
         for room in self._rooms:
             if room.watched and len(room):
                 room.presence.published = len(room)
-                self._setOnline(room.name, len(room))
+                self._say(room.name, len(room), True)
 
     def _check(self) -> None:
         self._checkCall = self._clock.callLater(self.check, self._check)

@@ -11,10 +11,14 @@ from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, fail
 
+from txchat.chatlog import Page
 from txchat.stream import Delivery, Snapshot
 
 if TYPE_CHECKING:
     from txchat.hub import ChatHub
+
+# The "from" of the messages posted through the server API (SPEC §17): the application's own.
+API_SENDER = "api"
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ class RoomApi:
         room; fires with its (epoch, number), or None when it went out unnumbered (Redis away)."""
         hub = self.hub
         hub.metrics.messagesIn.inc()
-        delivery = Delivery(roomName, text, name, int(hub.clock.seconds() * 1000))
+        delivery = Delivery(roomName, text, name, int(hub.clock.seconds() * 1000), sender=API_SENDER)
         # The room counts against --max-rooms like any other, while the broker keeps it here.
         room = hub.openRoom(roomName)
         if room is None:
@@ -70,6 +74,26 @@ class RoomApi:
             return RoomView(roomName, snapshot.epoch, snapshot.seq, here + sum(snapshot.others.values()), lines)
 
         return self.hub.broker.snapshot(roomName).addCallback(view)
+
+    def history(self, roomName: str, before: tuple[str, int] | None, limit: int) -> Deferred[Page]:
+        return self.hub.history(roomName, before, limit)
+
+    # -- people and moderation (SPEC §18): the hub's roster answers --------------------------
+
+    def members(self, roomName: str) -> Deferred[list[tuple[str, str]]]:
+        return self.hub.roster.members(roomName)
+
+    def disconnect(self, sub: str) -> Deferred[int | None]:
+        return self.hub.roster.disconnect(sub)
+
+    def ban(self, roomName: str, sub: str, seconds: int) -> Deferred[int]:
+        return self.hub.roster.ban(roomName, sub, seconds)
+
+    def lift(self, roomName: str, sub: str) -> Deferred[bool]:
+        return self.hub.roster.lift(roomName, sub)
+
+    def delete(self, roomName: str, epoch: str, seq: int) -> Deferred[bool]:
+        return self.hub.roster.delete(roomName, epoch, seq)
 
     def known(self) -> list[tuple[str, int]]:
         """(room, online) for every room this process knows."""

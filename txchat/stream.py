@@ -43,7 +43,7 @@ class Delivery:
     time: int  # milliseconds since the Unix epoch, when accepted
     seq: int | None = None
     epoch: str | None = None
-    # Who sent it (SPEC §17 "from": "u:SUB", "a:CID" or a per-connection value; "" for the API),
+    # Who sent it (SPEC §17 "from": "u:SUB", "a:CID", a per-connection "c:..."; "api" for the API),
     # and the client's ID for the send (v2), by which a resend is known and not delivered twice.
     sender: str = ""
     ref: str | None = None
@@ -54,7 +54,7 @@ class Delivery:
         """The message's txchat.v1 line: encoded once, for every v1 member, the history and joins."""
         line = self._line
         if line is None:
-            line = self._line = wire.message(self.seq, self.time, self.name, self.text.decode("utf-8"))
+            line = self._line = wire.message(self.seq, self.time, self.name, self.text.decode("utf-8"), self.sender)
         return line
 
 
@@ -243,13 +243,15 @@ class RoomStream:
 
 def joinLines(
     stream: RoomStream, room: str, online: int, maxMessageSize: int, since: tuple[str, int] | None,
-    kept: Sequence[Delivery],
+    kept: Sequence[Delivery], history: int, extra: dict[str, Any] | None = None,
 ) -> list[bytes]:
-    """What a v1 member gets first: the welcome line, then the kept history, or with C{since}
-    exactly what it missed, when that is still kept."""
+    """What a v1 member gets first: the welcome line, then the newest C{history} kept messages,
+    or with C{since} exactly what it missed, when that is still kept (the chat log may have
+    reached further back for it)."""
     if since is not None:
         missed = stream.recovered(since, kept)
         if missed is not None:
-            return [wire.welcome(room, stream.epoch, stream.seq, online, maxMessageSize, True), *missed]
-    welcome = wire.welcome(room, stream.epoch, stream.seq, online, maxMessageSize, None if since is None else False)
-    return [welcome, *(m.line for m in kept)]
+            return [wire.welcome(room, stream.epoch, stream.seq, online, maxMessageSize, True, extra), *missed]
+    welcome = wire.welcome(room, stream.epoch, stream.seq, online, maxMessageSize, None if since is None else False,
+                           extra)
+    return [welcome, *(m.line for m in kept[max(0, len(kept) - history):])]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import math
+import socket
 import sys
 from importlib.metadata import version
 from typing import Any, Callable
@@ -19,17 +20,20 @@ from twisted.web.resource import Resource
 import txchat
 from txchat import memory
 from txchat.api import Api
-from txchat.config import DEFAULT_PORT, Config
+from txchat.config import DEFAULT_PORT, DEFAULT_STORE, MEMORY_STORE, Config
 from txchat.factory import ChatFactory
 from txchat.hub import HubService
 from txchat.limits import TrustedProxies, connectionsWithin, raiseOpenFileLimit
 from txchat.listener import Listener
+from txchat.logfeed import LogFeedService
+from txchat.logservice import LogService
 from txchat.logtext import LogText, quietAutobahn, twistdWritesToStdout
 from txchat.metrics import MetricsPage
 from txchat.origin import OriginPolicy
 from txchat.redisbroker import RedisAddress, RedisBroker
 from txchat.roomapi import RoomApi
 from txchat.site import ChatSite
+from txchat.stores import checkStoreURL, describeStore, openArchive, openLog
 from txchat.tokens import tokenChecker
 from txchat.webapp import makeRoot
 
@@ -106,8 +110,14 @@ _SETTINGS: list[tuple[str, str, type, float, str]] = [
      "Rooms at once; a new room beyond it replaces the empty room quietest longest (0: no limit)."),
     ("history", "history", int, 0, "Messages each room keeps for txchat.v1 clients that join or reconnect."),
     ("history-ttl", "historyTtl", float, 0.001, "Seconds a room's history is kept after its last message."),
+    ("members-limit", "membersLimit", int, 0,
+     "Above this many people in a room, its members are told counts only, not who is there."),
     ("shutdown-timeout", "shutdownTimeout", float, 0,
      "On SIGTERM/SIGINT, seconds clients have to answer the going-away close before they are cut."),
+    ("retention", "retention", float, 0, "Days the chat log keeps a message (0: forever)."),
+    ("recovery-max", "recoveryMax", int, 0,
+     "Messages a reconnecting client may recover from the chat log; if it missed more, it is told "
+     "it did not recover."),
 ]
 
 
@@ -124,6 +134,9 @@ class Options(usage.Options):
         ["interface", None, None, "Address to bind --port to (default: all interfaces)."],
         ["redis", None, None, "redis://[[user]:password@]host[:port][/db] (rediss:// for TLS): broadcast through "
          "Redis so that several txchat processes form one chat.", checkRedisURL],
+        ["store", None, None, "Where to keep the chat log: sqlite:PATH, postgresql://... or memory (nothing "
+         f"outlives the process). Default: {DEFAULT_STORE} in the working directory; with --redis, "
+         f"{MEMORY_STORE}.", checkStoreURL],
     ] + [
         [option, None, getattr(_DEFAULTS, field), text, _number(option, kind, low)]
         for option, field, kind, low, text in _SETTINGS
@@ -239,6 +252,7 @@ class Options(usage.Options):
             allowedOrigins=tuple(self["allowed-origin"]),
             trustedProxies=tuple(self["trusted-proxy"]),
             redis=self["redis"],
+            store=self["store"],
             tokenSecret=self["token-secret"],
             tokenPublicKey=self["token-public-key"],
             apiKeys=tuple(self["api-key"]),
@@ -310,18 +324,41 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     if twistdWritesToStdout(getattr(options, "parent", None)):
         top.logObserver = LogText(sys.stdout)
     _FreezeStartupObjects().setServiceParent(top)
+    # The store first: one that cannot be opened stops start-up here.
+    log = openLog(config)
+    archive = openArchive(config, reactor)
     broker = RedisBroker(config.redis, reactor, config) if config.redis else None
-    hub = ChatFactory(config, reactor, broker, memory.giveBack)
-    HubService(hub).setServiceParent(top)
+    hub = ChatFactory(config, reactor, broker, memory.giveBack, log=log)
+    if log is None and archive is None:
+        HubService(hub).setServiceParent(top)
+    elif log is not None:
+        logService = LogService(log, reactor, config.retention)
+        logService.setServiceParent(top)
+        HubService(hub).setServiceParent(logService)  # stopped before the log closes
+    else:
+        assert broker is not None
+        broker.archive = archive
+        HubService(hub).setServiceParent(top)  # (it writes to Redis, never to the log itself)
     api = Api(RoomApi(hub), config.apiKeys, config.maxMessageSize) if config.apiKeys else None
     signIn = config.tokenSecret is not None or config.tokenPublicKey is not None
     root = makeRoot(hub, health=hub.health, api=api, signIn=signIn)
     site = ChatSite(root, reactor, config, webSockets=(b"/ws", hub))
+    listening: list[str] = []
     for option, description in options.listeners():
         endpoint = serverFromString(reactor, description)
-        listener = Listener(option, description, endpoint, site, "chat page at {url} (WebSocket /ws)")
+        listener = Listener(
+            option, description, endpoint, site, "chat page at {url} (WebSocket /ws)", note=describeStore(config)
+        )
         listener.listen()
         listener.setServiceParent(top)
+        if listener.port is not None:
+            listening.append(str(getattr(listener.port.getHost(), "port", None) or description))
+    if archive is not None and broker is not None and config.redis is not None:
+        # Its consumer name is one that this process takes again when restarted (it writes its
+        # own pending entries at once) and that no other live process has: machine and ports.
+        consumer = f"{socket.gethostname()}:{','.join(listening)}"
+        LogFeedService(config.redis, archive, reactor, consumer, config, hub.metrics,
+                       stream=broker.logStream).setServiceParent(top)
     if config.metricsListen:
         metrics = Resource()
         metrics.putChild(b"metrics", MetricsPage(hub.metrics.registry))

@@ -78,8 +78,9 @@ def test_a_posted_message_reaches_plain_and_v1_members_with_its_number() -> None
     lines = v1.lines()
     assert answer == {"epoch": lines[0]["epoch"], "seq": 2}
     assert plain.messages() == ["from a member", "Your order shipped"]
-    assert [(m["seq"], m["name"], m["text"]) for m in lines if m["type"] == "message"] == [
-        (1, "", "from a member"), (2, "Shop", "Your order shipped")]
+    # The posted text keeps its line break for v1 members (SPEC §17), from the application.
+    assert [(m["seq"], m["name"], m["text"], m["from"]) for m in lines if m["type"] == "message"] == [
+        (1, "", "from a member", v1.protocol.sender), (2, "Shop", "Your order\nshipped", "api")]
 
 
 def test_a_posted_text_loses_its_controls_and_a_name_its_format_characters() -> None:
@@ -106,6 +107,19 @@ def test_a_room_s_state_history_and_the_rooms_this_process_knows() -> None:
     assert len(http.call("GET", "/api/rooms/porch/history")[2]["messages"]) == 3
     assert http.call("GET", "/api/rooms/empty")[2] == {"room": "empty", "epoch": None, "seq": 0, "online": 0}
     assert http.call("GET", "/api/rooms")[2] == {"rooms": [{"room": "porch", "online": 1}]}
+
+
+def test_scrollback_pages_back_from_the_newest_with_each_message_s_epoch() -> None:
+    http = Http(history=5)
+    for text in ("one", "two", "three", "four"):
+        assert http.call("POST", "/api/rooms/porch/messages", {"text": text})[0] == 201
+    status, _, newest = http.call("GET", "/api/rooms/porch/history?limit=3")
+    assert status == 200 and newest["more"] is True
+    epoch = newest["messages"][0]["epoch"]
+    assert [(m["seq"], m["text"], m["epoch"]) for m in newest["messages"]] == [
+        (2, "two", epoch), (3, "three", epoch), (4, "four", epoch)]
+    _, _, older = http.call("GET", f"/api/rooms/porch/history?before={epoch}:2&limit=3")
+    assert [m["text"] for m in older["messages"]] == ["one"] and older["more"] is False
 
 
 def test_a_post_to_a_room_nobody_is_in_is_kept_and_numbered() -> None:
@@ -136,6 +150,13 @@ def test_a_post_to_a_room_nobody_is_in_is_kept_and_numbered() -> None:
     ("GET", "/api/rooms/r/messages", None, KEY, 405, "use POST here"),
     ("DELETE", "/api/rooms/r", None, KEY, 405, "use GET here"),
     ("GET", "/api/rooms/r/history?since=-1", None, KEY, 400, "since: must be a message number"),
+    ("GET", "/api/rooms/r/history?before=12", None, KEY, 400, "before: must be EPOCH:SEQ"),
+    ("GET", "/api/rooms/r/history?before=e:x", None, KEY, 400, "before: must be EPOCH:SEQ"),
+    ("GET", "/api/rooms/r/history?before=:3", None, KEY, 400, "before: must be EPOCH:SEQ"),
+    ("GET", "/api/rooms/r/history?before=e:-3", None, KEY, 400, "before: must be EPOCH:SEQ"),
+    ("GET", "/api/rooms/r/history?limit=201", None, KEY, 400, "limit: must be a number from 1 to 200"),
+    ("GET", "/api/rooms/r/history?before=e:3&limit=0", None, KEY, 400, "limit: must be a number from 1 to 200"),
+    ("GET", "/api/rooms/r/history?limit=ten", None, KEY, 400, "limit: must be a number from 1 to 200"),
 ])
 def test_bad_calls_get_their_documented_answer_and_nothing_is_delivered(method: str, path: str, body: object,
                                                                         key: str | None, status: int,

@@ -15,6 +15,7 @@ from twisted.internet.testing import MemoryReactorClock
 from tests.support.fakeredis import Link, dial
 from tests.support.memory import MemoryHub, Peer, V1Peer
 from txchat.broker import Deliver, Presence, Snapshot
+from txchat.chatlog import Page
 from txchat.config import Config
 from txchat.redisbroker import SNAPSHOT, RedisBroker
 from txchat.rooms import Delivery
@@ -55,13 +56,19 @@ class StubBroker:
     def setOnline(self, room: str, count: int) -> None:
         pass
 
+    def delete(self, room: str, epoch: str, seq: int) -> Deferred[bool]:
+        return succeed(False)
+
     def keeps(self, room: str) -> bool:
         return False
+
+    def page(self, room: str, before: tuple[str, int] | None, limit: int) -> Deferred[Page]:
+        return succeed(Page([], False))
 
     def forget(self, room: str) -> None:
         pass
 
-    def snapshot(self, room: str) -> Deferred[Snapshot | None]:
+    def snapshot(self, room: str, since: tuple[str, int] | None = None) -> Deferred[Snapshot | None]:
         d: Deferred[Snapshot | None] = Deferred()
         self.snapshots.append((room, d))
         return d
@@ -269,21 +276,23 @@ def test_redis_back_the_new_subscription_brings_nothing_before_what_was_missed()
     hub = MemoryHub(config, clock, broker)
     hub.startBroker()
     publisher, subscriber = dial(clock)
-    assert subscriber.commands() == [[b"PING"]]
-    subscriber.reply([b"pong", b""])
+    # (With the people's control channel, SPEC §18; and the room's people read behind a PING.)
+    assert subscriber.commands() == [[b"SUBSCRIBE", b"txchat:@control"], [b"PING"]]
+    subscriber.reply([b"subscribe", b"txchat:@control", 1], [b"pong", b""])
     member = V1Peer(hub, "r")
-    assert subscriber.commands() == [[b"SUBSCRIBE", b"txchat:r"], [b"PING"]]
-    subscriber.reply([b"subscribe", b"txchat:r", 1], [b"pong", b""])
+    assert subscriber.commands() == [[b"SUBSCRIBE", b"txchat:r"], [b"PING"], [b"PING"]]
+    subscriber.reply([b"subscribe", b"txchat:r", 1], [b"pong", b""], [b"pong", b""])
     answer(publisher, [b"E", 1, [], [payload(1)]])
     clock.advance(0)
     assert seqs(member) == [("welcome", 1), ("message", 1)]
     subscriber.lose()  # meanwhile, other processes publish 2, 3 and 4
     clock.advance(1.0)
     (subscriber,) = dial(clock)
-    # The subscription, its confirmation, and the room's catch-up behind them.
-    assert subscriber.commands() == [[b"SUBSCRIBE", b"txchat:r"], [b"PING"], [b"PING"]]
-    subscriber.reply([b"subscribe", b"txchat:r", 1], [b"message", b"txchat:r", payload(5)], [b"pong", b""],
-                     [b"pong", b""])
+    # The subscriptions, their confirmation, and the room's catch-up (and its people) behind them.
+    assert subscriber.commands() == [[b"SUBSCRIBE", b"txchat:@control"], [b"SUBSCRIBE", b"txchat:r"], [b"PING"],
+                                     [b"PING"], [b"PING"]]
+    subscriber.reply([b"subscribe", b"txchat:@control", 1], [b"subscribe", b"txchat:r", 1],
+                     [b"message", b"txchat:r", payload(5)], [b"pong", b""], [b"pong", b""], [b"pong", b""])
     clock.advance(0)
     assert seqs(member) == [], "5 waits for what was missed"
     answer(publisher, [b"E", 5, [], [payload(n) for n in range(1, 6)]])

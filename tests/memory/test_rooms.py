@@ -33,15 +33,19 @@ def test_v1_gets_the_subprotocol_a_welcome_first_then_json_lines_beside_plain_cl
     assert "Sec-WebSocket-Protocol" not in plain.head
     (welcome,) = v1.lines()
     assert welcome == {"type": "welcome", "room": "general", "epoch": welcome["epoch"], "seq": 0, "online": 2,
-                       "maxMessageSize": 300}
+                       "maxMessageSize": 300, "users": 2}
     v1.say("line\nbreak")
     plain.say("from plain")
     clock.advance(0)
     assert plain.messages() == ["line break", "from plain"]
+    # A v1 sender's line break stays for v1 members (SPEC §17); each line says who sent it.
     assert [line for line in v1.lines() if line["type"] != "presence"] == [
-        {"type": "message", "seq": 1, "time": 1_700_000_000_250, "name": "Ada", "text": "line break"},
-        {"type": "message", "seq": 2, "time": 1_700_000_000_250, "name": "", "text": "from plain"},
+        {"type": "message", "seq": 1, "time": 1_700_000_000_250, "name": "Ada", "text": "line\nbreak",
+         "from": v1.protocol.sender},
+        {"type": "message", "seq": 2, "time": 1_700_000_000_250, "name": "", "text": "from plain",
+         "from": plain.protocol.sender},
     ]
+    assert v1.protocol.sender != plain.protocol.sender
 
 
 def test_only_unknown_subprotocols_get_the_plain_protocol() -> None:
@@ -97,9 +101,9 @@ def test_a_v1_sender_s_controls_are_removed_for_everyone_and_a_seed_sender_s_tex
     v1.say("\x00\x07\x1b")  # nothing left: dropped, as an empty message is
     plain.say("seed\x07 nul\x00\tas sent\r")
     clock.advance(0)
-    cleaned = "bell nul esc[2J tab\tend next last\x7f"  # line breaks are spaces for now (\u00a73)
+    cleaned = "bell nul esc[2J tab\tend\nnext\nlast\x7f"  # line breaks stay for v1 (SPEC \u00a717)
     assert texts(v1.lines()) == [cleaned, "seed\x07 nul\x00\tas sent"]
-    assert plain.messages() == [cleaned, "seed\x07 nul\x00\tas sent"]
+    assert plain.messages() == [cleaned.replace("\n", " "), "seed\x07 nul\x00\tas sent"]
     assert v1.open and plain.open
 
 
@@ -200,13 +204,17 @@ def test_presence_is_one_line_a_second_and_the_last_change_arrives() -> None:
     watcher.lines()  # a presence line may repeat what the welcome said
     joiners = [Peer(hub) for _ in range(5)]  # a storm of joins within one second
     clock.advance(0)
-    assert watcher.lines() == [{"type": "presence", "online": 2}]  # the first change at once
+
+    def counts() -> list[tuple[int, int]]:  # (the people in each line: tests/memory/test_people.py)
+        return [(line["online"], line["users"]) for line in watcher.lines() if line["type"] == "presence"]
+
+    assert counts() == [(2, 2)]  # the first change at once
     clock.advance(0.5)
     joiners[0].transport.abortConnection()
     clock.advance(0.4)
     assert watcher.lines() == []
     clock.advance(0.1)  # a second after the last line: the count as it is now
-    assert watcher.lines() == [{"type": "presence", "online": 5}]
+    assert counts() == [(5, 5)]
     clock.advance(10)
     assert watcher.lines() == []  # quiet: nothing changed
     hub.closeAll()

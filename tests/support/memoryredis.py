@@ -74,11 +74,12 @@ class MemoryRedis:
             args = command[3 + keys:]
             if keys == 3:  # SNAPSHOT
                 return [b"E", self.seq, [], []]
-            if len(args) == 7:  # PUBLISH: channel, limit, ttl, epoch, time, name, text
+            if keys == 4:  # PUBLISH: channel, limit, ttl, epoch, time, name, text, sender, ID, ...
                 self.seq += 1
-                message = ["m", "E", self.seq, int(args[4]), args[5].decode(), args[6].decode()]
+                message = ["m", "E", self.seq, int(args[4]), args[5].decode(), args[6].decode(), args[7].decode(),
+                           args[8].decode()]
                 self.publish(args[0], json.dumps(message).encode())
-                return [b"E", self.seq]
+                return [b"E", self.seq, 0]
             self.publish(args[2], json.dumps(["p", args[0].decode(), int(args[1])]).encode())  # PRESENCE
             return 1
         return "OK"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from twisted.internet.task import Clock
 
@@ -29,7 +31,7 @@ class World:
 
     def tell(self, room: Room, line: bytes) -> None:
         assert line.startswith(b'{"type":"presence"')
-        self.told.append((room.name, self.clock.seconds(), int(line.rpartition(b":")[2].rstrip(b"}"))))
+        self.told.append((room.name, self.clock.seconds(), json.loads(line)["online"]))
 
     def room(self, name: str = "r", watched: bool = True) -> Room:
         room, _ = self.rooms.open(name)
@@ -203,4 +205,4 @@ def test_the_line_is_the_wire_presence_line() -> None:
     world.presence = Presence(world.clock, world.rooms, world.setOnline, lambda room, line: lines.append(line),
                               True, REFRESH, STALE)
     world.join(world.room())
-    assert lines == [wire.presence(1)]
+    assert lines == [wire.presence(1, 0, [], [])]  # (these members are not people: L{txchat.people})

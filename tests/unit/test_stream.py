@@ -205,12 +205,12 @@ def test_recovered(since: tuple[str, int], kept: Iterable[int], recovered: list[
 def test_join_lines_fresh_recovered_and_not() -> None:
     stream, _ = start("E:3")
     kept = [m(n) for n in range(1, 4)]
-    fresh = joinLines(stream, "r", 2, 512, None, kept)
+    fresh = joinLines(stream, "r", 2, 512, None, kept, 50)
     assert fresh[0] == b'{"type":"welcome","room":"r","epoch":"E","seq":3,"online":2,"maxMessageSize":512}'
     assert fresh[1:] == [d.line for d in kept]
-    back = joinLines(stream, "r", 2, 512, ("E", 2), kept)
+    back = joinLines(stream, "r", 2, 512, ("E", 2), kept, 50)
     assert b'"recovered":true' in back[0] and back[1:] == [kept[2].line]
-    lost = joinLines(stream, "r", 2, 512, ("E", 0), kept[1:])
+    lost = joinLines(stream, "r", 2, 512, ("E", 0), kept[1:], 50)
     assert b'"recovered":false' in lost[0] and lost[1:] == [d.line for d in kept[1:]]
 
 

@@ -17,9 +17,24 @@ from txchat.config import Config
 from txchat.hub import HubService
 from txchat.limits import FILES_HELD_BACK, connectionsWithin
 from txchat.listener import Listener
+from txchat.logservice import LogService
 from txchat.logtext import LogText
+from txchat.memorylog import MemoryLog
 from txchat.protocol import ChatProtocol
+from txchat.sqlitelog import SqliteLog
 from txchat.tap import YOUNG_COLLECTION_THRESHOLD, Options, makeService
+
+
+@pytest.fixture(autouse=True)
+def inTemporaryDirectory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """makeService opens the default store, ./txchat.sqlite3: here, not in the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
+def hubServices(service: MultiService) -> list[HubService]:
+    return [c for c in service if isinstance(c, HubService)] + [
+        h for c in service if isinstance(c, LogService) for h in hubServices(c)
+    ]
 
 
 def parse(*args: str) -> Options:
@@ -112,6 +127,10 @@ def test_repeatable_allowed_origin_and_redis() -> None:
         (["--handshake-timeout", "0"], "--handshake-timeout"),
         (["--token-secret", "x"], "--token-secret"),
         (["--token-secret", "é" * 15 + "x"], "--token-secret"),  # 31 bytes, 16 characters
+        (["--store", "txchat.sqlite3"], "--store"),
+        (["--store", "sqlite:"], "--store"),
+        (["--retention", "-1"], "--retention"),
+        (["--recovery-max", "-1"], "--recovery-max"),
     ],
 )
 def test_bad_values_give_one_line_naming_the_option(args: list[str], option: str) -> None:
@@ -150,8 +169,9 @@ def test_make_service_listens_where_asked_and_stops_the_hub_last() -> None:
     reactor = MemoryReactorClock()
     service = makeService(parse("--listen", "tcp:9001:interface=127.0.0.1", "--listen", "tcp:9002"), reactor)
     assert isinstance(service, MultiService)
-    children = [c for c in service if isinstance(c, (HubService, Listener))]
-    assert isinstance(children[0], HubService)
+    children = [c for c in service if isinstance(c, (LogService, Listener))]
+    # The hub within the log's service: the log closes after the hub has stopped.
+    assert isinstance(children[0], LogService) and [type(c) for c in children[0]] == [HubService]
     assert all(isinstance(c, Listener) for c in children[1:]) and len(children) == 3
     service.privilegedStartService()
     service.startService()
@@ -165,20 +185,21 @@ def test_metrics_get_their_own_endpoint_and_only_when_asked() -> None:
     makeService(parse("--listen", "tcp:9001"), reactor).startService()
     assert [port for port, *_ in reactor.tcpServers] == [9001]
     reactor = MemoryReactorClock()
-    makeService(parse("--listen", "tcp:9001", "--metrics-listen", "tcp:9100:interface=127.0.0.1"), reactor).startService()
+    makeService(parse("--listen", "tcp:9001", "--metrics-listen", "tcp:9100:interface=127.0.0.1", "--store", "memory"),
+                reactor).startService()
     assert [(port, interface) for port, _, _, interface in reactor.tcpServers] == [(9001, ""), (9100, "127.0.0.1")]
 
 
 def test_the_hub_builds_chat_connections() -> None:
     service = makeService(parse("--listen", "tcp:9001"), MemoryReactorClock())
     assert isinstance(service, MultiService)
-    (hubService,) = [c for c in service if isinstance(c, HubService)]
+    (hubService,) = hubServices(service)
     assert isinstance(hubService.hub.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1)), ChatProtocol)
 
 
 def test_twistd_logging_to_stdout_gets_logtext_as_its_applications_observer() -> None:
     """twistd asks the application for an ILogObserver before it makes its own."""
-    options = parse("--listen", "tcp:9001")
+    options = parse("--listen", "tcp:9001", "--store", "memory")
     options.parent = cast(Any, {"nodaemon": True, "logfile": None})  # twistd -n: its lines to standard output
     application = Application("txchat")
     makeService(options, MemoryReactorClock()).setServiceParent(application)
@@ -200,3 +221,36 @@ def test_the_started_service_makes_the_cyclic_collector_run_less_often() -> None
     finally:
         gc.set_threshold(*before)
         gc.unfreeze()
+
+
+def test_the_chat_log_options_reach_config() -> None:
+    config = parse("--store", "sqlite:/var/lib/txchat/log.sqlite3", "--retention", "30", "--recovery-max", "5000").config()
+    assert (config.store, config.retention, config.recoveryMax) == ("sqlite:/var/lib/txchat/log.sqlite3", 30, 5000)
+    assert (parse().config().store, parse().config().retention, parse().config().recoveryMax) == (None, 0, 1000)
+
+
+def test_with_no_options_the_log_is_txchat_sqlite3_in_the_working_directory(tmp_path: Path) -> None:
+    service = makeService(parse("--listen", "tcp:9001"), MemoryReactorClock())
+    assert isinstance(service, MultiService)
+    (hubService,) = hubServices(service)
+    assert isinstance(hubService.hub.log, SqliteLog) and (tmp_path / "txchat.sqlite3").exists()
+    service.startService()
+    service.stopService()
+    again = SqliteLog("txchat.sqlite3")  # closed at stop: another may open it
+    again.close()
+
+
+def test_with_redis_and_no_store_no_log_is_kept(tmp_path: Path) -> None:
+    service = makeService(parse("--listen", "tcp:9001", "--redis", "redis://127.0.0.1:1"), MemoryReactorClock())
+    assert isinstance(service, MultiService)
+    (hubService,) = hubServices(service)
+    assert hubService.hub.log is None and not (tmp_path / "txchat.sqlite3").exists()
+
+
+def test_a_store_that_cannot_be_opened_stops_make_service_before_it_listens(tmp_path: Path) -> None:
+    (tmp_path / "notes").write_text("not a database\n" * 50)
+    reactor = MemoryReactorClock()
+    with pytest.raises(SystemExit) as e:
+        makeService(parse("--listen", "tcp:9001", "--store", "sqlite:notes"), reactor)
+    assert str(e.value) == "twistd txchat: error: --store: notes: not a SQLite database"
+    assert reactor.tcpServers == []

@@ -214,3 +214,61 @@ async def test_a_snapshot_says_how_long_ago_each_other_process_said_its_count(re
     assert snapshot.others == {a.process: 2}
     assert 0 <= snapshot.ages[a.process] < 1, "Redis's own clock: said just now"
     await DeferredList([a.stop(), b.stop()])
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_resend_on_another_process_is_acked_with_the_first_number_and_not_delivered(
+        redis: RedisServer) -> None:
+    a, inboxA = await startBroker(redis.url)
+    b, inboxB = await startBroker(redis.url)
+    send = Delivery("lobby", b"once", "Ada", 0, sender="a:client-1", ref="id-1")
+    # The first and a resend in flight at once, then a resend on the other process.
+    first, again = await within(DeferredList([a.post(send), a.post(send)]))
+    elsewhere = await within(b.post(send))
+    other = await within(b.post(Delivery("lobby", b"another sender", "", 0, sender="a:client-2", ref="id-1")))
+    await inboxA.count(2)
+    await inboxB.count(2)
+    epoch = inboxA.deliveries[0].epoch
+    assert first == again == (True, (epoch, 1))
+    assert elsewhere == (epoch, 1) and other == (epoch, 2)
+    assert inboxB.messages == [b"once", b"another sender"]
+    assert (inboxB.deliveries[0].sender, inboxB.deliveries[0].ref) == ("a:client-1", "id-1")
+    assert inboxA.messages == inboxB.messages
+    await DeferredList([a.stop(), b.stop()])
+
+
+@pytest_twisted.ensureDeferred
+async def test_with_a_chat_log_each_numbered_message_is_added_to_the_log_stream_in_the_same_step(
+        redis: RedisServer) -> None:
+    a, inbox = await startBroker(redis.url)
+    a.archive = _NoArchive()
+    a.publish(Delivery("lobby", b"line one\nline two", "Ada", 1234, sender="u:ada"))
+    await inbox.count(1)
+    probe = await within(RedisConnectionTo(redis))
+    entries = await within(probe.command(b"XRANGE", b"txchat:log", b"-", b"+"))
+    (_, fields), = entries
+    got = dict(zip(fields[::2], fields[1::2]))
+    assert got == {b"room": b"lobby", b"epoch": inbox.deliveries[0].epoch.encode(), b"seq": b"1",  # type: ignore[union-attr]
+                   b"time": b"1234", b"name": b"Ada", b"text": b"line one\nline two", b"from": b"u:ada", b"ref": b""}
+    probe.transport.loseConnection()
+    await probe.lost
+    await a.stop()
+
+
+class _NoArchive:
+    """A chat log that is on, and empty (what reaches it is the log stream's business)."""
+
+    def page(self, room: str, before: Any, limit: int) -> Any:
+        raise NotImplementedError
+
+    def after(self, room: str, epoch: str, seq: int, limit: int) -> Any:
+        raise NotImplementedError
+
+    def delete(self, room: str, epoch: str, seq: int, known: bool = False) -> Any:
+        raise NotImplementedError
+
+    def setRead(self, identity: str, room: str, position: Any) -> Any:
+        raise NotImplementedError
+
+    def read(self, identity: str, room: str) -> Any:
+        raise NotImplementedError

@@ -40,10 +40,15 @@ def say(port: int, text: str) -> None:
         assert sender.recv(timeout=10) == text
 
 
-def test_the_documented_client_survives_a_server_restart(tmp_path: Path) -> None:
+@pytest.mark.parametrize("store, missing", [
+    ((), []),  # the chat log (SQLite, the default) keeps the stream: it recovers
+    (("--store", "memory"), ["-- some messages may be missing\n"]),  # nothing kept: a new stream
+])
+def test_the_documented_client_survives_a_server_restart(tmp_path: Path, store: tuple[str, ...],
+                                                         missing: list[str]) -> None:
     port = freePort()
     listen = f"tcp:{port}:interface=127.0.0.1"
-    server = Twistd("--listen", listen, cwd=tmp_path)
+    server = Twistd("--listen", listen, *store, cwd=tmp_path)
     client = None
     try:
         client = Client(f"ws://127.0.0.1:{port}/ws/restart", tmp_path)
@@ -54,7 +59,7 @@ def test_the_documented_client_survives_a_server_restart(tmp_path: Path) -> None
         # SIGTERM: the client gets its going-away close and finds nothing listening while the
         # server is down (stop() returns once the process has exited).
         assert server.stop() is not None
-        server = Twistd("--listen", listen, cwd=tmp_path)
+        server = Twistd("--listen", listen, *store, cwd=tmp_path)
         try:
             server.waitFor(r"connect 127\.0\.0\.1", timeout=30)  # the client is back by itself
         except RuntimeError:
@@ -65,7 +70,7 @@ def test_the_documented_client_survives_a_server_restart(tmp_path: Path) -> None
         assert client.process.poll() is None, client.log
         assert client.lines == [
             "anonymous before the restart\n",
-            "-- some messages may be missing\n",  # a restart without Redis: a new stream
+            *missing,
             "anonymous after the restart\n",
         ], client.log
     finally:

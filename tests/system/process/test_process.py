@@ -127,9 +127,11 @@ def test_bad_option_exits_with_one_line_and_listens_on_nothing(tmp_path: Path, a
 
 def test_two_txchats_run_side_by_side_from_one_directory_with_the_readmes_empty_pidfile(tmp_path: Path) -> None:
     # The README's run command, with another port: --pidfile= means no twistd.pid, which would
-    # otherwise stop the second with "Another twistd server is running".
+    # otherwise stop the second with "Another twistd server is running"; and each its own chat
+    # log, as one txchat holds its log file.
     command = [TWISTD, "--pidfile=", "-n", "txchat", "--port", "0", "--interface", "127.0.0.1"]
-    with LoggedProcess(command, tmp_path) as first, LoggedProcess(command, tmp_path) as second:
+    with LoggedProcess(command, tmp_path) as first, \
+            LoggedProcess([*command, "--store", "sqlite:second.sqlite3"], tmp_path) as second:
         assert first.port != second.port
         for node in (first, second):
             with wsConnect(f"ws://127.0.0.1:{node.port}/ws") as client:
@@ -166,6 +168,7 @@ def test_help_documents_every_option_with_its_default(tmp_path: Path) -> None:
         ("--port", "8080"), ("--interface", None), ("--listen", None), ("--max-message-size", "512"),
         ("--send-queue", "256"), ("--ping-interval", "54"), ("--pong-timeout", "60"),
         ("--write-timeout", "10"), ("--allowed-origin", None), ("--redis", None), ("--redis-timeout", "3.0"),
+        ("--store", None), ("--retention", "0"), ("--recovery-max", "1000"),
     ]:
         assert option in text
         if default:
@@ -197,7 +200,7 @@ def test_start_up_says_where_to_open_the_chat_and_the_metrics_and_nothing_about_
                 cwd=tmp_path) as node:
         metrics = node.waitFor(r"txchat: metrics at http://127\.0\.0\.1:(\d+)/metrics$")
         assert int(metrics.group(1)) != node.port
-        chat = node.waitFor(r"txchat: chat page at (\S+) \(WebSocket /ws\)$")
+        chat = node.waitFor(r"txchat: chat page at (\S+) \(WebSocket /ws\); log in txchat\.sqlite3$")
         assert chat.group(1) == f"http://127.0.0.1:{node.port}/"
         with wsConnect(f"ws://127.0.0.1:{node.port}/ws") as client:
             client.send("hello")
