@@ -290,4 +290,4 @@ def test_reading_back_through_10000_messages_keeps_the_page_bounded(fresh: webdr
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "scrollback-memory.txt").write_text(
         f"reading back {count} messages: at most {most} entries in the page; JS heap "
-        f"{heap[0] / 1e6:.1f} MB at the end, at most {max(heap) / 1e6:.1f} MB while reading back\n")
+        f"{heap[0] / 1e6:.1f} MB before, at most {max(heap) / 1e6:.1f} MB while reading back\n")
