@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterator, cast
 
+import jwt
 import pytest
 from selenium import webdriver
 from websockets.sync.client import ClientConnection
@@ -291,3 +292,30 @@ def test_reading_back_through_10000_messages_keeps_the_page_bounded(fresh: webdr
     (ARTIFACTS / "scrollback-memory.txt").write_text(
         f"reading back {count} messages: at most {most} entries in the page; JS heap "
         f"{heap[0] / 1e6:.1f} MB before, at most {max(heap) / 1e6:.1f} MB while reading back\n")
+
+
+def test_the_read_position_follows_a_signed_in_reader_to_another_browser(tmp_path: Path, fresh: webdriver.Chrome,
+                                                                         browsers: Browsers) -> None:
+    secret = "the application's secret, thirty-two bytes or more"
+    reader = jwt.encode({"sub": "reader", "name": "Rita"}, secret, algorithm="HS256")
+    writer = jwt.encode({"sub": "writer", "name": "Walt"}, secret, algorithm="HS256")
+    with Twistd("--listen", "tcp:0:interface=127.0.0.1", "--token-secret", secret, cwd=tmp_path) as server:
+        url = f"http://127.0.0.1:{server.port}/room/desk#token="
+        with client(server.port, "desk", f"?token={writer}", subprotocol="txchat.v2") as walt, \
+                client(server.port, "desk", f"?token={reader}", subprotocol="txchat.v2") as ritasPhone:
+            walt.recv(timeout=10)
+            page = Page(browsers[0], url + reader, name=None)
+            for i in range(3):
+                walt.send(json.dumps({"type": "send", "id": f"r{i}", "text": f"read {i}"}))
+            page.waitForText("read 2")
+            lines: list[dict[str, Any]] = []
+            while not any(line["type"] == "read" and line["seq"] == 3 for line in lines):  # the page said so
+                lines += [json.loads(line) for line in cast(str, ritasPhone.recv(timeout=10)).split("\n")]
+            page.driver.get("about:blank")
+            for i in range(2):
+                walt.send(json.dumps({"type": "send", "id": f"u{i}", "text": f"unread {i}"}))
+            elsewhere = Page(fresh, url + reader, name=None)  # another browser: nothing of hers kept there
+            elsewhere.waitForText("unread 1")
+            texts = elsewhere.texts()
+    assert texts[texts.index("New messages") + 1:] == ["unread 0", "unread 1"]
+    assert texts[:texts.index("New messages")] == ["read 0", "read 1", "read 2"]
