@@ -340,7 +340,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         broker.archive = archive
         HubService(hub).setServiceParent(top)  # (it writes to Redis, never to the log itself)
     api = Api(RoomApi(hub), config.apiKeys, config.maxMessageSize) if config.apiKeys else None
-    site = ChatSite(makeRoot(hub, health=hub.health, api=api), reactor, config, webSockets=(b"/ws", hub))
+    signIn = config.tokenSecret is not None or config.tokenPublicKey is not None
+    root = makeRoot(hub, health=hub.health, api=api, signIn=signIn)
+    site = ChatSite(root, reactor, config, webSockets=(b"/ws", hub))
     listening: list[str] = []
     for option, description in options.listeners():
         endpoint = serverFromString(reactor, description)

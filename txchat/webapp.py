@@ -44,18 +44,26 @@ def _refuse(request: Request, code: int, message: bytes, **headers: bytes) -> by
     return message + b"\n"
 
 
+# Said on the page's answer when every WebSocket needs a token: a browser cannot see why a
+# handshake failed (401), so the page asks with a HEAD of itself before it tries.
+SIGN_IN_HEADER = b"Txchat-Sign-In"
+
+
 class Page(File):
     """The chat page, as a static file (with ETag, Last-Modified and conditional GET)."""
 
     contentTypes = {".html": "text/html; charset=utf-8"}
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, signIn: bool = False) -> None:
         super().__init__(path, defaultType="text/html; charset=utf-8")
+        self.signIn = signIn
 
     def render(self, request: Request) -> Any:
         # twisted.web would answer methods it does not know with 501; the contract is 405.
         if request.method not in (b"GET", b"HEAD"):
             return _refuse(request, 405, b"Method Not Allowed", Allow=b"GET, HEAD")
+        if self.signIn:
+            request.setHeader(SIGN_IN_HEADER, b"required")
         return super().render(request)
 
 
@@ -193,11 +201,12 @@ class Root(Resource):
 
 def makeRoot(
     factory: Any, page: str | None = None, health: Callable[[], tuple[int, str]] | None = None,
-    api: Resource | None = None,
+    api: Resource | None = None, signIn: bool = False,
 ) -> Resource:
+    """C{signIn}: every WebSocket needs a token (the page says so instead of asking a name)."""
     root = Root()
     root.putChild(b"api", api if api is not None else ApiOff())
-    thePage = Page(page or pagePath())
+    thePage = Page(page or pagePath(), signIn)
     root.putChild(b"", thePage)
     root.putChild(b"room", RoomPages(thePage))
     root.putChild(b"ws", ChatSocket(factory))

@@ -37,13 +37,43 @@ const observer = new MutationObserver(() => {
 observer.observe(document.body, {childList: true, subtree: true, attributes: true, characterData: true});
 """
 
-# Each log entry: a message's parts, or a notice's text.
+# Each log entry: a message's parts (with its day separator, if it starts a day, and its
+# state if it is the reader's: pending, waiting, failed or sent), a divider's or a notice's text.
 ENTRIES = """
 return Array.from(document.getElementById("log").children).map(e => e.classList.contains("msg") ? {
   kind: "message", name: e.querySelector(".name").textContent, text: e.querySelector(".text").textContent,
   time: e.querySelector("time").textContent, seq: e.dataset.seq ? Number(e.dataset.seq) : null,
-  mine: e.classList.contains("mine"), cont: e.classList.contains("cont"),
-} : {kind: "notice", text: e.textContent, bold: e.querySelector("b") !== null});
+  mine: e.classList.contains("mine"), cont: e.classList.contains("cont"), from: e.dataset.from || null,
+  state: e.dataset.state || null, day: e.querySelector(".day") ? e.querySelector(".day").textContent : null,
+  note: e.querySelector(".state") ? e.querySelector(".state").textContent : null,
+} : e.classList.contains("divider") ? {kind: "divider", text: e.textContent}
+  : {kind: "notice", text: e.textContent, bold: e.querySelector("b") !== null});
+"""
+
+# What breaks a layout at the viewport's width: sideways scrolling, a visible control outside
+# the viewport, a control squeezed below a usable width, a button's label on two lines.
+LAYOUT_FAULTS = """
+const width = document.documentElement.clientWidth, faults = [];
+const label = e => e.id ? "#" + e.id : e.tagName.toLowerCase() + "." + e.className;
+if (document.documentElement.scrollWidth > width) faults.push("the page scrolls sideways: " + document.documentElement.scrollWidth);
+const log = document.getElementById("log");
+if (log.scrollWidth > log.clientWidth + 1) faults.push("the log scrolls sideways: " + log.scrollWidth);
+for (const e of document.querySelectorAll("header *, #form *, #typing, #people *, dialog[open] *")) {
+  if (e.closest(".visually-hidden") || e.parentElement.closest("button") || !e.getClientRects().length) continue;
+  const r = e.getBoundingClientRect();
+  if (r.left < -1 || r.right > width + 1) faults.push(label(e) + " outside the viewport: " + r.left + ".." + r.right);
+}
+for (const e of document.querySelectorAll("input, textarea")) {
+  if (e.getClientRects().length && e.getBoundingClientRect().width < 80) faults.push(label(e) + " squeezed: " + e.getBoundingClientRect().width);
+}
+for (const b of document.querySelectorAll("button")) {
+  if (!b.getClientRects().length) continue;
+  const range = document.createRange();
+  range.selectNodeContents(b);
+  const tops = new Set(Array.from(range.getClientRects(), r => Math.round(r.top)));
+  if (tops.size > 1) faults.push(label(b) + " on " + tops.size + " lines");
+}
+return faults;
 """
 
 TRY_SOCKET = """
@@ -101,9 +131,11 @@ class Page:
         self.waitUntil(f"document.getElementById('status').dataset.state === {json.dumps(state)}")
 
     def waitForText(self, text: str) -> None:
-        """Until some entry's text is C{text}."""
+        """Until some entry's text is C{text}: a message the server delivered (not one of the
+        reader's still on its way), or a notice."""
         self.waitUntil(
-            f"Array.from(log.children).some(e => (e.querySelector('.text') || e).textContent === {json.dumps(text)})"
+            "Array.from(log.children).some(e => !e.classList.contains('unsettled') && "
+            f"(e.querySelector('.text') || e).textContent === {json.dumps(text)})"
         )
 
     def entries(self) -> list[dict[str, Any]]:
@@ -124,6 +156,9 @@ class Page:
 
     def type(self, text: str) -> None:
         self.input.send_keys(text, Keys.ENTER)
+
+    def layoutFaults(self) -> list[str]:
+        return self.driver.execute_script(LAYOUT_FAULTS)
 
     def say(self, text: str) -> None:
         """Type and wait until the message came back from the server."""

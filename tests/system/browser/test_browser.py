@@ -162,10 +162,12 @@ def test_https_page_chats_over_wss(tmp_path: Path) -> None:
 
 
 def test_foreign_origin_cannot_open_the_socket_unless_allowed(browsers: Browsers, tmp_path: Path) -> None:
-    other = Twistd("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path)
+    # Three processes in one directory: each keeps no log of its own (one SQLite file has one owner).
+    other = Twistd("--listen", "tcp:0:interface=127.0.0.1", "--store", "memory", cwd=tmp_path)
     otherOrigin = f"http://127.0.0.1:{other.port}"
-    strict = Twistd("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path)
-    friendly = Twistd("--listen", "tcp:0:interface=127.0.0.1", "--allowed-origin", otherOrigin, cwd=tmp_path)
+    strict = Twistd("--listen", "tcp:0:interface=127.0.0.1", "--store", "memory", cwd=tmp_path)
+    friendly = Twistd("--listen", "tcp:0:interface=127.0.0.1", "--store", "memory", "--allowed-origin", otherOrigin,
+                      cwd=tmp_path)
     driver = browsers[0]
     try:
         Page(driver, otherOrigin + "/")

@@ -75,7 +75,10 @@ def test_the_name_is_asked_once_kept_and_changeable_without_losing_anything(tmp_
     try:
         page = Page(driver, roomUrl, name=None)
         assert page.element("name-dialog").get_attribute("open") is not None, "a first visit asks"
-        assert page.element("status").get_attribute("data-state") == "connecting"
+        # Nothing connects until the name is known, and nothing says otherwise behind the dialog.
+        assert page.element("status").get_attribute("data-state") == "idle"
+        assert page.driver.execute_script("return getComputedStyle(document.getElementById('status')).display") == "none"
+        assert page.element("online").get_attribute("textContent") == ""
         page.setName("  Cleo  ")
         page.waitForState("open")
         page.say("hello as cleo")
