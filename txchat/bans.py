@@ -22,6 +22,11 @@ class Bans:
         self._prune()
         self._until[(room, sub)] = until
 
+    def replace(self, bans: dict[tuple[str, str], float]) -> None:
+        """Every ban, as another keeper (Redis) holds them: the ones it lacks are lifted."""
+        self._until = dict(bans)
+        self._prune()
+
     def lift(self, room: str, sub: str) -> bool:
         """Whether a ban was in force."""
         until = self._until.pop((room, sub), None)

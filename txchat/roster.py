@@ -239,8 +239,11 @@ class Roster:
         if self.cluster is None:
             return
         def loaded(bans: list[tuple[str, str, float]]) -> None:
-            for room, sub, until in bans:
-                self.bans.ban(room, sub, until / 1000)
+            # Redis's set replaces this copy: a lift said while this process was cut off is
+            # heard here too, and a ban said meanwhile closes its connections here.
+            self.bans.replace({(room, sub): until / 1000 for room, sub, until in bans})
+            for room, sub, _ in bans:
+                self._closeHere(sub, room)
 
         self.cluster.bans().addCallbacks(loaded, lambda _: None)
 

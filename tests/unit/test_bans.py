@@ -41,3 +41,12 @@ def test_a_new_ban_replaces_the_end_and_ended_ones_are_pruned() -> None:
     clock.advance(1)
     bans.ban("r", "carl", clock.seconds() + 1)
     assert len(bans) == 1
+
+
+def test_replacing_takes_another_keeper_s_set_whole() -> None:
+    clock = Clock()
+    bans = Bans(clock)
+    bans.ban("r", "ann", 10)
+    bans.replace({("r", "bob"): 20, ("r", "old"): 0})
+    assert not bans.banned("r", "ann"), "lifted elsewhere while this copy was not told"
+    assert bans.banned("r", "bob") and len(bans) == 1

@@ -96,3 +96,23 @@ async def test_a_process_that_stops_saying_its_people_is_forgotten(redis: RedisS
     assert [m[0] for m in await two.roster.members("r")] == ["u:bob"]
     await one.closeAll()
     await stopHub(two)
+
+
+@pytest_twisted.ensureDeferred
+async def test_bans_said_or_lifted_while_a_process_was_cut_off_hold_there_once_redis_is_back(
+        redis: RedisServer) -> None:  # noqa: F811
+    a, b = await startHub(redis.url), await startHub(redis.url)
+    try:
+        zed = join(b, "zed")
+        await eventually(lambda: zed.open)
+        # Said in Redis while b heard nothing (no control message): b learns it when Redis is back.
+        await a.broker.ban("r", "zed", 60)  # type: ignore[attr-defined]
+        assert not b.roster.banned("r", "zed")
+        b.roster.reconnected()
+        await eventually(lambda: b.roster.banned("r", "zed") and zed.closeCode() == 4003)
+        await a.broker.lift("r", "zed")  # type: ignore[attr-defined]
+        b.roster.reconnected()
+        await eventually(lambda: not b.roster.banned("r", "zed"))
+    finally:
+        await stopHub(a)
+        await stopHub(b)
