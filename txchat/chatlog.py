@@ -115,3 +115,6 @@ class Archive(Protocol):
 
     def read(self, identity: str, room: str) -> Deferred[Head | None]:
         """As L{ChatLog.read}."""
+
+    def prune(self, olderThan: int) -> Deferred[int]:
+        """As L{ChatLog.prune}."""

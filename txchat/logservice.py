@@ -8,15 +8,16 @@ next), and the hub's last writes would find the log closed.
 
 from __future__ import annotations
 
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from txchat.chatlog import ChatLog, LogError
+from txchat.chatlog import Archive, ChatLog, LogError
 
-__all__ = ["LogService", "PRUNE_INTERVAL"]
+__all__ = ["ArchiveRetention", "LogService", "PRUNE_INTERVAL"]
 
 _log = Logger()
 
@@ -72,3 +73,45 @@ class LogService(MultiService):
     def _close(self, result: object) -> object:
         self.log.close()
         return result
+
+
+class ArchiveRetention(Service):
+    """A cluster's log (PostgreSQL) pruned by every process, each a minute: deleting what is
+    already gone costs an index probe, and no process has to be the one that does it."""
+
+    def __init__(self, archive: Archive, clock: IReactorTime, retention: float,
+                 interval: float = PRUNE_INTERVAL) -> None:
+        self.archive = archive
+        self.clock = clock
+        self.retention = retention
+        self.interval = interval
+        self._loop: LoopingCall | None = None
+        self._failing = False
+
+    def startService(self) -> None:
+        super().startService()
+        if self.retention > 0:
+            self._loop = LoopingCall(self.prune)
+            self._loop.clock = self.clock
+            self._loop.start(self.interval, now=True)
+
+    def prune(self) -> Deferred[int]:
+        olderThan = int(self.clock.seconds() * 1000 - self.retention * _DAY_MS)
+
+        def failed(failure: Failure) -> int:
+            if not self._failing:
+                self._failing = True
+                _log.warn("txchat: could not prune the chat log: {error}", error=str(failure.value))
+            return 0
+
+        def pruned(count: int) -> int:
+            self._failing = False
+            return count
+
+        return self.archive.prune(olderThan).addCallbacks(pruned, failed)
+
+    def stopService(self) -> None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+        super().stopService()

@@ -358,9 +358,11 @@ class PostgresLog:
                     return cursor.rowcount == 1
                 connection.execute("INSERT INTO epochs (room, epoch, first_time) VALUES (%s, %s, 0) "
                                    "ON CONFLICT DO NOTHING", (room, epoch))
+                # Dated now, so that retention keeps it as long as the message could still come.
                 connection.execute(
                     "INSERT INTO messages (room, epoch, seq, ord, time, name, text, deleted) "
-                    "SELECT %s, %s, %s, ord, 0, '', '', true FROM epochs WHERE room = %s AND epoch = %s "
+                    "SELECT %s, %s, %s, ord, (extract(epoch FROM clock_timestamp()) * 1000)::bigint, '', '', "
+                    "true FROM epochs WHERE room = %s AND epoch = %s "
                     "ON CONFLICT (room, epoch, seq) DO NOTHING", (room, epoch, seq, room, epoch))
                 return True
 

@@ -26,7 +26,7 @@ from txchat.hub import HubService
 from txchat.limits import TrustedProxies, connectionsWithin, raiseOpenFileLimit
 from txchat.listener import Listener
 from txchat.logfeed import LogFeedService
-from txchat.logservice import LogService
+from txchat.logservice import ArchiveRetention, LogService
 from txchat.logtext import LogText, quietAutobahn, twistdWritesToStdout
 from txchat.metrics import MetricsPage
 from txchat.origin import OriginPolicy
@@ -359,6 +359,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         consumer = f"{socket.gethostname()}:{','.join(listening)}"
         LogFeedService(config.redis, archive, reactor, consumer, config, hub.metrics,
                        stream=broker.logStream).setServiceParent(top)
+        ArchiveRetention(archive, reactor, config.retention).setServiceParent(top)
     if config.metricsListen:
         metrics = Resource()
         metrics.putChild(b"metrics", MetricsPage(hub.metrics.registry))

@@ -11,7 +11,7 @@ from twisted.internet.task import Clock
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 
 from txchat.chatlog import LogError
-from txchat.logservice import PRUNE_INTERVAL, LogService
+from txchat.logservice import PRUNE_INTERVAL, ArchiveRetention, LogService
 from txchat.memorylog import MemoryLog
 from tests.support.chatlogs import message
 
@@ -101,3 +101,40 @@ def test_the_log_closes_after_its_writers_have_stopped() -> None:
     assert not log.closed and not done.called, "the writer is still flushing"
     stopped.callback(None)
     assert log.closed and done.called
+
+
+class DeferredPrunes:
+    """A cluster's log as retention sees it: prunes answered later, or failing."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[int, Deferred[int]]] = []
+
+    def prune(self, olderThan: int) -> Deferred[int]:
+        d: Deferred[int] = Deferred()
+        self.asked.append((olderThan, d))
+        return d
+
+
+def test_a_cluster_s_log_is_pruned_every_interval_one_prune_at_a_time_and_failures_said_once() -> None:
+    clock = Clock()
+    clock.advance(10 * DAY)
+    archive = DeferredPrunes()
+    retention = ArchiveRetention(archive, clock, retention=2)  # type: ignore[arg-type]
+    said: list[LogEvent] = []
+    observer = cast(ILogObserver, said.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        retention.startService()
+        assert [older for older, _ in archive.asked] == [int(8 * DAY * 1000)]
+        clock.advance(PRUNE_INTERVAL)
+        assert len(archive.asked) == 1, "the next waits for the one running"
+        archive.asked[0][1].errback(LogError("connection refused"))
+        clock.advance(PRUNE_INTERVAL)
+        archive.asked[1][1].errback(LogError("connection refused"))
+        clock.advance(PRUNE_INTERVAL)
+        archive.asked[2][1].callback(3)
+        assert len([e for e in said if "could not prune" in e.get("log_format", "")]) == 1
+    finally:
+        globalLogPublisher.removeObserver(observer)
+        retention.stopService()
+    assert clock.getDelayedCalls() == []

@@ -266,6 +266,9 @@ class _NoArchive:
     def read(self, identity: str, room: str) -> Any:
         raise NotImplementedError
 
+    def prune(self, olderThan: int) -> Any:
+        raise NotImplementedError
+
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest_twisted.ensureDeferred
