@@ -101,7 +101,10 @@ class RoomPeople:
         del self.here[identity]
         del self._hereNames[identity]
         self._depart(identity)
-        self._unsaid.add(identity)
+        if identity in self._said:
+            self._unsaid.add(identity)
+        else:
+            self._unsaid.discard(identity)  # came and went unsaid: nothing to tell (and nothing kept)
         return True
 
     def _arrive(self, identity: str, name: str) -> None:

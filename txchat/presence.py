@@ -153,7 +153,7 @@ class Presence(Generic[R]):
         state = room.presence
         state.call = None
         now = self._clock.seconds()
-        if room.watched and (len(room) != state.published or state.people.saying):
+        if self.shared and room.watched and (len(room) != state.published or state.people.saying):
             state.at = now
             state.published = len(room)
             self._say(room.name, len(room), False)

@@ -188,3 +188,12 @@ def test_a_storm_costs_a_line_a_second_and_its_last_state_arrives() -> None:
     assert view == {f"u:{i}" for i in range(100, 500)}
     world.clock.advance(10)
     assert len(world.told) == 3 and not world.clock.getDelayedCalls()
+
+
+def test_people_who_come_and_go_unsaid_leave_nothing_behind() -> None:
+    people = RoomPeople()
+    for i in range(2000):
+        people.add(f"c:{i:012x}", "", i)
+        people.remove(f"c:{i:012x}", i)
+    people.add("u:ann", "Ann", "tab")
+    assert len(people._unsaid) == 1 and people.users == 1  # noqa: SLF001 - what a long-lived room keeps
