@@ -64,7 +64,7 @@ def entry(fields: list[bytes]) -> Delivery | None:
             values[b"room"].decode("utf-8"), values[b"text"], values[b"name"].decode("utf-8", "replace"),
             int(values[b"time"]), int(values[b"seq"]), values[b"epoch"].decode("utf-8"),
             values.get(b"from", b"").decode("utf-8", "replace"),
-            ref.decode("utf-8", "replace") if ref is not None else None,
+            ref.decode("utf-8", "replace") if ref else None,  # (the script gives "" for none)
         )
     except (KeyError, ValueError, UnicodeDecodeError):
         return None

@@ -311,7 +311,7 @@ class PostgresLog:
         left as it is. Fires with how many were new."""
         rows = sorted(
             (m.room, m.epoch, m.seq, m.time, _clean(m.name), _clean(m.text.decode("utf-8", "replace")),
-             m.sender, m.ref)
+             _clean(m.sender), _clean(m.ref) if m.ref is not None else None)
             for m in batch if m.epoch is not None and m.seq is not None
         )
         if not rows:

@@ -61,10 +61,13 @@ def _withoutPassword(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return url
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    if parts.password is not None:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1))
+    if "password" in parts.query.lower():  # libpq takes one in the query too (?password=...)
+        query = "&".join("password=***" if pair.lower().startswith("password=") else pair
+                         for pair in parts.query.split("&"))
+        parts = parts._replace(query=query)
+    return parts.geturl()
 
 
 class CannotOpenStore(SystemExit):

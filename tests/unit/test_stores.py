@@ -52,6 +52,8 @@ def test_the_default_is_a_file_here_for_one_process_and_none_for_a_cluster() -> 
     assert describeStore(Config(redis="redis://localhost")) == "the chat log is not kept (--store)"
     assert describeStore(Config(store="memory")) == "the chat log is not kept (--store memory)"
     assert describeStore(Config(store="postgresql://u:pw@db/chat")) == "log in postgresql://u:***@db/chat"
+    assert describeStore(Config(store="postgresql://u@db/chat?sslmode=require&password=s3cret")) == \
+        "log in postgresql://u@db/chat?sslmode=require&password=***"
 
 
 def test_open_log_opens_what_the_url_names(tmp_path: Path) -> None:
