@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.processes import LoggedProcess, Twistd, cleanEnvironment
-from bench.procstat import cpuSeconds
+from bench.procstat import cpuSeconds, waitSeconds
 from bench.profiles import share
 from bench.redisserver import RedisServer
 
@@ -212,6 +212,9 @@ class Servers:
     def cpuSeconds(self) -> float:
         return sum(cpuSeconds(process.pid) for process in self.processes)
 
+    def waitSeconds(self) -> float:
+        return sum(waitSeconds(process.pid) for process in self.processes)
+
     def stop(self) -> None:
         for process in self.processes:
             process.stop()
@@ -274,6 +277,7 @@ def runOnce(options: argparse.Namespace, case: Case, kind: str, profile: str = "
             # What the rest of the machine uses while the load runs: busy time less the
             # servers' and the load's (reaped children), as a percentage of one core.
             began, busy, ours, children = time.perf_counter(), busySeconds(), servers.cpuSeconds(), childSeconds()
+            waited = servers.waitSeconds()
             # A cluster has a process on each core: the load takes its share of both.
             pin = [] if kind == "txchat-cluster" else ["taskset", "-c", "1"]
             load = subprocess.Popen(
@@ -290,6 +294,7 @@ def runOnce(options: argparse.Namespace, case: Case, kind: str, profile: str = "
                 )
             stdout, stderr = load.communicate(timeout=300)
             serverCpu = servers.cpuSeconds() - ours
+            serverWait = servers.waitSeconds() - waited
             other = (busySeconds() - busy) - serverCpu - (childSeconds() - children)
             otherPct = round(100 * other / (time.perf_counter() - began), 1)
         finally:
@@ -299,6 +304,8 @@ def runOnce(options: argparse.Namespace, case: Case, kind: str, profile: str = "
     # CPU seconds the server spent while the load ran: less at the mercy of a busy machine
     # than the wall-clock figures.
     result["server_cpu_s"] = round(serverCpu, 2)
+    # How long the server was ready to run but another process had its core.
+    result["server_wait_s"] = round(serverWait, 2)
     if profile:
         with open(profile) as f:
             presence = share(f.readlines())
@@ -313,7 +320,7 @@ NUMBERS = ["deliveries_per_s", "lat_p50_ms", "lat_p99_ms", "lat_max_ms", "lost",
            "tool_cpu_pct", "msgs_per_frame", "connect_s", "server_kib_per_conn", "server_kib_per_conn_end",
            "server_rss_end_mib", "server_rss_hwm_mib", "storm_connect_s", "joined_s", "joined", "history_ok",
            "server_rss_before_mib", "server_rss_full_mib", "server_rss_growth_mib", "server_rss_fresh_mib",
-           "server_rss_growth_fresh_mib", "other_cpu_pct", "server_cpu_s", "churn_joins", "churn_failed",
+           "server_rss_growth_fresh_mib", "other_cpu_pct", "server_cpu_s", "server_wait_s", "server_chat_wait_s", "tool_wait_s", "churn_joins", "churn_failed",
            "churn_welcome_p50_ms", "churn_welcome_p99_ms", "member_join_p50_ms", "member_join_p90_ms",
            "member_join_after_101_p50_ms", "member_join_after_101_p90_ms", "members_in_first_frame"]
 

@@ -43,7 +43,7 @@ from typing import Any
 
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from bench.procstat import ProcessSample, rssMiB
+from bench.procstat import ProcessSample, rssMiB, waitSeconds
 
 
 class Histogram:
@@ -517,6 +517,8 @@ async def main(options: argparse.Namespace) -> dict[str, Any]:
     stopChurn = asyncio.Event()
     churning = asyncio.ensure_future(churn.run(stopChurn)) if churn else None
     tool.start()
+    toolWaited = waitSeconds(os.getpid())
+    serverWaited = waitSeconds(options.pid) if options.pid else 0.0
     if server:
         server.start()
     started = time.perf_counter()
@@ -528,6 +530,10 @@ async def main(options: argparse.Namespace) -> dict[str, Any]:
     duration = time.perf_counter() - started
     toolCpu = tool.cpuPercent()
     serverCpu = server.cpuPercent() if server else None
+    # Runnable but waiting for a core, during the chat: what the rest of the machine took.
+    result["tool_wait_s"] = round(waitSeconds(os.getpid()) - toolWaited, 2)
+    if options.pid:
+        result["server_chat_wait_s"] = round(waitSeconds(options.pid) - serverWaited, 2)
     if profiler:
         profiler.stop()
     stopChurn.set()
