@@ -3,7 +3,7 @@
     python -m bench                        # every case, 3 runs each, bench.loadgen as the load
     python -m bench --tool wsload --wsload ~/wsload   # the shared Go yardstick instead
     python -m bench --cases max100,idle5000 --runs 5 --out results.json
-    python -m bench --cases people-nochurn,people,memberlist --profile profiles/   # SPEC §18's people
+    python -m bench --cases people-nochurn,people,memberlist --interleave --profile profiles/  # SPEC §18
     GORILLA_CHAT_BIN=/tmp/gochat/chat python -m bench --cases connect5000 --runs 5   # and the Go chat
 
 Each server runs alone, pinned to CPU 0 with taskset; the load runs pinned to CPU 1. A server
@@ -400,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=0, help="override every case's client count (smoke runs)")
     parser.add_argument("--messages", type=int, default=0, help="override every case's message count")
     parser.add_argument("--out", default="bench-results.json")
+    parser.add_argument("--interleave", action="store_true", help="the cases take turns, run by run")
     parser.add_argument("--profile", default="", help="a directory: one more run of each case under py-spy")
     options = parser.parse_args(argv)
     options.servers = options.servers.split(",")
@@ -415,15 +416,22 @@ def main(argv: list[str] | None = None) -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
 
     results: dict[str, Any] = {}
+    kindsOf = {case.name: [kind for kind in options.servers if kind in case.servers
+                           and not ((options.tool == "wsload" or kind == "go") and (case.v1 or case.mode))]
+               for case in cases}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {c.name: {k: [] for k in kindsOf[c.name]} for c in cases}
+    # With --interleave the cases take turns run by run (a case and its baseline see the same
+    # machine); else each case runs all its runs before the next. The servers always take turns.
+    turns = ([(i, [case]) for case in cases for i in range(options.runs)] if not options.interleave
+             else [(i, cases) for i in range(options.runs)])
+    for i, some in turns:
+        for case in some:
+            for kind in kindsOf[case.name]:  # in turns, so that a busy spell on the machine hits every server
+                print(f"{case.name} / {kind} run {i + 1}/{options.runs}", file=sys.stderr, flush=True)
+                runs[case.name][kind].append(runOnce(options, case, kind))
     for case in cases:
         results[case.name] = {}
-        kinds = [kind for kind in options.servers if kind in case.servers
-                 and not ((options.tool == "wsload" or kind == "go") and (case.v1 or case.mode))]
-        runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
-        for i in range(options.runs):
-            for kind in kinds:  # in turns, so that a busy spell on the machine hits every server
-                print(f"{case.name} / {kind} run {i + 1}/{options.runs}", file=sys.stderr, flush=True)
-                runs[kind].append(runOnce(options, case, kind))
+        kinds = kindsOf[case.name]
         profiled: dict[str, dict[str, Any]] = {}
         if options.profile and not case.mode and not case.idle:
             os.makedirs(options.profile, exist_ok=True)
@@ -432,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
                 path = os.path.abspath(os.path.join(options.profile, f"{case.name}-{kind}.txt"))
                 profiled[kind] = runOnce(options, case, kind, path)
         for kind in kinds:
-            results[case.name][kind] = {"runs": runs[kind], "median": medians(runs[kind])}
+            results[case.name][kind] = {"runs": runs[case.name][kind], "median": medians(runs[case.name][kind])}
             if kind in profiled:
                 results[case.name][kind]["profiled"] = profiled[kind]
                 results[case.name][kind]["median"]["presence_pct"] = profiled[kind]["presence_pct"]
