@@ -328,7 +328,8 @@ NUMBERS = ["deliveries_per_s", "lat_p50_ms", "lat_p99_ms", "lat_max_ms", "lost",
            "server_rss_before_mib", "server_rss_full_mib", "server_rss_growth_mib", "server_rss_fresh_mib",
            "server_rss_growth_fresh_mib", "other_cpu_pct", "server_cpu_s", "server_wait_s", "server_chat_wait_s", "tool_wait_s", "churn_joins", "churn_failed",
            "churn_welcome_p50_ms", "churn_welcome_p99_ms", "member_join_p50_ms", "member_join_p90_ms",
-           "member_join_after_101_p50_ms", "member_join_after_101_p90_ms", "members_in_first_frame"]
+           "member_join_after_101_p50_ms", "member_join_after_101_p90_ms", "members_in_first_frame",
+           "frames_received", "frames_without_message", "presence_only_lines"]
 
 
 def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -79,6 +79,7 @@ class Histogram:
 MESSAGE = b'"type":"message"'
 TEXT = b'"text":"'
 MEMBERS = b'"type":"members"'
+PRESENCE = b'"type":"presence"'
 
 
 def identity(person: int) -> str:
@@ -108,6 +109,8 @@ class Client(WSListener):
         self.lastSeq = 0
         self.expected: int | None = None  # the welcome's seq
         self.historyOk = True
+        self.bare = 0
+        self.presence = 0
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if frame.msg_type == WSMsgType.TEXT:
@@ -134,6 +137,9 @@ class Client(WSListener):
             return
         lines = payload.count(MESSAGE)
         self.received += lines
+        if not lines:
+            self.bare += 1  # a frame (a write of the server's) without a message: presence, acks, members
+            self.presence += payload.count(PRESENCE)
         if self.timed and lines:
             now = time.time_ns()
             histogram = self.run.latency
@@ -556,7 +562,8 @@ async def main(options: argparse.Namespace) -> dict[str, Any]:
         loss_pct=round(100 * max(0, expected - received) / expected, 3) if expected else 0,
         disconnected=sum(c.closed for c in run.clients),
         deliveries_per_s=round(received / duration) if duration else 0,
-        frames_received=frames, msgs_per_frame=round(received / frames, 3) if frames else 0,
+        frames_received=frames, frames_without_message=sum(c.bare for c in run.clients),
+        presence_only_lines=sum(c.presence for c in run.clients), msgs_per_frame=round(received / frames, 3) if frames else 0,
         latency_sampled_clients=sum(c.timed for c in run.clients),
         lat_p50_ms=round(run.latency.percentile(0.50) / 1000, 3),
         lat_p90_ms=round(run.latency.percentile(0.90) / 1000, 3),
