@@ -3,6 +3,7 @@
     python -m bench                        # every case, 3 runs each, bench.loadgen as the load
     python -m bench --tool wsload --wsload ~/wsload   # the shared Go yardstick instead
     python -m bench --cases max100,idle5000 --runs 5 --out results.json
+    python -m bench --cases people-nochurn,people,memberlist --interleave --profile profiles/  # SPEC §18
     GORILLA_CHAT_BIN=/tmp/gochat/chat python -m bench --cases connect5000 --runs 5   # and the Go chat
 
 Each server runs alone, pinned to CPU 0 with taskset; the load runs pinned to CPU 1. A server
@@ -11,6 +12,9 @@ that each sees the same machine. Figures are medians over the runs. With GORILLA
 naming the gorilla/websocket chat example (shared/bench/gorilla-chat/build.sh builds it), the
 Go original runs too, as server "go", in every case it can serve. ``other_cpu_pct`` is what
 the rest of the machine used while the load ran (a shared machine makes noisy figures).
+With ``--profile DIR``, each case then runs once more with py-spy recording the server while
+the chat runs, and the share of its busy samples spent in presence work (L{bench.profiles}) is
+reported from that run alone (its latencies are not in the medians).
 Only ever on 127.0.0.1.
 """
 
@@ -34,7 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.processes import LoggedProcess, Twistd, cleanEnvironment
-from bench.procstat import cpuSeconds
+from bench.procstat import cpuSeconds, waitSeconds
+from bench.profiles import share
 from bench.redisserver import RedisServer
 
 HERE = Path(__file__).resolve().parent
@@ -56,7 +61,9 @@ class Case:
     v1: bool = False  # the clients speak txchat.v1 (bench.loadgen only)
     v2: bool = False  # the clients speak txchat.v2: each send with an ID, acknowledged
     rooms: int = 0  # the clients are spread over this many rooms
-    mode: str = ""  # "join-storm" or "abandon" (bench.loadgen only; see its docstring)
+    mode: str = ""  # "join-storm", "abandon" or "members-join" (bench.loadgen only; see its docstring)
+    identities: int = 0  # client i is person i % identities (its cid=), bench.loadgen only
+    churn: float = 0  # connections a second that join a room and leave while the chat runs
     serverArgs: tuple[str, ...] = ()
     go: str = ""  # the gorilla chat's figure as the shared Go yardstick gives it, for wsload runs
     servers: tuple[str, ...] = ("txchat", "txchat-memory", "naive", "naive-prepared", "go")  # kinds it runs on
@@ -94,6 +101,22 @@ CASES = [
          mode="join-storm", servers=("txchat",)),
     Case("abandon", "10,000 rooms made and abandoned, history expired (5 s), 25 s later", 10000, v1=True, rooms=10000,
          mode="abandon", serverArgs=("--history-ttl", "5"), servers=("txchat",)),
+    # People (SPEC §18): 10,000 v2 clients, 5000 people (two connections each) in 100 rooms of
+    # 50 people, one sender a room, 1000 msg/s in all; with 200 joins a second (and as many
+    # leaves) of people from other rooms, and without (the baseline).
+    Case("people-nochurn", "v2: 10,000 clients (5000 people) in 100 rooms, 1000 msg/s", 10000, 30000, 1000,
+         senders=100, v1=True, v2=True, rooms=100, identities=5000, servers=("txchat",)),
+    Case("people", "v2: the same with 200 joins/s and 200 leaves/s", 10000, 30000, 1000,
+         senders=100, v1=True, v2=True, rooms=100, identities=5000, churn=200, servers=("txchat",)),
+    # The same at 300 msg/s: a load one core carries with room to spare, so that the churn's
+    # effect on latency is not lost in a saturated server's queue.
+    Case("people300-nochurn", "v2: 10,000 clients (5000 people) in 100 rooms, 300 msg/s", 10000, 9000, 300,
+         senders=100, v1=True, v2=True, rooms=100, identities=5000, servers=("txchat",)),
+    Case("people300", "v2: the same at 300 msg/s with 200 joins/s and 200 leaves/s", 10000, 9000, 300,
+         senders=100, v1=True, v2=True, rooms=100, identities=5000, churn=200, servers=("txchat",)),
+    # A new person's welcome and member list in a room of 199 others (200 people with it: a list).
+    Case("memberlist", "v2: welcome + member list, room of 200 people", 199, v1=True, v2=True, rooms=1,
+         identities=199, mode="members-join", servers=("txchat",)),
     # Far beyond capacity: the naive server would buffer gigabytes, so it sits this one out.
     Case("overload", "1000 clients x 50000 msg/s (overload)", 1000, 250000, 50000, servers=("txchat",),
          go="drops slow clients"),
@@ -195,6 +218,9 @@ class Servers:
     def cpuSeconds(self) -> float:
         return sum(cpuSeconds(process.pid) for process in self.processes)
 
+    def waitSeconds(self) -> float:
+        return sum(waitSeconds(process.pid) for process in self.processes)
+
     def stop(self) -> None:
         for process in self.processes:
             process.stop()
@@ -202,7 +228,7 @@ class Servers:
             self.redis.stop()
 
 
-def toolCommand(options: argparse.Namespace, case: Case, ports: list[int], pid: int) -> list[str]:
+def toolCommand(options: argparse.Namespace, case: Case, ports: list[int], pid: int, profile: str = "") -> list[str]:
     urls = [f"ws://127.0.0.1:{port}/ws" for port in ports]
     if options.tool == "wsload" and len(urls) == 1:
         command = [options.wsload, "-url", urls[0], "-pid", str(pid), "-n", str(case.clients), "-label", case.name]
@@ -215,10 +241,16 @@ def toolCommand(options: argparse.Namespace, case: Case, ports: list[int], pid: 
         command += ["--url", url]
     command += ["--v2"] if case.v2 else ["--v1"] if case.v1 else []
     command += ["--rooms", str(case.rooms)] if case.rooms else []
+    command += ["--identities", str(case.identities)] if case.identities else []
+    command += ["--churn", f"{case.churn:g}"] if case.churn else []
+    if profile:
+        command += ["--profile", profile]
     if case.mode == "join-storm":
         return command + ["--join-storm", "--conc", str(case.clients)]
     if case.mode == "abandon":
         return command + ["--abandon", "--after", "25", "--conc", "500"]
+    if case.mode == "members-join":
+        return command + ["--members-join", "200"]
     if case.idle:
         return command + ["--idle", f"{case.idle:g}"]
     return command + ["-m", str(case.messages), "--rate", f"{case.rate:g}", "--senders", str(case.senders)]
@@ -244,17 +276,18 @@ def childSeconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def runOnce(options: argparse.Namespace, case: Case, kind: str) -> dict[str, Any]:
+def runOnce(options: argparse.Namespace, case: Case, kind: str, profile: str = "") -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as workdir:
         servers = Servers(kind, Path(workdir), case.serverArgs)
         try:
             # What the rest of the machine uses while the load runs: busy time less the
             # servers' and the load's (reaped children), as a percentage of one core.
             began, busy, ours, children = time.perf_counter(), busySeconds(), servers.cpuSeconds(), childSeconds()
+            waited = servers.waitSeconds()
             # A cluster has a process on each core: the load takes its share of both.
             pin = [] if kind == "txchat-cluster" else ["taskset", "-c", "1"]
             load = subprocess.Popen(
-                [*pin, *toolCommand(options, case, servers.ports, servers.pid)],
+                [*pin, *toolCommand(options, case, servers.ports, servers.pid, profile)],
                 cwd=HERE.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )
             storm = None
@@ -267,6 +300,7 @@ def runOnce(options: argparse.Namespace, case: Case, kind: str) -> dict[str, Any
                 )
             stdout, stderr = load.communicate(timeout=300)
             serverCpu = servers.cpuSeconds() - ours
+            serverWait = servers.waitSeconds() - waited
             other = (busySeconds() - busy) - serverCpu - (childSeconds() - children)
             otherPct = round(100 * other / (time.perf_counter() - began), 1)
         finally:
@@ -276,6 +310,13 @@ def runOnce(options: argparse.Namespace, case: Case, kind: str) -> dict[str, Any
     # CPU seconds the server spent while the load ran: less at the mercy of a busy machine
     # than the wall-clock figures.
     result["server_cpu_s"] = round(serverCpu, 2)
+    # How long the server was ready to run but another process had its core.
+    result["server_wait_s"] = round(serverWait, 2)
+    if profile:
+        with open(profile) as f:
+            presence = share(f.readlines())
+        result.update(profile=profile, presence_pct=presence["inclusive_pct"], presence_self_pct=presence["self_pct"],
+                      presence_entries_pct=presence["entries_pct"], profile_samples=presence["samples"])
     if storm is not None:
         result["storm_connect_s"] = lastResult(options.tool, "storm", storm.stdout, storm.stderr).get("connect_s")
     return result
@@ -285,7 +326,10 @@ NUMBERS = ["deliveries_per_s", "lat_p50_ms", "lat_p99_ms", "lat_max_ms", "lost",
            "tool_cpu_pct", "msgs_per_frame", "connect_s", "server_kib_per_conn", "server_kib_per_conn_end",
            "server_rss_end_mib", "server_rss_hwm_mib", "storm_connect_s", "joined_s", "joined", "history_ok",
            "server_rss_before_mib", "server_rss_full_mib", "server_rss_growth_mib", "server_rss_fresh_mib",
-           "server_rss_growth_fresh_mib", "other_cpu_pct", "server_cpu_s"]
+           "server_rss_growth_fresh_mib", "other_cpu_pct", "server_cpu_s", "server_wait_s", "server_chat_wait_s", "tool_wait_s", "churn_joins", "churn_failed",
+           "churn_welcome_p50_ms", "churn_welcome_p99_ms", "member_join_p50_ms", "member_join_p90_ms",
+           "member_join_after_101_p50_ms", "member_join_after_101_p90_ms", "members_in_first_frame",
+           "frames_received", "frames_without_message", "presence_only_lines"]
 
 
 def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -303,6 +347,10 @@ def describe(case: Case, m: dict[str, Any]) -> str:
     if case.mode == "join-storm":
         return (f"all {m.get('joined', 0):.0f} joined in {m.get('joined_s') or 0:.2f} s, "
                 f"{m.get('history_ok', 0):.0f} with the whole history in order")
+    if case.mode == "members-join":
+        return (f"welcome + members {m.get('member_join_p50_ms', 0):.2f} ms from the connect "
+                f"({m.get('member_join_after_101_p50_ms', 0):.2f} ms after the 101), p90 "
+                f"{m.get('member_join_p90_ms', 0):.2f} ms")
     if case.mode == "abandon":
         return (f"RSS fresh {m.get('server_rss_fresh_mib', 0):.1f}, after 10,000 connections "
                 f"{m.get('server_rss_before_mib', 0):.1f}, rooms full {m.get('server_rss_full_mib', 0):.1f}, "
@@ -326,6 +374,10 @@ def describe(case: Case, m: dict[str, Any]) -> str:
     text.append(f"tool {m.get('tool_cpu_pct', 0):.0f} %")
     if "storm_connect_s" in m:
         text.append(f"storm connected in {m['storm_connect_s']:.2f} s")
+    if m.get("churn_joins"):
+        text.append(f"{m['churn_joins']:,.0f} churn joins, their welcome p50 {m.get('churn_welcome_p50_ms', 0):.1f} ms")
+    if "presence_pct" in m:
+        text.append(f"presence {m['presence_pct']:.1f} % of the busy samples (profiled run)")
     return ", ".join(text)
 
 
@@ -355,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=0, help="override every case's client count (smoke runs)")
     parser.add_argument("--messages", type=int, default=0, help="override every case's message count")
     parser.add_argument("--out", default="bench-results.json")
+    parser.add_argument("--interleave", action="store_true", help="the cases take turns, run by run")
+    parser.add_argument("--profile", default="", help="a directory: one more run of each case under py-spy")
     options = parser.parse_args(argv)
     options.servers = options.servers.split(",")
     if os.environ.get("GORILLA_CHAT_BIN") and "go" not in options.servers:
@@ -369,17 +423,34 @@ def main(argv: list[str] | None = None) -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
 
     results: dict[str, Any] = {}
+    kindsOf = {case.name: [kind for kind in options.servers if kind in case.servers
+                           and not ((options.tool == "wsload" or kind == "go") and (case.v1 or case.mode))]
+               for case in cases}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {c.name: {k: [] for k in kindsOf[c.name]} for c in cases}
+    # With --interleave the cases take turns run by run (a case and its baseline see the same
+    # machine); else each case runs all its runs before the next. The servers always take turns.
+    turns = ([(i, [case]) for case in cases for i in range(options.runs)] if not options.interleave
+             else [(i, cases) for i in range(options.runs)])
+    for i, some in turns:
+        for case in some:
+            for kind in kindsOf[case.name]:  # in turns, so that a busy spell on the machine hits every server
+                print(f"{case.name} / {kind} run {i + 1}/{options.runs}", file=sys.stderr, flush=True)
+                runs[case.name][kind].append(runOnce(options, case, kind))
     for case in cases:
         results[case.name] = {}
-        kinds = [kind for kind in options.servers if kind in case.servers
-                 and not ((options.tool == "wsload" or kind == "go") and (case.v1 or case.mode))]
-        runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
-        for i in range(options.runs):
-            for kind in kinds:  # in turns, so that a busy spell on the machine hits every server
-                print(f"{case.name} / {kind} run {i + 1}/{options.runs}", file=sys.stderr, flush=True)
-                runs[kind].append(runOnce(options, case, kind))
+        kinds = kindsOf[case.name]
+        profiled: dict[str, dict[str, Any]] = {}
+        if options.profile and not case.mode and not case.idle:
+            os.makedirs(options.profile, exist_ok=True)
+            for kind in kinds:
+                print(f"{case.name} / {kind} profiled run", file=sys.stderr, flush=True)
+                path = os.path.abspath(os.path.join(options.profile, f"{case.name}-{kind}.txt"))
+                profiled[kind] = runOnce(options, case, kind, path)
         for kind in kinds:
-            results[case.name][kind] = {"runs": runs[kind], "median": medians(runs[kind])}
+            results[case.name][kind] = {"runs": runs[case.name][kind], "median": medians(runs[case.name][kind])}
+            if kind in profiled:
+                results[case.name][kind]["profiled"] = profiled[kind]
+                results[case.name][kind]["median"]["presence_pct"] = profiled[kind]["presence_pct"]
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(), "tool": options.tool, "runs": options.runs, "results": results,

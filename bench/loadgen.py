@@ -13,22 +13,38 @@ i joins room ``bench{i % R}``, so the first R clients are one sender per room. `
 has one client say ``--prefill`` messages, then connects all clients at once and times until
 every one has its welcome and that whole history; ``--abandon`` has each client say one
 message and leave, and reports the server's RSS once ``--after`` seconds have passed.
+
+People (SPEC §18): with ``--identities N`` client i is the person ``i % N`` (its ``cid=`` and
+``name=``), so N people with several connections each; with ``--churn RATE``, while the chat
+runs, RATE extra connections a second join a random room of the case as a random one of those
+people (mostly someone not in that room: a person joins) and leave again 0.5-2.5 s later. They
+read and drop what they get; their joins are timed to the first frame (the welcome). The v2
+lines besides messages (members, presence with joined/left, acks, typing) count for nothing:
+only message lines are counted and timed. ``--members-join K`` times K joins, one at a time,
+of a new person into a room where the N clients already are: from the connect, and from the
+handshake's answer, to the frame with the welcome and the member list. ``--profile FILE`` has
+py-spy record the server (``--pid``) while the chat runs (raw collapsed stacks).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import math
 import os
+import random
+import signal
+import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from bench.procstat import ProcessSample, rssMiB
+from bench.procstat import ProcessSample, rssMiB, waitSeconds
 
 
 class Histogram:
@@ -62,6 +78,24 @@ class Histogram:
 
 MESSAGE = b'"type":"message"'
 TEXT = b'"text":"'
+MEMBERS = b'"type":"members"'
+PRESENCE = b'"type":"presence"'
+
+
+def identity(person: int) -> str:
+    """Person k's C{cid=}: 8-64 characters of C{[A-Za-z0-9_-]}."""
+    return f"bench-person-{person:05d}"
+
+
+def peopleQuery(person: int) -> str:
+    return f"?cid={identity(person)}&name=p{person}"
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 class Client(WSListener):
@@ -75,6 +109,8 @@ class Client(WSListener):
         self.lastSeq = 0
         self.expected: int | None = None  # the welcome's seq
         self.historyOk = True
+        self.bare = 0
+        self.presence = 0
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if frame.msg_type == WSMsgType.TEXT:
@@ -101,6 +137,9 @@ class Client(WSListener):
             return
         lines = payload.count(MESSAGE)
         self.received += lines
+        if not lines:
+            self.bare += 1  # a frame (a write of the server's) without a message: presence, acks, members
+            self.presence += payload.count(PRESENCE)
         if self.timed and lines:
             now = time.time_ns()
             histogram = self.run.latency
@@ -135,22 +174,24 @@ class Run:
         self.transports: list[WSTransport] = []
         self.pacer: Client | None = None
         self.connectFailed = 0
+        self.headers = {"Origin": options.origin} if options.origin else {}
+        if options.v2:
+            self.headers["Sec-WebSocket-Protocol"] = "txchat.v2"
+        elif options.v1:
+            self.headers["Sec-WebSocket-Protocol"] = "txchat.v1"
 
     async def connect(self) -> float:
         options = self.options
         gate = asyncio.Semaphore(options.conc)
         # Time a sample spread over the whole list: a flush reaches the first clients first.
         every = max(1, options.n // max(1, options.timed))
-        headers = {"Origin": options.origin} if options.origin else {}
-        if options.v2:
-            headers["Sec-WebSocket-Protocol"] = "txchat.v2"
-        elif options.v1:
-            headers["Sec-WebSocket-Protocol"] = "txchat.v1"
+        headers = self.headers
         urls = options.url or ["ws://127.0.0.1:8080/ws"]  # several: clients spread round robin
 
         def url(index: int) -> str:
             base = urls[index % len(urls)]
-            return f"{base}/bench{index % options.rooms}" if options.rooms else base
+            base = f"{base}/bench{index % options.rooms}" if options.rooms else base
+            return base + peopleQuery(index % options.identities) if options.identities else base
 
         async def one(index: int) -> None:
             async with gate:
@@ -235,6 +276,152 @@ class Run:
         await asyncio.gather(*(t.wait_disconnected() for t in self.transports), return_exceptions=True)
 
 
+class Visitor(WSListener):
+    """A connection that comes and goes (churn, or a timed join): it notes when its first frame
+    (the welcome) and the one with the member list came, and reads the rest for nothing."""
+
+    def __init__(self) -> None:
+        self.upgraded: float | None = None  # when the handshake's answer (the 101) was read
+        self.first: float | None = None
+        self.members: float | None = None
+        self.arrived = asyncio.Event()
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.upgraded = time.perf_counter()
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type == WSMsgType.TEXT:
+            now = time.perf_counter()
+            if self.first is None:
+                self.first = now
+            if self.members is None and MEMBERS in frame.get_payload_as_bytes():
+                self.members = now
+                self.arrived.set()
+        elif frame.msg_type == WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+
+
+class Churn:
+    """RATE connections a second, each joining a random room as a random person, then leaving
+    after C{stay} seconds (uniform between the two bounds), for as long as the chat runs."""
+
+    def __init__(self, options: argparse.Namespace, headers: dict[str, str], stay: tuple[float, float] = (0.5, 2.5)) -> None:
+        self.options = options
+        self.headers = headers
+        self.stay = stay
+        self.random = random.Random(21)
+        self.joins = 0
+        self.leaves = 0
+        self.failed = 0
+        self.welcomeMs: list[float] = []  # connect to first frame, per join
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        options = self.options
+        started = time.perf_counter()
+        count = 0
+        while not stop.is_set():
+            due = int((time.perf_counter() - started) * options.churn) + 1
+            while count < due:
+                count += 1
+                task = asyncio.ensure_future(self.visit())
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+            await asyncio.sleep(0.002)
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def visit(self) -> None:
+        options, rng = self.options, self.random
+        base = (options.url or ["ws://127.0.0.1:8080/ws"])[0]
+        room = f"{base}/bench{rng.randrange(options.rooms)}" if options.rooms else base
+        person = rng.randrange(options.identities) if options.identities else None
+        url = room + (peopleQuery(person) if person is not None else "")
+        stay = rng.uniform(*self.stay)
+        began = time.perf_counter()
+        try:
+            transport, visitor = await ws_connect(Visitor, url, extra_headers=self.headers or None,
+                                                  max_frame_size=1 << 26)
+        except Exception as e:  # noqa: BLE001 - counted, reported, never fatal
+            self.failed += 1
+            print(f"churn connect failed: {e!r}", file=sys.stderr)
+            return
+        assert isinstance(visitor, Visitor)
+        self.joins += 1
+        await asyncio.sleep(stay)
+        if visitor.first is not None:
+            self.welcomeMs.append((visitor.first - began) * 1000)
+        transport.send_close()
+        await transport.wait_disconnected()
+        self.leaves += 1
+
+    def figures(self) -> dict[str, Any]:
+        p50, p99 = percentile(self.welcomeMs, 0.5), percentile(self.welcomeMs, 0.99)
+        return {"churn_rate": self.options.churn, "churn_joins": self.joins, "churn_leaves": self.leaves,
+                "churn_failed": self.failed,
+                "churn_welcome_p50_ms": round(p50, 3) if p50 is not None else None,
+                "churn_welcome_p99_ms": round(p99, 3) if p99 is not None else None}
+
+
+PY_SPY = str(next((p for p in (Path(sys.executable).parent / "py-spy",) if p.exists()), "py-spy"))
+
+
+class Profiler:
+    """py-spy recording the server while the chat runs, without stopping it for each sample
+    (C{--nonblocking}); it runs beside the load, on the load's core."""
+
+    def __init__(self, pid: int, path: str) -> None:
+        self.process = subprocess.Popen(
+            [PY_SPY, "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "--nonblocking",
+             "--output", path], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)  # py-spy writes its file on an interrupt
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+async def membersJoin(options: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
+    """The N clients (N people) sit in one room; a new person joins and leaves, K times, one at
+    a time: how long from the connect, and from the handshake's answer, to the welcome frame
+    with the member list."""
+    run = Run(options)
+    await run.connect()
+    await asyncio.sleep(options.settle)
+    headers = {"Sec-WebSocket-Protocol": "txchat.v2"}
+    base = (options.url or ["ws://127.0.0.1:8080/ws"])[0]
+    room = f"{base}/bench0" if options.rooms else base
+    fromConnect: list[float] = []
+    fromHandshake: list[float] = []
+    listed = 0
+    for k in range(options.members_join):
+        began = time.perf_counter()
+        transport, visitor = await ws_connect(Visitor, room + peopleQuery(options.identities + k),
+                                              extra_headers=headers, max_frame_size=1 << 26)
+        assert isinstance(visitor, Visitor)
+        await asyncio.wait_for(visitor.arrived.wait(), 5)
+        assert visitor.members is not None and visitor.upgraded is not None
+        fromConnect.append((visitor.members - began) * 1000)
+        fromHandshake.append((visitor.members - visitor.upgraded) * 1000)
+        listed += visitor.first == visitor.members
+        transport.send_close()
+        await transport.wait_disconnected()
+        await asyncio.sleep(options.pause)
+    result.update(
+        connected=len(run.clients), joins=len(fromConnect), members_in_first_frame=listed,
+        member_join_p50_ms=round(percentile(fromConnect, 0.5) or 0, 3),
+        member_join_p90_ms=round(percentile(fromConnect, 0.9) or 0, 3),
+        member_join_after_101_p50_ms=round(percentile(fromHandshake, 0.5) or 0, 3),
+        member_join_after_101_p90_ms=round(percentile(fromHandshake, 0.9) or 0, 3),
+    )
+    await run.close()
+    return result
+
+
 async def prefill(options: argparse.Namespace) -> None:
     """One client says --prefill messages and waits for the last to come back."""
     run = Run(argparse.Namespace(**{**vars(options), "n": 1, "timed": 0, "conc": 1, "rooms": 0}))
@@ -311,6 +498,8 @@ async def main(options: argparse.Namespace) -> dict[str, Any]:
         return await joinStorm(options, result)
     if options.abandon:
         return await abandon(options, result)
+    if options.members_join:
+        return await membersJoin(options, result)
     result["connect_s"] = round(await run.connect(), 3)
     connected = len(run.clients)
     result.update(connected=connected, connect_failed=run.connectFailed)
@@ -330,7 +519,18 @@ async def main(options: argparse.Namespace) -> dict[str, Any]:
         await run.close()
         return result
 
+    # No collector passes in the tool while it times: a full pass over 10,000 connections
+    # stalls its loop for a fraction of a second, which would show as the server's latency.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    profiler = Profiler(options.pid, options.profile) if options.profile and options.pid else None
+    churn = Churn(options, run.headers) if options.churn else None
+    stopChurn = asyncio.Event()
+    churning = asyncio.ensure_future(churn.run(stopChurn)) if churn else None
     tool.start()
+    toolWaited = waitSeconds(os.getpid())
+    serverWaited = waitSeconds(options.pid) if options.pid else 0.0
     if server:
         server.start()
     started = time.perf_counter()
@@ -342,6 +542,17 @@ async def main(options: argparse.Namespace) -> dict[str, Any]:
     duration = time.perf_counter() - started
     toolCpu = tool.cpuPercent()
     serverCpu = server.cpuPercent() if server else None
+    # Runnable but waiting for a core, during the chat: what the rest of the machine took.
+    result["tool_wait_s"] = round(waitSeconds(os.getpid()) - toolWaited, 2)
+    if options.pid:
+        result["server_chat_wait_s"] = round(waitSeconds(options.pid) - serverWaited, 2)
+    if profiler:
+        profiler.stop()
+    stopChurn.set()
+    if churning is not None and churn is not None:
+        await churning
+        result.update(churn.figures())
+    gc.enable()
     received = sum(c.received for c in run.clients)
     frames = sum(c.frames for c in run.clients)
     result.update(
@@ -351,7 +562,8 @@ async def main(options: argparse.Namespace) -> dict[str, Any]:
         loss_pct=round(100 * max(0, expected - received) / expected, 3) if expected else 0,
         disconnected=sum(c.closed for c in run.clients),
         deliveries_per_s=round(received / duration) if duration else 0,
-        frames_received=frames, msgs_per_frame=round(received / frames, 3) if frames else 0,
+        frames_received=frames, frames_without_message=sum(c.bare for c in run.clients),
+        presence_only_lines=sum(c.presence for c in run.clients), msgs_per_frame=round(received / frames, 3) if frames else 0,
         latency_sampled_clients=sum(c.timed for c in run.clients),
         lat_p50_ms=round(run.latency.percentile(0.50) / 1000, 3),
         lat_p90_ms=round(run.latency.percentile(0.90) / 1000, 3),
@@ -389,6 +601,11 @@ def parseArgs(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prefill", type=int, default=50, help="history messages before a join storm")
     parser.add_argument("--abandon", action="store_true", help="one message a client, then leave")
     parser.add_argument("--after", type=float, default=10, help="seconds to wait after --abandon")
+    parser.add_argument("--identities", type=int, default=0, help="client i is person i %% N (cid= and name=)")
+    parser.add_argument("--churn", type=float, default=0, help="connections a second that join and leave while the chat runs")
+    parser.add_argument("--members-join", type=int, default=0, help="time this many joins of a new person, one at a time")
+    parser.add_argument("--pause", type=float, default=0.05, help="seconds between --members-join joins")
+    parser.add_argument("--profile", default="", help="py-spy the server (--pid) into this file while the chat runs")
     options = parser.parse_args(argv)
     options.v1 = options.v1 or options.v2
     return options

@@ -14,6 +14,19 @@ def cpuSeconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
 
 
+def waitSeconds(pid: int) -> float:
+    """Time the process's threads have spent runnable but waiting for a CPU (the scheduler's
+    run queue): on a shared machine, what others took from it."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
 def rssMiB(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:

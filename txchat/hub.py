@@ -95,7 +95,11 @@ class ChatHub(WebSocketServerFactory):
         self._flushCall: IDelayedCall | None = None
         self._giveBack = giveBack
         self._giveBackCall: IDelayedCall | None = None
-        self._gone = 0  # connections closed since memory was last given back
+        # The most connections at once since memory was last given back: a crowd has gone when
+        # there are memory.CROWD fewer than that, not when that many have come and gone while
+        # others came (steady churn reuses what the leavers freed, and a full collection over
+        # every connection stalls the reactor for a fraction of a second each time).
+        self._peak = 0
         self.log = log
         self.broker: Broker = broker if broker is not None else MemoryBroker(
             reactor, config.history, config.historyTtl, log, config.recoveryMax)
@@ -181,6 +185,7 @@ class ChatHub(WebSocketServerFactory):
         A v1 member first gets its welcome and the room's history (or what it missed) in one
         frame; the room's pending batch is flushed before, so nothing comes twice or not at all."""
         self._connections.add(client)
+        self._peak = max(self._peak, len(self._connections))
         room = client.room
         assert room is not None, "registered without being admitted"
         room.reserved -= 1
@@ -251,8 +256,7 @@ class ChatHub(WebSocketServerFactory):
         self._connections.discard(client)
         if admittedAs is not None:
             self.gate.release(admittedAs)
-        self._gone += 1
-        if self._gone >= memory.CROWD and not self._closing:
+        if self._peak - len(self._connections) >= memory.CROWD and not self._closing:
             self._scheduleGiveBack()  # a crowd has gone: its memory may go back too
         if self._closing and not self._connections:
             waiting, self._allGone = self._allGone, []
@@ -350,7 +354,7 @@ class ChatHub(WebSocketServerFactory):
 
     def _gaveBack(self) -> None:
         self._giveBackCall = None
-        self._gone = 0
+        self._peak = len(self._connections)
         self._giveBack()
 
     # -- messages -------------------------------------------------------------------------

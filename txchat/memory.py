@@ -3,8 +3,9 @@
 When thousands of rooms expire together, or thousands of connections have gone, the objects
 are freed but the memory stays with the process: connections are reference cycles, freed only
 by a full pass of Python's collector, and the C allocator keeps freed pages until asked to
-return them. After a batch of rooms has expired, or L{CROWD} connections have closed, the hub
-asks for both, L{INTERVAL} seconds later (a full pass over a large heap takes some
+return them. After a batch of rooms has expired, or the connections are L{CROWD} fewer than
+they were at the most (a crowd has gone; not connections coming and going, whose newcomers
+reuse what the leavers freed), the hub asks for both, L{INTERVAL} seconds later (a full pass over a large heap takes some
 milliseconds, so it runs at most that often)."""
 
 from __future__ import annotations

@@ -271,3 +271,24 @@ def test_memory_goes_back_after_a_crowd_has_gone() -> None:
     clock.advance(10)
     assert gaveBack == [70]
     assert clock.getDelayedCalls() == []
+
+
+def test_connections_coming_and_going_are_not_a_crowd_gone() -> None:
+    """Steady churn: each leaver's memory goes to a newcomer, and a full collection over every
+    connection would stall the chat each time."""
+    gaveBack = []
+    hub, clock = makeHub(lambda: gaveBack.append(clock.seconds()), pingInterval=1e6, pongTimeout=1e6)
+    staying = [Peer(hub) for _ in range(100)]
+    for _ in range(3000):
+        Peer(hub).transport.abortConnection()
+    clock.advance(60)
+    assert gaveBack == []
+    crowd = [Peer(hub) for _ in range(1000)]
+    for peer in crowd[:999]:
+        peer.transport.abortConnection()
+    clock.advance(60)
+    assert gaveBack == [], "999 fewer than at the most"
+    crowd[999].transport.abortConnection()
+    clock.advance(10)
+    assert gaveBack == [130]
+    assert len(staying) == 100
