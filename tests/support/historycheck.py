@@ -1,6 +1,7 @@
 """Check what every client of a fault run saw against txchat's promises (README "Faults we
 test"): one numbering per room, nothing twice, exact recovery, and every numbered message
-reaching every client that stayed or recovered. Plain code over a list of events.
+reaching every client that stayed or recovered; and, given the cluster's chat log (SPEC §16),
+that the log holds what the clients saw. Plain code over lists.
 
 An event is a dict with ``c`` (client id), ``k`` (kind), ``conn`` (the client's connection
 number) and ``t`` (seconds), and by kind:
@@ -11,15 +12,23 @@ number) and ``t`` (seconds), and by kind:
   unnumbered, during a Redis outage), ``text``;
 - ``sent``: ``room``, ``text`` (unique in the run);
 - ``close``: ``why``.
+
+A log row is (room, epoch, seq, text), as PostgreSQL's table ``messages`` holds it. Every
+numbered message a client saw must be in the log with that text, at that number only, and
+nothing delivered unnumbered (not kept, §13) may be there. One exception: a Redis that lost its
+data (restarted empty) took with it what its stream held for the log and was not yet written,
+so in an epoch that its room left for another the messages after the last one the log has are
+counted (C{logLost}), not reported; a hole before that is reported.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 Event = dict[str, Any]
+LogRow = tuple[str, str, int, str]  # room, epoch, seq, text
 
 
 @dataclass
@@ -42,22 +51,29 @@ class Report:
     unrecovered: int = 0  # reconnects that said recovered: false (a gap the client was told of)
     sent: int = 0
     accepted: int = 0  # sent and seen by anyone
+    logged: int | None = None  # rows in the chat log (None: no log checked)
+    logMissing: int = 0  # numbered messages that clients saw and the log lacks (each a violation)
+    logLost: int = 0  # ... the log lacks because Redis lost its data before they were written
     violations: list[Violation] = field(default_factory=list)
 
     def summary(self) -> str:
+        log = "" if self.logged is None else (
+            f", {self.logged} in the log ({self.logMissing} missing, {self.logLost} lost with Redis's data)")
         return (f"{self.messages} messages ({self.unnumbered} unnumbered deliveries), {self.sent} sent, "
-                f"{self.accepted} accepted, {self.reconnects} reconnects ({self.unrecovered} not recovered), "
-                f"{len(self.violations)} violations")
+                f"{self.accepted} accepted, {self.reconnects} reconnects ({self.unrecovered} not recovered)"
+                f"{log}, {len(self.violations)} violations")
 
 
 def _around(events: list[Event], index: int, before: int = 3, after: int = 1) -> list[Event]:
     return events[max(0, index - before): index + after + 1]
 
 
-def check(events: Iterable[Event], finalClients: set[Any] | None = None) -> Report:
+def check(events: Iterable[Event], finalClients: set[Any] | None = None,
+          log: Sequence[LogRow] | None = None) -> Report:
     """C{finalClients}: the clients connected when the run ended, each of which must have
     reached the end of its room's stream; by default every client whose last event is not a
-    close."""
+    close. C{log}: the chat log's rows at the end, when the run kept one."""
+    events = list(events)
     byClient: dict[Any, list[Event]] = defaultdict(list)
     for event in events:
         byClient[event["c"]].append(event)
@@ -76,7 +92,64 @@ def check(events: Iterable[Event], finalClients: set[Any] | None = None) -> Repo
         finalClients = {c for c, history in byClient.items() if history and history[-1]["k"] != "close"}
     for client in finalClients:
         _checkReachedTheEnd(client, byClient[client], lastSeq, report)
+    if log is not None:
+        _checkLog(events, texts, log, report)
     return report
+
+
+def _currentEpochs(events: list[Event]) -> dict[str, str]:
+    """Each room's epoch at the end: the one of its latest event (the run ends healed)."""
+    latest: dict[str, tuple[float, str]] = {}
+    for event in events:
+        if event["k"] in ("welcome", "msg") and event.get("epoch") is not None:
+            room = event["room"]
+            if room not in latest or event["t"] >= latest[room][0]:
+                latest[room] = (event["t"], event["epoch"])
+    return {room: epoch for room, (_, epoch) in latest.items()}
+
+
+def _checkLog(events: list[Event], texts: dict[tuple[str, str, int], tuple[str, Event]], log: Sequence[LogRow],
+              report: Report) -> None:
+    report.logged = len(log)
+    logged: dict[tuple[str, str, int], str] = {}
+    places: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
+    newest: dict[tuple[str, str], int] = {}  # (room, epoch) -> the log's highest seq
+    for room, epoch, seq, text in log:
+        logged[(room, epoch, seq)] = text
+        places[text].append((room, epoch, seq))
+        newest[(room, epoch)] = max(newest.get((room, epoch), 0), seq)
+    numbered = {text: (key, event) for key, (text, event) in texts.items()}
+    for text, where in places.items():
+        if len(where) > 1:
+            report.violations.append(Violation(
+                "log", f"{text!r} is in the log {len(where)} times: "
+                + ", ".join(f"{r} {e}:{s}" for r, e, s in sorted(where)), []))
+        elif text in numbered and numbered[text][0] != where[0]:
+            (room, epoch, seq), event = numbered[text]
+            report.violations.append(Violation(
+                "log", f"{text!r} is at {where[0][1]}:{where[0][2]} in the log, {epoch}:{seq} for the clients",
+                [event]))
+    unnumbered = {e["text"]: e for e in events if e["k"] == "msg" and e["seq"] is None}
+    for text, event in unnumbered.items():
+        if text in places:
+            room, epoch, seq = places[text][0]
+            report.violations.append(Violation(
+                "log", f"{text!r} was delivered unnumbered (not kept) but the log has it at {room} {epoch}:{seq}",
+                [event]))
+    current = _currentEpochs(events)
+    for key, (text, event) in sorted(texts.items()):
+        room, epoch, seq = key
+        there = logged.get(key)
+        if there is None:
+            if current.get(room) != epoch and seq > newest.get((room, epoch), 0):
+                report.logLost += 1
+            else:
+                report.logMissing += 1
+                report.violations.append(Violation(
+                    "log", f"{room} {epoch}:{seq} {text!r}, seen by clients, is not in the log", [event]))
+        elif there != text:
+            report.violations.append(Violation(
+                "log", f"{room} {epoch}:{seq} is {there!r} in the log, {text!r} for the clients", [event]))
 
 
 def _checkClient(client: Any, history: list[Event], report: Report, texts: dict[Any, Any], places: dict[Any, Any],
