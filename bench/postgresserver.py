@@ -103,6 +103,10 @@ class PostgresServer:
         pwfile.unlink()
         if done.returncode:
             raise RuntimeError("initdb failed:\n" + done.stdout + done.stderr)
+        if self.listen not in ("127.0.0.1", "localhost"):
+            # initdb lets in the loopback only; the namespace's links come from elsewhere.
+            with open(self.data / "pg_hba.conf", "a") as hba:
+                hba.write("host all all 0.0.0.0/0 scram-sha-256\n")
 
     def start(self) -> PostgresServer:
         """Start on this server's port, or on the first free one found by trying (the bind
