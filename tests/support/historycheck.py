@@ -10,8 +10,18 @@ number) and ``t`` (seconds), and by kind:
   ([epoch, seq] the client asked for, or None);
 - ``msg``: ``room``, ``epoch`` (the connection's stream at the time), ``seq`` (None: delivered
   unnumbered, during a Redis outage), ``text``;
-- ``sent``: ``room``, ``text`` (unique in the run);
+- ``sent``: ``room``, ``text`` (unique in the run), on txchat.v2 ``id`` (the client's, one per
+  text) and ``resend`` (true when it is the same send again);
+- ``ack`` (v2): ``room``, ``id``, ``epoch``, ``seq`` (None: delivered unnumbered);
+- ``error`` (v2): ``room``, ``id``, ``code``, ``why``;
+- ``unacked`` (v2, at the end): ``room``, ``id``, ``text`` of a send never acknowledged;
 - ``close``: ``why``.
+
+On txchat.v2 (rule ``ack``) every send is acknowledged by the end; an acknowledged ID appears
+exactly once with its acked number (the texts are unique per ID, and nothing is delivered twice
+to a client by the rules above, however often it was sent); one acknowledged unnumbered is
+numbered nowhere; the acks of one ID agree. An error other than the refusals of the moment
+(``unavailable``, ``rate-limited``, which the client sends again) is a violation too.
 
 A log row is (room, epoch, seq, text), as PostgreSQL's table ``messages`` holds it. Every
 numbered message a client saw must be in the log with that text, at that number only, and
@@ -54,13 +64,17 @@ class Report:
     logged: int | None = None  # rows in the chat log (None: no log checked)
     logMissing: int = 0  # numbered messages that clients saw and the log lacks (each a violation)
     logLost: int = 0  # ... the log lacks because Redis lost its data before they were written
+    acked: int = 0  # v2 sends acknowledged (distinct IDs)
+    resent: int = 0  # v2 sends sent again (after a reconnect, or a refusal of the moment)
+    errors: int = 0  # v2 error lines
     violations: list[Violation] = field(default_factory=list)
 
     def summary(self) -> str:
         log = "" if self.logged is None else (
             f", {self.logged} in the log ({self.logMissing} missing, {self.logLost} lost with Redis's data)")
+        v2 = f", {self.acked} acked ({self.resent} resends, {self.errors} errors)" if self.acked or self.errors else ""
         return (f"{self.messages} messages ({self.unnumbered} unnumbered deliveries), {self.sent} sent, "
-                f"{self.accepted} accepted, {self.reconnects} reconnects ({self.unrecovered} not recovered)"
+                f"{self.accepted} accepted{v2}, {self.reconnects} reconnects ({self.unrecovered} not recovered)"
                 f"{log}, {len(self.violations)} violations")
 
 
@@ -92,9 +106,76 @@ def check(events: Iterable[Event], finalClients: set[Any] | None = None,
         finalClients = {c for c, history in byClient.items() if history and history[-1]["k"] != "close"}
     for client in finalClients:
         _checkReachedTheEnd(client, byClient[client], lastSeq, report)
+    _checkAcks(byClient, texts, places, log or [], report)
     if log is not None:
         _checkLog(events, texts, log, report)
     return report
+
+
+RETRY = ("unavailable", "rate-limited")
+
+
+def _checkAcks(byClient: dict[Any, list[Event]], texts: dict[tuple[str, str, int], tuple[str, Event]],
+               places: dict[str, tuple[str, str, int, Event]], log: Sequence[LogRow], report: Report) -> None:
+    logged = {(room, epoch, seq): text for room, epoch, seq, text in log}
+    for client, history in byClient.items():
+        textOf: dict[str, str] = {}
+        acks: dict[str, Event] = {}
+        for i, event in enumerate(history):
+            kind = event["k"]
+            if kind == "sent" and event.get("id") is not None:
+                if event.get("resend"):
+                    report.resent += 1
+                elif event["id"] in textOf:
+                    report.violations.append(Violation(
+                        "ack", f"client {client} used ID {event['id']!r} for two texts", _around(history, i)))
+                textOf.setdefault(event["id"], event["text"])
+            elif kind == "error":
+                report.errors += 1
+                if event.get("code") not in RETRY:
+                    report.violations.append(Violation(
+                        "ack", f"client {client}'s send {event.get('id')!r} refused: {event.get('code')}",
+                        _around(history, i)))
+            elif kind == "unacked":
+                report.violations.append(Violation(
+                    "ack", f"client {client}'s send {event['id']!r} ({event['text']!r}) was never acknowledged",
+                    _around(history, i)))
+            elif kind == "ack":
+                first = acks.setdefault(event["id"], event)
+                if (first["epoch"], first["seq"]) != (event["epoch"], event["seq"]):
+                    report.violations.append(Violation(
+                        "ack", f"client {client}'s ID {event['id']!r} acked as {first['epoch']}:{first['seq']} "
+                        f"and as {event['epoch']}:{event['seq']}", [first, *_around(history, i)]))
+                    continue
+                if first is not event:
+                    continue
+                text = textOf.get(event["id"])
+                if text is None:
+                    report.violations.append(Violation(
+                        "ack", f"client {client} got an ack for {event['id']!r}, which it never sent",
+                        _around(history, i)))
+                    continue
+                report.acked += 1
+                place = places.get(text)
+                if event["seq"] is None:
+                    if place is not None:
+                        report.violations.append(Violation(
+                            "ack", f"{text!r} acked unnumbered, but numbered {place[1]}:{place[2]}",
+                            [place[3], *_around(history, i)]))
+                    continue
+                key = (event["room"], event["epoch"], event["seq"])
+                if place is not None and place[:3] != key:
+                    report.violations.append(Violation(
+                        "ack", f"{text!r} acked as {key[1]}:{key[2]}, delivered as {place[1]}:{place[2]}",
+                        [place[3], *_around(history, i)]))
+                elif key in texts and texts[key][0] != text:
+                    report.violations.append(Violation(
+                        "ack", f"{text!r} acked as {key[1]}:{key[2]}, which clients saw as {texts[key][0]!r}",
+                        [texts[key][1], *_around(history, i)]))
+                elif place is None and logged.get(key) != text:
+                    report.violations.append(Violation(
+                        "ack", f"{text!r} acked as {key[1]}:{key[2]}, but no client saw it (nor the log)",
+                        _around(history, i)))
 
 
 def _currentEpochs(events: list[Event]) -> dict[str, str]:

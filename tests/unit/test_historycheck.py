@@ -31,8 +31,26 @@ class History:
                                 "epoch": self.epochs[c], "seq": seq, "text": text or f"m{seq}"})
         return self
 
-    def sent(self, c: str, text: str) -> History:
-        self.events.append({"c": c, "k": "sent", "conn": self.conns[c], "t": 0, "room": "r", "text": text})
+    def sent(self, c: str, text: str, id: str | None = None, resend: bool = False) -> History:
+        event = {"c": c, "k": "sent", "conn": self.conns[c], "t": 0, "room": "r", "text": text}
+        if id is not None:
+            event.update(id=id, resend=resend)
+        self.events.append(event)
+        return self
+
+    def ack(self, c: str, id: str, epoch: str | None, seq: int | None) -> History:
+        self.events.append({"c": c, "k": "ack", "conn": self.conns[c], "t": 0, "room": "r", "id": id,
+                            "epoch": epoch, "seq": seq})
+        return self
+
+    def error(self, c: str, id: str, code: str) -> History:
+        self.events.append({"c": c, "k": "error", "conn": self.conns[c], "t": 0, "room": "r", "id": id,
+                            "code": code, "why": "no"})
+        return self
+
+    def unacked(self, c: str, id: str, text: str) -> History:
+        self.events.append({"c": c, "k": "unacked", "conn": self.conns[c], "t": 0, "room": "r", "id": id,
+                            "text": text})
         return self
 
     def close(self, c: str) -> History:
@@ -155,3 +173,58 @@ def test_the_tail_of_an_epoch_redis_lost_is_counted_but_a_hole_is_not_excused() 
     assert rules(hole) == ["log"] and "E:2" in hole.violations[0].what
     # The room's current epoch has no excuse, even for its last message.
     assert rules(check(h.events, log=log("E", 1, 2, 3) + f[:1])) == ["log"]
+
+
+def v2() -> History:
+    """Client a sends m1 (ID 1), sees it as E:1; the link goes before its ack; it sends ID 1
+    again on its next connection, which acks it with the first number, and sends ID 2."""
+    h = History().welcome("a", "E", 0).welcome("b", "E", 0).sent("a", "m1", id="1").msg("a", 1).msg("b", 1)
+    h.close("a").welcome("a", "E", 1, recovered=True, since=["E", 1]).sent("a", "m1", id="1", resend=True)
+    return h.ack("a", "1", "E", 1).sent("a", "m2", id="2").msg("a", 2).msg("b", 2).ack("a", "2", "E", 2)
+
+
+def test_v2_sends_resent_and_acked_with_their_numbers_pass() -> None:
+    report = check(v2().events)
+    assert report.violations == []
+    assert (report.acked, report.resent, report.errors) == (2, 1, 0)
+    assert "2 acked (1 resends, 0 errors)" in report.summary()
+
+
+def test_a_resent_text_delivered_again_is_reported() -> None:
+    h = v2().msg("a", 3, text="m1").msg("b", 3, text="m1")
+    assert set(rules(check(h.events))) == {"twice"}
+
+
+def test_an_ack_with_another_number_than_delivered_or_never_seen_is_reported() -> None:
+    h = v2().sent("a", "m3", id="3").msg("a", 3, text="m3").msg("b", 3, text="m3").ack("a", "3", "E", 4)
+    (violation,) = check(h.events).violations
+    assert violation.rule == "ack" and "'m3' acked as E:4, delivered as E:3" in violation.what
+    h = v2().sent("a", "m3", id="3").ack("a", "3", "E", 2)
+    assert "which clients saw as 'm2'" in check(h.events).violations[0].what
+    h = v2().sent("a", "m3", id="3").ack("a", "3", "E", 3)
+    assert "no client saw it" in check(h.events).violations[0].what
+    assert check(h.events, log=log("E", 1, 2) + [("r", "E", 3, "m3")]).violations == [], "the log has it"
+
+
+def test_acks_of_one_id_that_disagree_are_reported() -> None:
+    h = v2().ack("a", "2", "E", 1)
+    assert rules(check(h.events)) == ["ack"] and "acked as E:2 and as E:1" in check(h.events).violations[0].what
+
+
+def test_an_ack_without_a_number_for_a_text_numbered_elsewhere_is_reported() -> None:
+    h = v2().sent("a", "m3", id="3").msg("a", None, text="m3").ack("a", "3", None, None)
+    assert check(h.events).violations == []
+    h.msg("a", 3, text="m3").msg("b", 3, text="m3")
+    assert set(rules(check(h.events))) == {"ack", "twice"}, "twice: a got it again, numbered"
+
+
+def test_an_unacknowledged_send_and_a_lasting_refusal_are_reported() -> None:
+    assert rules(check(v2().sent("a", "m3", id="3").unacked("a", "3", "m3").events)) == ["ack"]
+    h = v2().sent("a", "m3", id="3").error("a", "3", "rate-limited")
+    assert check(h.events).violations == [] and check(h.events).errors == 1, "a refusal of the moment"
+    assert rules(check(v2().sent("a", "m3", id="3").error("a", "3", "too-long").events)) == ["ack"]
+
+
+def test_an_id_for_two_texts_or_an_ack_for_an_id_never_sent_is_reported() -> None:
+    assert rules(check(v2().sent("a", "m3", id="1").events)) == ["ack"]
+    assert rules(check(v2().ack("a", "9", "E", 2).events)) == ["ack"]

@@ -38,6 +38,8 @@ NODE_OPTIONS = ("--port", "8080", "--ping-interval", "1", "--pong-timeout", "4",
 # How long the end waits for the log to hold what the clients saw: a feed's write retried with
 # backoff after an outage, and entries a killed node left pending, claimed after 30 s idle.
 LOG_WAIT = 90.0
+# What the chat clients speak: txchat.v2 sends are acknowledged, and resent until they are.
+PROTOCOL = "v1"
 
 
 class FaultCluster:
@@ -134,12 +136,12 @@ class FaultCluster:
         return f"ws://{self.clientLinks[i].address(self.nodeNs[i])}:8080"
 
     def startClients(self, clients: int = 6, senders: int = 3, rate: float = 4.0, reconnect: float = 0.05,
-                     seed: int = 1, rooms: str = "a,b") -> None:
+                     seed: int = 1, rooms: str = "a,b", protocol: str = PROTOCOL) -> None:
         nodes = ",".join(self.nodeUrl(i) for i in range(len(self.nodes)))
         self.clients = self.net.start(
             self.clientsNs, sys.executable, "-m", "tests.system.faults.faultclients", "--nodes", nodes,
             "--rooms", rooms, "--clients", str(clients), "--senders", str(senders), "--rate", str(rate),
-            "--reconnect", str(reconnect), "--seed", str(seed), "--out", str(self.history),
+            "--reconnect", str(reconnect), "--seed", str(seed), "--protocol", protocol, "--out", str(self.history),
             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self._expect("ready")
 
