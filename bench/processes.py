@@ -31,9 +31,14 @@ def twistdArgs(*options: str) -> list[str]:
 class LoggedProcess:
     """A blocking handle on a server process that says in its log which port it took."""
 
-    def __init__(self, command: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, command: list[str], cwd: Path, env: dict[str, str] | None = None, stdin: int | None = None,
+    ) -> None:
+        """
+        @param stdin: C{subprocess.PIPE} to write to the process (its C{process.stdin}).
+        """
         self.process = subprocess.Popen(
-            command, cwd=cwd, env=env if env is not None else cleanEnvironment(),
+            command, cwd=cwd, env=env if env is not None else cleanEnvironment(), stdin=stdin,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         self.lines: list[str] = []

@@ -26,7 +26,6 @@ from txchat.people import validIdentity
 from txchat.redisbroker import BrokerAway
 from txchat.roomapi import BrokerDown, RoomsFull, RoomView
 from txchat.roster import ClusterDown, validSub
-from txchat.wire import normalise
 
 _log = Logger()
 
@@ -268,7 +267,7 @@ class Api(Resource):
             raise ApiError(400, "text and name must be valid Unicode (no lone surrogates)") from None
         if len(raw) > self.maxMessageSize:
             raise ApiError(413, f"text is {len(raw)} bytes; at most {self.maxMessageSize}")
-        message = normalise(wire.cleanText(raw))
+        message = wire.normaliseLines(raw)  # line breaks stay (SPEC §17)
         if not message:
             raise ApiError(400, "text is empty")
         try:

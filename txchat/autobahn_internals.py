@@ -92,6 +92,14 @@ def protocolWithOptions(factory: WebSocketServerFactory, base: type[P]) -> type[
     return type(base.__name__, (base,), {**options, "CONFIG_ATTRS": ()})
 
 
+def setMaxMessageSize(protocol: WebSocketServerProtocol, size: int) -> None:
+    """Give one connection its own limit on the messages it may send (0: none), chosen once its
+    handshake is taken: the factory's options are on the protocol class (L{protocolWithOptions}),
+    and Autobahn reads the limit from the instance at every frame, so an attribute of the
+    instance shadows the class's for this connection alone."""
+    setattr(protocol, "maxMessagePayloadSize", size)  # (an option Autobahn sets from its factory, untyped)
+
+
 def feed(protocol: WebSocketServerProtocol, data: bytes) -> None:
     """Hand received bytes to Autobahn's parser, skipping the public C{dataReceived}, which
     formats a debug line for every read."""

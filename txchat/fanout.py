@@ -9,11 +9,16 @@ own buffer are full, so the peer is not reading), the member is *behind*: it get
 and the batch's messages are kept for it instead, up to ``limit``. When the transport resumes
 it, everything it missed goes out as one frame. A member whose backlog would pass ``limit``
 is dropped. Every member therefore sees the messages in the order they were queued.
+
+Lines for one member only (a txchat.v2 client's acks, errors, answers; others' typing) go out
+in the same flush, after the batch: a ready member gets the shared frame and a small frame of
+its own in one write; a member that is behind gets them in its backlog. Lines for a member not
+(yet) added wait until it is, so that a joiner's welcome, written when it is added, comes first.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Hashable, Iterator, TypeVar
+from typing import Callable, Generic, Hashable, Iterator, Sequence, TypeVar
 
 Writer = Callable[[bytes], object]
 M = TypeVar("M", bound=Hashable)
@@ -30,6 +35,7 @@ class Fanout(Generic[M]):
         self._ready: dict[M, Writer] = {}
         self._behind: dict[M, tuple[Writer, list[bytes]]] = {}
         self._batch: list[bytes] = []
+        self._own: dict[M, list[bytes]] = {}  # lines for one member each, for the next flush
 
     def __len__(self) -> int:
         return len(self._ready) + len(self._behind)
@@ -56,6 +62,7 @@ class Fanout(Generic[M]):
     def remove(self, member: M) -> None:
         self._ready.pop(member, None)
         self._behind.pop(member, None)
+        self._own.pop(member, None)
 
     def pause(self, member: M) -> None:
         write = self._ready.pop(member, None)
@@ -84,25 +91,51 @@ class Fanout(Generic[M]):
         self._batch.append(message)
         return len(self._batch) == 1
 
+    def queueTo(self, member: M, line: bytes) -> None:
+        """Add a line for C{member} alone to the next flush (or the first after it is added);
+        the caller schedules that flush."""
+        lines = self._own.get(member)
+        if lines is None:
+            self._own[member] = [line]
+        else:
+            lines.append(line)
+
+    def waiting(self, member: M) -> bool:
+        """Whether lines of its own wait for C{member} (a flush is due once it is added)."""
+        return member in self._own
+
     def flush(self) -> list[M]:
         """Send the batch; return the members dropped because their backlog overflowed."""
         batch = self._batch
-        if not batch:
+        own = self._own
+        if not batch and not own:
             return []
         self._batch = []
+        if own:
+            self._own = {m: lines for m, lines in own.items() if m not in self}  # not added yet: they wait
         # Backlogs first: a member that a write below pauses must not be queued this batch too.
         dropped: list[M] = []
         limit = self._limit
         for member, (_, backlog) in self._behind.items():
-            if len(backlog) + len(batch) > limit:
+            lines: Sequence[bytes] = own.pop(member, ()) if own else ()
+            if len(backlog) + len(batch) + len(lines) > limit:
                 dropped.append(member)
             else:
                 backlog.extend(batch)
+                backlog.extend(lines)
         for member in dropped:
             del self._behind[member]
         if self._ready:
-            frame = self._frame(b"\n".join(batch))
-            # A write may pause its member, which moves it out of _ready: iterate over a copy.
-            for write in list(self._ready.values()):
-                write(frame)
+            frame = self._frame(b"\n".join(batch)) if batch else b""
+            if not own:
+                # A write may pause its member, which moves it out of _ready: iterate over a copy.
+                for write in list(self._ready.values()):
+                    write(frame)
+            else:
+                for member, write in list(self._ready.items()):
+                    mine = own.pop(member, None)
+                    if mine is not None:
+                        write(frame + self._frame(b"\n".join(mine)))
+                    elif batch:
+                        write(frame)
         return dropped

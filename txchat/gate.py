@@ -8,6 +8,7 @@ one, or a resuming client this process cannot serve yet) is the hub's, asked thr
 from __future__ import annotations
 
 import math
+import secrets
 from dataclasses import dataclass
 from typing import Callable, Generic, Protocol, Sequence, TypeVar
 
@@ -70,6 +71,8 @@ class Ticket(Generic[Place]):
     address: str  # the client's address, which the connection counts against
     peerName: str  # the peer as log lines name it from now on ("CLIENT via PROXY" behind a proxy)
     place: Place  # what the rooms hold for it
+    v2: bool = False  # speaks txchat.v2 (and so every line of txchat.v1 too: v1 is true as well)
+    sender: str = ""  # who its messages are from (SPEC §17): "u:SUB", "a:CID" or "c:" and a random value
 
 
 @dataclass(frozen=True)
@@ -120,16 +123,17 @@ class Gate(Generic[Place]):
         if roomName is None:
             _log.info("refused {peer}: no such room {path!r}", peer=peer, path=handshake.path)
             return Refusal(404, "no such room", "not-found")
-        v1 = wire.SUBPROTOCOL in handshake.protocols
+        v2 = wire.SUBPROTOCOL_V2 in handshake.protocols
+        v1 = v2 or wire.SUBPROTOCOL in handshake.protocols
         tokens = self.tokens
-        name, since, subject, expires = "", None, None, math.inf
+        name, since, subject, expires, cid = "", None, None, math.inf, None
         if v1 or tokens is not None:
             try:
                 asked = wire.handshakeParams(handshake.uri, v1, tokens is not None)
             except wire.BadRequest as e:
                 _log.info("refused {peer}: {reason}", peer=peer, reason=str(e))
                 return Refusal(400, str(e), "bad-request")
-            name, since = asked.name, asked.since
+            name, since, cid = asked.name, asked.since, asked.cid
             if tokens is not None:
                 try:
                     identity = tokens.check(asked.token, roomName)
@@ -162,9 +166,20 @@ class Gate(Generic[Place]):
             if not isinstance(place, str):
                 if address != handshake.peerHost:
                     peer = f"{address} via {peer}"
-                return Ticket(roomName, v1, wire.SUBPROTOCOL if v1 else None, name, since, subject, expires,
-                              address, peer, place)
+                subprotocol = wire.SUBPROTOCOL_V2 if v2 else wire.SUBPROTOCOL if v1 else None
+                return Ticket(roomName, v1, subprotocol, name, since, subject, expires, address, peer, place,
+                              v2, _sender(subject, cid))
             self.limits.release(address)
             reason = place
         _log.info("refused {peer} ({address}): {reason}", peer=peer, address=address, reason=reason)
         return Refusal(503, reason, reason)
+
+
+def _sender(subject: str | None, cid: str | None) -> str:
+    """A connection's "from": the signed user, else the client's own ID, else one of its own
+    (random, so that it says nothing of the peer and cannot be guessed to pose as another)."""
+    if subject is not None:
+        return "u:" + subject
+    if cid is not None:
+        return "a:" + cid
+    return "c:" + secrets.token_hex(6)

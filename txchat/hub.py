@@ -13,14 +13,14 @@ from typing import Any, Callable, Iterator, Sequence, cast
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txchat import memory
+from txchat import memory, wire
 from txchat.autobahn_internals import framedText, protocolWithOptions, useClock
-from txchat.broker import Broker, MemoryBroker
+from txchat.broker import Broker, MemoryBroker, NotPublished
 from txchat.chatlog import ChatLog, Page
 from txchat.config import Config
 from txchat.gate import Claim, Gate
@@ -116,6 +116,7 @@ class ChatHub(WebSocketServerFactory):
             backlog=lambda: self.broker.backlog,
             refused=lambda: self.broker.dropped,
         )
+        self.metrics.logUnwritten.set_function(lambda: getattr(self.broker, "unlogged", 0))
 
     _frame = framedText
 
@@ -226,6 +227,8 @@ class ChatHub(WebSocketServerFactory):
             if members is not None:
                 lines.insert(1, members)  # a v2 member's list, right after its welcome
             client.write(self._frame(b"\n".join(lines)))
+            if fanout.waiting(client):  # v2 answers to what it sent before it had joined
+                self._scheduleFlush(room)
         self.presence.changed(room)
 
     def unregister(self, client: Member) -> None:
@@ -364,7 +367,7 @@ class ChatHub(WebSocketServerFactory):
         room = client.room
         if room is not None:
             now = int(self.clock.seconds() * 1000)
-            self.broker.publish(Delivery(room.name, text, client.displayName, now))
+            self.broker.publish(Delivery(room.name, text, client.displayName, now, sender=client.sender))
 
     def deliver(self, delivery: Delivery) -> None:
         """Queue a message from the broker for its room's members; one flush per reactor turn."""
@@ -433,7 +436,37 @@ class ChatHub(WebSocketServerFactory):
                 peer=client.peerName,
                 limit=self.config.sendQueue,
             )
-            client.leave(CLOSE_POLICY, "too slow: send queue full")
+            if client.v1:  # (and v2) it resumes with since, and misses nothing
+                client.leave(CLOSE_TRY_AGAIN, "too slow; resume with since")
+            else:
+                client.leave(CLOSE_POLICY, "too slow: send queue full")
+
+    # -- txchat.v2 (SPEC §17): what a v2 member's commands ask of the hub --------------------
+
+    def post(self, client: Member, text: bytes, ref: str) -> Deferred[tuple[str, int] | None]:
+        """Accept a v2 member's send of a normalised message with the client's ID C{ref}.
+        Fires with the (epoch, number) the broker gave it, or the first one's for a resend
+        (the broker remembers sends by sender and ID, and does not deliver a resend again);
+        None when it went out unnumbered (Redis away); fails with L{NotPublished} when the
+        broker refused it."""
+        room = client.room
+        if room is None:
+            return fail(NotPublished("the client has left"))
+        self.metrics.messagesIn.inc()
+        now = int(self.clock.seconds() * 1000)
+        return self.broker.post(Delivery(room.name, text, client.displayName, now, sender=client.sender, ref=ref))
+
+    def reply(self, client: Member, line: bytes) -> None:
+        """A line for one v2 member (an ack, an error, an answer), in order with its messages."""
+        room = client.room
+        if room is not None and client.member:
+            room.tellOne(client, line)
+
+    def typing(self, client: Member) -> None:
+        """The member is typing: tell the room's other v2 members (the protocol throttles)."""
+        room = client.room
+        if room is not None:
+            room.tellOthers(client, wire.typing(client.sender, client.displayName))
 
     # -- shutdown -------------------------------------------------------------------------
 

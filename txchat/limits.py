@@ -126,6 +126,10 @@ class TokenBucket:
         self.tokens -= 1
         return True
 
+    def retryAfter(self) -> float:
+        """Seconds until the next L{take} can succeed, as of the last one."""
+        return max(0.0, (1 - self.tokens) / self.rate)
+
 
 class RateLimits:
     """The buckets of --rate-limit: with signed identities, one for each user (the token's

@@ -44,6 +44,8 @@ class Metrics:
                                 "written to the cluster's chat log (PostgreSQL).", registry=r)
         self.logUp = Gauge("txchat_log_up", "1 while this process's writes to the cluster's chat log succeed.",
                            registry=r)
+        self.logUnwritten = Gauge("txchat_log_unwritten", "Messages the chat log (SQLite) could not take, in all: "
+                                  "they went out unnumbered.", registry=r)
         self.flushSeconds = Histogram(
             "txchat_flush_seconds", "Time to send one batch to every client.", registry=r,
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
@@ -55,7 +57,6 @@ class Metrics:
         self.brokerUp.set_function(brokerUp)
         self.brokerBacklog.set_function(backlog)
         self.brokerRefused.set_function(refused)
-
 
     def watchLog(self, waiting: Callable[[], float], up: Callable[[], float]) -> None:
         self.logWaiting.set_function(waiting)

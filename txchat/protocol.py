@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.interfaces import IDelayedCall, IPullProducer, IPushProducer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txchat.autobahn_internals import (
@@ -34,18 +35,23 @@ from txchat.autobahn_internals import (
     isOpen,
     requestUri,
     sendCloseFrame,
+    setMaxMessageSize,
 )
+from txchat import commands, wire
+from txchat.broker import NotPublished
+from txchat.chatlog import Page
 from txchat.gate import Handshake, Refusal, Ticket
 from txchat.limits import MAX_FRAGMENTS, TokenBucket
+from txchat.tokens import TokenRefused
 from txchat.twisted_internals import directSend
 from txchat.wire import (
     CLOSE_MESSAGE_TOO_BIG,
     CLOSE_POLICY,
     CLOSE_TOKEN_EXPIRED,
     CLOSE_UNSUPPORTED_DATA,
-    cleanText,
     describePeer,
     normalise,
+    normaliseLines,
 )
 
 if TYPE_CHECKING:
@@ -55,22 +61,26 @@ if TYPE_CHECKING:
 
 _log = Logger()
 
+# The largest frame a txchat.v2 client may send: a send's text over --max-message-size is
+# answered with an error line; only a frame beyond any command's size closes (1009).
+MAX_V2_FRAME = 64 * 1024
+RATE_LIMITED = "rate-limited"
+UNAVAILABLE = "unavailable"
+
 
 @implementer(IPullProducer, IPushProducer)
 class ChatProtocol(ServerProtocol):
     factory: ChatHub
 
     peerName = "-"
-    # The room the hub admitted this client to, whether it speaks txchat.v1, what it asked for.
+    # The room the hub admitted this client to, whether it speaks txchat.v1 (or v2, a v1 with
+    # commands: both are true then), what it asked for, who its messages are from.
     room: Room | None = None
     v1 = False
+    v2 = False
+    sender = ""
     displayName = ""
     since: tuple[str, int] | None = None
-    # PLACEHOLDER until txchat.v2 (issue 20) lands, whose own values replace these two: who
-    # the connection is (SPEC §17 "from": u:SUB signed in, else one of its own), and whether
-    # it speaks txchat.v2.
-    sender = ""
-    v2 = False
     # What the gate admitted this connection as (None: not admitted).
     ticket: Ticket[Room] | None = None
     _opened = False
@@ -97,6 +107,7 @@ class ChatProtocol(ServerProtocol):
     _cut: str | None = None
     _writeTimer: IDelayedCall | None = None
     _refusedByGate = False
+    _lastTyping = -math.inf  # when a typing command was last relayed (v2)
 
     def connectionMade(self) -> None:
         self.peerName = describePeer(self.transport.getPeer())
@@ -134,8 +145,11 @@ class ChatProtocol(ServerProtocol):
             raise ConnectionDeny(verdict.status, verdict.reason)
         self.ticket = verdict
         self.room, self.v1, self.displayName, self.since = verdict.place, verdict.v1, verdict.name, verdict.since
-        # PLACEHOLDER (issue 20 sets it from the handshake, with a:CID): see "sender" above.
-        self.sender = f"u:{verdict.subject}" if verdict.subject is not None else "c:" + secrets.token_hex(8)
+        self.v2, self.sender = verdict.v2, verdict.sender
+        if self.v2:
+            # Over-long texts are refused with an error line that keeps the connection; only
+            # frames no client of ours would send close it.
+            setMaxMessageSize(self, MAX_V2_FRAME)
         self._expires = verdict.expires
         self._admittedAs = verdict.address
         self.peerName = verdict.peerName
@@ -200,14 +214,90 @@ class ChatProtocol(ServerProtocol):
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if not self._member:
             return  # closing: what still arrives is not chat any more
+        if self.v2:
+            self._command(commands.parse(payload, self.factory.config.maxMessageSize))
+            return
         if self._bucket is not None and not self._bucket.take(self.factory.clock.seconds()):
             self.factory.metrics.rateLimited.inc()
             self.leave(CLOSE_POLICY, "rate limit exceeded")
             return
-        # txchat.v1 senders lose C0 controls (txchat/wire.py); a seed client's text is the seed's.
-        message = normalise(cleanText(payload) if self.v1 else payload)
+        # txchat.v1 senders' text keeps its line breaks and loses other C0 controls
+        # (txchat/wire.py); a seed client's text is the seed's.
+        message = normaliseLines(payload) if self.v1 else normalise(payload)
         if message:
             self.factory.broadcast(self, message)
+
+    # -- txchat.v2 commands (SPEC §17) ------------------------------------------------------
+
+    def _command(self, command: commands.Command | commands.Refused) -> None:
+        hub = self.factory
+        if isinstance(command, commands.Send):
+            if self._allowed(command.id):
+                hub.post(self, command.text, command.id).addCallbacks(
+                    self._acked, self._notPosted, callbackArgs=(command.id,), errbackArgs=(command.id,))
+        elif isinstance(command, commands.Refused):
+            extra = {} if command.limit is None else {"limit": command.limit}
+            self._refuse(command.id, command.code, command.message, **extra)
+        elif isinstance(command, commands.Typing):
+            now = hub.clock.seconds()
+            if now - self._lastTyping >= commands.TYPING_EVERY:
+                self._lastTyping = now
+                hub.typing(self)
+        elif isinstance(command, commands.HistoryAsk):
+            if self._allowed(command.id) and self.room is not None:
+                hub.history(self.room.name, command.before, command.limit).addCallbacks(
+                    self._paged, self._notPosted, callbackArgs=(command.id,), errbackArgs=(command.id,))
+        elif isinstance(command, commands.Read):
+            refused = hub.setRead(self, command.epoch, command.seq)
+            if refused is not None:
+                self._refuse(command.id, commands.BAD_REQUEST, refused)
+        else:
+            self._refresh(command)
+
+    def _allowed(self, ref: str) -> bool:
+        """Take one from the rate limit's bucket, or answer rate-limited: the send is dropped,
+        and the client told when to try again."""
+        bucket = self._bucket
+        if bucket is None or bucket.take(self.factory.clock.seconds()):
+            return True
+        self.factory.metrics.rateLimited.inc()
+        wait = math.ceil(bucket.retryAfter() * 1000)
+        self._refuse(ref, RATE_LIMITED, f"too many messages: try again in {wait} ms", retryAfter=wait)
+        return False
+
+    def _acked(self, numbered: tuple[str, int] | None, ref: str) -> None:
+        epoch, seq = numbered if numbered is not None else (None, None)
+        self.factory.reply(self, wire.ack(ref, epoch, seq))
+
+    def _paged(self, page: Page, ref: str) -> None:
+        lines = [wire.withEpoch(m.line, m.epoch) for m in page.messages]
+        self.factory.reply(self, wire.history(ref, lines, page.more))
+
+    def _notPosted(self, failure: Failure, ref: str) -> None:
+        if not failure.check(NotPublished):
+            _log.failure("could not serve {peer}", failure, peer=self.peerName)
+        self._refuse(ref, UNAVAILABLE, "the chat cannot take this now: try again")
+
+    def _refresh(self, command: commands.Refresh) -> None:
+        """A new token for the same user: the connection lives until its C{exp}."""
+        tokens = self.factory.gate.tokens
+        ticket = self.ticket
+        if tokens is None or ticket is None or ticket.subject is None:
+            self._refuse(command.id, commands.BAD_REQUEST, "refresh: this connection has no signed identity")
+            return
+        try:
+            identity = tokens.check(command.token, ticket.room)
+        except TokenRefused as e:
+            self._refuse(command.id, commands.BAD_REQUEST, f"refresh: {e}")
+            return
+        if identity.subject != ticket.subject:
+            self._refuse(command.id, commands.BAD_REQUEST, "refresh: the token is for another user")
+            return
+        self._expires = max(self._expires, identity.expires)
+        self.factory.reply(self, wire.refreshed(self._expires, command.id))
+
+    def _refuse(self, ref: str | None, code: str, message: str, **extra: Any) -> None:
+        self.factory.reply(self, wire.error(ref, code, message, **extra))
 
     # -- output ---------------------------------------------------------------------------
 

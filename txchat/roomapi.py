@@ -17,6 +17,9 @@ from txchat.stream import Delivery, Snapshot
 if TYPE_CHECKING:
     from txchat.hub import ChatHub
 
+# The "from" of the messages posted through the server API (SPEC §17): the application's own.
+API_SENDER = "api"
+
 
 @dataclass(frozen=True)
 class RoomView:
@@ -49,7 +52,7 @@ class RoomApi:
         room; fires with its (epoch, number), or None when it went out unnumbered (Redis away)."""
         hub = self.hub
         hub.metrics.messagesIn.inc()
-        delivery = Delivery(roomName, text, name, int(hub.clock.seconds() * 1000))
+        delivery = Delivery(roomName, text, name, int(hub.clock.seconds() * 1000), sender=API_SENDER)
         # The room counts against --max-rooms like any other, while the broker keeps it here.
         room = hub.openRoom(roomName)
         if room is None:

@@ -5,8 +5,9 @@ room's members have been sent of its numbered stream is the room's L{RoomStream}
 messages are the broker's.
 
 A room has one order. Its messages go out through two fanouts, one per protocol: the plain
-protocol's members get the bare text, txchat.v1 members a JSON line; each is encoded once per
-message and framed once per flush, whatever the number of members.
+protocol's members get the bare text (line breaks as spaces), txchat.v1 and v2 members a JSON
+line; each is encoded once per message and framed once per flush, whatever the number of
+members. A v2 member is a v1 member with lines of its own besides (L{tellOne}, L{tellOthers}).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class Room:
 
     def send(self, message: Delivery) -> None:
         plain, v1 = self.plainMembers, self.v1Members
-        started = plain.queue(message.text) if plain else False
+        started = plain.queue(wire.plainText(message.text)) if plain else False
         if v1 and v1.queue(message.line) or started:
             self._queued(self)
 
@@ -89,6 +90,23 @@ class Room:
     def say(self, line: bytes) -> None:
         """Queue a line for the v1 members here (presence)."""
         if self.v1Members and self.v1Members.queue(line):
+            self._queued(self)
+
+    def tellOne(self, member: Any, line: bytes) -> None:
+        """Queue a line for one v1/v2 member (a v2 answer): after the batch of its flush, or
+        after its welcome when it has not joined yet."""
+        self.v1Members.queueTo(member, line)
+        self._queued(self)
+
+    def tellOthers(self, sender: Any, line: bytes) -> None:
+        """Queue a line for every v2 member here but C{sender} (typing)."""
+        v1 = self.v1Members
+        told = False
+        for member in v1:
+            if member is not sender and member.v2:
+                v1.queueTo(member, line)
+                told = True
+        if told:
             self._queued(self)
 
     def flush(self) -> list[Any]:

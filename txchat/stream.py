@@ -43,7 +43,7 @@ class Delivery:
     time: int  # milliseconds since the Unix epoch, when accepted
     seq: int | None = None
     epoch: str | None = None
-    # Who sent it (SPEC §17 "from": "u:SUB", "a:CID" or a per-connection value; "" for the API),
+    # Who sent it (SPEC §17 "from": "u:SUB", "a:CID", a per-connection "c:..."; "api" for the API),
     # and the client's ID for the send (v2), by which a resend is known and not delivered twice.
     sender: str = ""
     ref: str | None = None
@@ -54,7 +54,7 @@ class Delivery:
         """The message's txchat.v1 line: encoded once, for every v1 member, the history and joins."""
         line = self._line
         if line is None:
-            line = self._line = wire.message(self.seq, self.time, self.name, self.text.decode("utf-8"))
+            line = self._line = wire.message(self.seq, self.time, self.name, self.text.decode("utf-8"), self.sender)
         return line
 
 

@@ -1,7 +1,7 @@
-"""The txchat.v1 protocol's side of the wire: the handshake's room and parameters, the
-server's lines, each encoded once (compact JSON; JSON escapes newlines inside strings, so a
-frame splits into lines on ``\\n``), the close codes, and how a message is normalised. The
-docs/protocol.md is the reference."""
+"""The txchat.v1 and txchat.v2 protocols' side of the wire: the handshake's room and
+parameters, the server's lines, each encoded once (compact JSON; JSON escapes newlines inside
+strings, so a frame splits into lines on ``\\n``), the close codes, and how a message is
+normalised. The docs/protocol.md is the reference."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from urllib.parse import unquote_to_bytes
 from twisted.internet.interfaces import IAddress
 
 SUBPROTOCOL = "txchat.v1"
+SUBPROTOCOL_V2 = "txchat.v2"
 LOBBY = "lobby"
 MAX_NAME = 32
 
@@ -31,6 +32,8 @@ _ROOM = re.compile(r"(?!\.+\Z)[A-Za-z0-9._~-]{1,64}\Z")
 # The rule in words, as the page's hint and its 404 page say it.
 ROOM_RULE = "Room names are 1–64 letters, digits, or . _ ~ - (not only dots)"
 _SEQ = re.compile(r"[0-9]+\Z")
+# A client's own identity (cid=), kept across its reconnects: "a:" + this is its "from".
+_CID = re.compile(r"[A-Za-z0-9_-]{8,64}\Z")
 
 
 class BadRequest(ValueError):
@@ -40,6 +43,18 @@ class BadRequest(ValueError):
 def normalise(payload: bytes) -> bytes:
     """Newlines become spaces, then surrounding white space goes (the gorilla chat's rule)."""
     return payload.decode("utf-8").replace("\n", " ").strip().encode("utf-8")
+
+
+def normaliseLines(payload: bytes) -> bytes:
+    """A txchat.v1 or v2 sender's text: cleaned (L{cleanText}: line breaks become C{\\n},
+    other C0 controls go), surrounding white space trimmed; its line breaks stay."""
+    return cleanText(payload).decode("utf-8").strip().encode("utf-8")
+
+
+def plainText(text: bytes) -> bytes:
+    """A message as a seed-protocol client gets it: each C{\\n} a space, as L{normalise} makes
+    it (the text is trimmed already), so that one message is one line of the seed's frame."""
+    return text.replace(b"\n", b" ") if b"\n" in text else text
 
 
 def describePeer(address: IAddress) -> str:
@@ -133,33 +148,75 @@ def withEpoch(line: bytes, epoch: str | None) -> bytes:
     return line[:-1] + b',"epoch":' + json.dumps(epoch).encode() + b"}" if line.endswith(b"}") else line
 
 
+def clientId(raw: bytes) -> str:
+    """C{cid=}: 8-64 characters C{A-Z a-z 0-9 _ -}."""
+    text = raw.decode("utf-8", "replace")
+    if not _CID.match(text):
+        raise BadRequest("cid: 8-64 characters A-Z a-z 0-9 _ -")
+    return text
+
+
 @dataclass(frozen=True)
 class Handshake:
     name: str
     since: tuple[str, int] | None
     token: str | None
+    cid: str | None = None
 
 
 def handshakeParams(uri: str, v1: bool, signed: bool) -> Handshake:
-    """What a handshake's URI asks for; BadRequest when malformed. Only txchat.v1 clients
-    give C{name} and C{since}; with C{signed} identities the name is the token's, and
-    C{name=} is not even read."""
+    """What a handshake's URI asks for; BadRequest when malformed. Only txchat.v1 (and v2)
+    clients give C{name}, C{since} and C{cid}; with C{signed} identities the name is the
+    token's, and C{name=} is not even read."""
     params = _query(uri)
     name = displayName(_param(params, "name")) if v1 and not signed and "name" in params else ""
     resume = since(_param(params, "since")) if v1 and "since" in params else None
     token = _param(params, "token").decode("utf-8", "replace") if signed and "token" in params else None
-    return Handshake(name, resume, token)
+    cid = clientId(_param(params, "cid")) if v1 and "cid" in params else None
+    return Handshake(name, resume, token, cid)
 
 
-def encode(line: dict[str, Any]) -> bytes:
+def encode(line: Any) -> bytes:
     return json.dumps(line, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def message(seq: int | None, time: int, name: str, text: str) -> bytes:
-    """A message line; without C{seq} while Redis is away (the message is not numbered)."""
+def message(seq: int | None, time: int, name: str, text: str, sender: str = "") -> bytes:
+    """A message line; without C{seq} while Redis is away (the message is not numbered).
+    C{from} comes last: the keys a v1 client had before keep their order."""
     if seq is None:
-        return encode({"type": "message", "time": time, "name": name, "text": text})
-    return encode({"type": "message", "seq": seq, "time": time, "name": name, "text": text})
+        return encode({"type": "message", "time": time, "name": name, "text": text, "from": sender})
+    return encode({"type": "message", "seq": seq, "time": time, "name": name, "text": text, "from": sender})
+
+
+# -- txchat.v2's own lines ------------------------------------------------------------------
+
+def ack(ref: str, epoch: str | None, seq: int | None) -> bytes:
+    return encode({"type": "ack", "id": ref, "epoch": epoch, "seq": seq})
+
+
+def error(ref: str | None, code: str, text: str, **extra: Any) -> bytes:
+    line: dict[str, Any] = {"type": "error"}
+    if ref is not None:
+        line["id"] = ref
+    line.update(code=code, message=text, **extra)
+    return encode(line)
+
+
+def history(ref: str, messages: list[bytes], more: bool) -> bytes:
+    """A v2 C{history} answer; C{messages} are message lines with their epochs (L{withEpoch})."""
+    return b'{"type":"history","id":%s,"messages":[%s],"more":%s}' % (
+        encode(ref), b",".join(messages), b"true" if more else b"false")
+
+
+def typing(sender: str, name: str) -> bytes:
+    return encode({"type": "typing", "from": sender, "name": name})
+
+
+def refreshed(expires: float, ref: str | None = None) -> bytes:
+    line: dict[str, Any] = {"type": "refreshed", "exp": int(expires) if expires != float("inf") else None}
+    if ref is not None:
+        line["id"] = ref
+    return encode(line)
 
 
 def presence(

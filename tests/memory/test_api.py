@@ -78,8 +78,9 @@ def test_a_posted_message_reaches_plain_and_v1_members_with_its_number() -> None
     lines = v1.lines()
     assert answer == {"epoch": lines[0]["epoch"], "seq": 2}
     assert plain.messages() == ["from a member", "Your order shipped"]
-    assert [(m["seq"], m["name"], m["text"]) for m in lines if m["type"] == "message"] == [
-        (1, "", "from a member"), (2, "Shop", "Your order shipped")]
+    # The posted text keeps its line break for v1 members (SPEC §17), from the application.
+    assert [(m["seq"], m["name"], m["text"], m["from"]) for m in lines if m["type"] == "message"] == [
+        (1, "", "from a member", v1.protocol.sender), (2, "Shop", "Your order\nshipped", "api")]
 
 
 def test_a_posted_text_loses_its_controls_and_a_name_its_format_characters() -> None:

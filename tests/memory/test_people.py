@@ -14,7 +14,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from tests.memory.test_api import _parse
-from tests.support.memory import MemoryHub, MemoryProtocol, Peer, V1Peer, roomOf
+from tests.support.memory import MemoryHub, Peer, V1Peer, V2Peer, roomOf
 from txchat.api import Api
 from txchat.config import Config
 from txchat.roomapi import RoomApi
@@ -25,31 +25,20 @@ SECRET = "people are not connections, nor are they rooms"
 KEY = "k3y-for-the-moderators-0123456789"
 
 
-class V2StandIn(MemoryProtocol):
-    """STAND-IN until txchat.v2 (issue 20) is merged: every txchat.v1 client of this hub counts
-    as a v2 one (it gets the member list); the integrator swaps these tests to real v2 peers."""
-
-    v2 = True
-
-
-class V2Hub(MemoryHub):
-    protocol = V2StandIn
-
-
 class Desk:
     """A hub with signed identities on a Clock, the server API on it, and members by user."""
 
     def __init__(self, **config: Any) -> None:
         self.clock = Clock()
         self.clock.advance(time.time())  # the tokens' times are the wall clock's
-        self.hub = V2Hub(Config(**{"history": 0, "tokenSecret": SECRET, "apiKeys": (KEY,), **config}), self.clock)
+        self.hub = MemoryHub(Config(**{"history": 0, "tokenSecret": SECRET, "apiKeys": (KEY,), **config}), self.clock)
         self.hub.startBroker()
         api = Api(RoomApi(self.hub), (KEY,), self.hub.config.maxMessageSize)
         self.site = ChatSite(makeRoot(self.hub, api=api), self.clock, self.hub.config)
 
-    def join(self, sub: str, room: str = "r", name: str | None = None) -> V1Peer:
+    def join(self, sub: str, room: str = "r", name: str | None = None) -> V2Peer:
         token = jwt.encode({"sub": sub, "name": name if name is not None else sub.title()}, SECRET, algorithm="HS256")
-        return V1Peer(self.hub, room, f"token={token}")
+        return V2Peer(self.hub, room, f"token={token}")
 
     def plain(self, sub: str, room: str = "r") -> Peer:
         token = jwt.encode({"sub": sub}, SECRET, algorithm="HS256")
@@ -174,7 +163,7 @@ def test_read_never_moves_back_syncs_other_tabs_and_comes_in_the_welcome() -> No
     desk = Desk(history=10)
     tab1, tab2, other = desk.join("ann"), desk.join("ann"), desk.join("bob")
     for text in ("one", "two", "three"):
-        tab1.say(text)
+        tab1.post(text, text)
     desk.clock.advance(0)
     epoch = tab1.lines()[0]["epoch"]
     for peer in (tab2, other):
@@ -240,7 +229,7 @@ def test_delete_reaches_every_member_once_and_is_gone_from_history() -> None:
     members = [desk.join(sub) for sub in ("a", "b", "c")]
     plain = desk.plain("p")
     for text in ("one", "two", "three"):
-        members[0].say(text)
+        members[0].post(text, text)
     desk.clock.advance(0)
     epoch = members[0].lines()[0]["epoch"]
     for member in members[1:]:

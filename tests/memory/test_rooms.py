@@ -38,10 +38,14 @@ def test_v1_gets_the_subprotocol_a_welcome_first_then_json_lines_beside_plain_cl
     plain.say("from plain")
     clock.advance(0)
     assert plain.messages() == ["line break", "from plain"]
+    # A v1 sender's line break stays for v1 members (SPEC §17); each line says who sent it.
     assert [line for line in v1.lines() if line["type"] != "presence"] == [
-        {"type": "message", "seq": 1, "time": 1_700_000_000_250, "name": "Ada", "text": "line break"},
-        {"type": "message", "seq": 2, "time": 1_700_000_000_250, "name": "", "text": "from plain"},
+        {"type": "message", "seq": 1, "time": 1_700_000_000_250, "name": "Ada", "text": "line\nbreak",
+         "from": v1.protocol.sender},
+        {"type": "message", "seq": 2, "time": 1_700_000_000_250, "name": "", "text": "from plain",
+         "from": plain.protocol.sender},
     ]
+    assert v1.protocol.sender != plain.protocol.sender
 
 
 def test_only_unknown_subprotocols_get_the_plain_protocol() -> None:
@@ -97,9 +101,9 @@ def test_a_v1_sender_s_controls_are_removed_for_everyone_and_a_seed_sender_s_tex
     v1.say("\x00\x07\x1b")  # nothing left: dropped, as an empty message is
     plain.say("seed\x07 nul\x00\tas sent\r")
     clock.advance(0)
-    cleaned = "bell nul esc[2J tab\tend next last\x7f"  # line breaks are spaces for now (\u00a73)
+    cleaned = "bell nul esc[2J tab\tend\nnext\nlast\x7f"  # line breaks stay for v1 (SPEC \u00a717)
     assert texts(v1.lines()) == [cleaned, "seed\x07 nul\x00\tas sent"]
-    assert plain.messages() == [cleaned, "seed\x07 nul\x00\tas sent"]
+    assert plain.messages() == [cleaned.replace("\n", " "), "seed\x07 nul\x00\tas sent"]
     assert v1.open and plain.open
 
 

@@ -172,3 +172,18 @@ class V1Peer(Peer):
 
     def lines(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.messages()]
+
+
+class V2Peer(V1Peer):
+    """A txchat.v2 client (offering v1 too, as a client that falls back would): commands out,
+    JSON lines in."""
+
+    def __init__(self, hub: ChatHub, room: str = "", query: str = "", **kwargs: Any) -> None:
+        headers = {"Sec-WebSocket-Protocol": "txchat.v1, txchat.v2", **kwargs.pop("headers", {})}
+        super().__init__(hub, room, query, headers=headers, **kwargs)
+
+    def command(self, **fields: Any) -> None:
+        self.say(json.dumps(fields, separators=(",", ":")))
+
+    def post(self, ref: str, text: str) -> None:
+        self.command(type="send", id=ref, text=text)

@@ -1,6 +1,8 @@
 """A TCP relay for tests to stand between a client and txchat: cut it (every connection
 through it ends at once, and new ones are closed as soon as they arrive) and point it at
-another server, as a network blip or a load balancer failing over would."""
+another server, as a network blip or a load balancer failing over would; or let it swallow
+what goes one way while the connections stay up, as a link that is dying does before it is
+cut (what was sent then is lost, and the sender does not know)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,12 @@ class Relay:
         self._open = True
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
+        # What to swallow: which way (True: what clients send; False: what servers send) on which
+        # sockets (the connections open at swallow(): they swallow until they end, whenever
+        # their last bytes are read; connections made later pass everything).
+        self._swallowing: tuple[bool, frozenset[socket.socket]] | None = None
+        self._swallowed = 0  # bytes swallowed since swallow()
+        self._news = threading.Condition(self._lock)
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
@@ -39,16 +47,35 @@ class Relay:
             server.settimeout(None)
             with self._lock:
                 self._sockets |= {client, server}
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+            for source, sink, toServer in ((client, server, True), (server, client, False)):
+                threading.Thread(target=self._pump, args=(source, sink, toServer), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, toServer: bool) -> None:
         try:
             while data := source.recv(65536):
-                sink.sendall(data)
+                with self._lock:
+                    swallowing = self._swallowing
+                    swallow = swallowing is not None and swallowing[0] is toServer and source in swallowing[1]
+                    if swallow:
+                        self._swallowed += len(data)
+                        self._news.notify_all()
+                if not swallow:
+                    sink.sendall(data)
         except OSError:
             pass
         self._end(source, sink)
+
+    def swallow(self, toServer: bool) -> None:
+        """On the connections open now, until they end, drop what clients send (C{toServer}) or
+        what servers send, and keep the connections up."""
+        with self._lock:
+            self._swallowing, self._swallowed = (toServer, frozenset(self._sockets)), 0
+
+    def waitSwallowed(self, count: int, timeout: float = 30) -> None:
+        """Wait until at least C{count} bytes have been swallowed since L{swallow}."""
+        with self._news:
+            if not self._news.wait_for(lambda: self._swallowed >= count, timeout):
+                raise RuntimeError(f"only {self._swallowed} of {count} bytes came to be swallowed")
 
     def _end(self, *ends: socket.socket) -> None:
         for end in ends:

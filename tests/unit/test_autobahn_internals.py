@@ -321,3 +321,22 @@ def test_failHandshake_is_where_every_refusal_passes(
     protocol.connectionLost(Failure(ConnectionDone()))
     for call in clock.getDelayedCalls():
         call.cancel()
+
+
+def test_setMaxMessageSize_gives_one_connection_its_own_limit() -> None:
+    """The option lives on the protocol class (protocolWithOptions); an instance's attribute
+    shadows it for that connection alone, and Autobahn reads it at every frame."""
+    hub, clock = makeHub(maxMessageSize=16)
+    wide, narrow = Peer(hub), Peer(hub)
+    autobahn_internals.setMaxMessageSize(wide.protocol, 1000)
+    assert getattr(type(wide.protocol), "maxMessagePayloadSize") == 16
+    assert getattr(wide.protocol, "maxMessagePayloadSize") == 1000
+    assert getattr(narrow.protocol, "maxMessagePayloadSize") == 16
+    wide.say("x" * 1000)
+    clock.advance(0)
+    assert wide.messages() == ["x" * 1000] and wide.closeCode() is None
+    wide.say("x" * 1001)
+    narrow.say("x" * 17)
+    clock.advance(0)
+    assert wide.closeCode() == 1009 and narrow.closeCode() == 1009
+    clock.advance(hub.config.closeTimeout)

@@ -134,3 +134,18 @@ def test_the_recovery_client_shown_is_the_one_tested() -> None:
     assert shown is not None
     client = (ROOT / "docs" / "examples" / "recovery_client.py").read_text()
     assert client.endswith(shown.group(1)), "docs/protocol.md shows another client than the file"
+
+
+def test_the_v2_client_shown_is_the_one_tested() -> None:
+    text = (ROOT / "docs" / "protocol.md").read_text()
+    v2 = text[text.index("## The txchat.v2 protocol"):]
+    shown = re.search(r"```python\n(.*?)```", v2, re.S)
+    assert shown is not None
+    client = (ROOT / "docs" / "examples" / "v2_client.py").read_text()
+    assert client.endswith(shown.group(1)), "docs/protocol.md shows another v2 client than the file"
+
+
+def test_the_js_client_shown_is_the_one_tested() -> None:
+    shown = re.search(r"```javascript\n(.*?)```", (ROOT / "docs" / "protocol.md").read_text(), re.S)
+    assert shown is not None
+    assert (ROOT / "docs" / "examples" / "v2_client.js").read_text() == shown.group(1)

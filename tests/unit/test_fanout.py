@@ -13,11 +13,12 @@ def frame(payload: bytes) -> bytes:
 
 
 class Member:
-    def __init__(self, fanout: Fanout[Member], pauseOnWrite: bool = False) -> None:
+    def __init__(self, fanout: Fanout[Member], pauseOnWrite: bool = False, added: bool = True) -> None:
         self.fanout = fanout
         self.frames: list[bytes] = []
         self.pauseOnWrite = pauseOnWrite
-        fanout.add(self, self.write)
+        if added:
+            fanout.add(self, self.write)
 
     def write(self, data: bytes) -> None:
         self.frames.append(data)
@@ -201,3 +202,61 @@ def test_every_member_that_stays_gets_every_message_once_in_hub_order(scenario: 
         else:
             assert member.received == published[joinedAt[i]:]
     assert all(fanout.backlog(m) <= limit for m in members)
+
+
+# -- lines for one member (txchat.v2 answers) ----------------------------------------------
+
+def test_a_members_own_lines_follow_the_shared_frame_in_the_same_write() -> None:
+    fanout: Fanout[Member] = Fanout(10, frame)
+    a, b = Member(fanout), Member(fanout)
+    fanout.queue(b"x")
+    fanout.queueTo(a, b"ack")
+    fanout.queueTo(a, b"err")
+    assert fanout.flush() == []
+    assert a.frames == [b"F:xF:ack\nerr"]
+    assert b.frames == [b"F:x"]
+    assert fanout.flush() == [] and a.frames == [b"F:xF:ack\nerr"]
+
+
+def test_own_lines_alone_go_only_to_their_member() -> None:
+    fanout: Fanout[Member] = Fanout(10, frame)
+    a, b = Member(fanout), Member(fanout)
+    fanout.queueTo(b, b"typing")
+    fanout.flush()
+    assert (a.frames, b.frames) == ([], [b"F:typing"])
+
+
+def test_own_lines_of_a_member_that_is_behind_join_its_backlog_and_count_against_it() -> None:
+    fanout: Fanout[Member] = Fanout(3, frame)
+    a = Member(fanout)
+    fanout.pause(a)
+    fanout.queue(b"x")
+    fanout.queueTo(a, b"ack")
+    assert fanout.flush() == []
+    assert fanout.backlog(a) == 2
+    fanout.queue(b"y")
+    fanout.queueTo(a, b"ack2")
+    assert fanout.flush() == [a]  # 4 would be waiting: over the limit of 3
+    assert a not in fanout
+
+
+def test_own_lines_for_a_member_not_yet_added_wait_for_it() -> None:
+    """A joiner's welcome is written as it is added: its answers must come after."""
+    fanout: Fanout[Member] = Fanout(10, frame)
+    a, late = Member(fanout), Member(fanout, added=False)
+    fanout.queue(b"x")
+    fanout.queueTo(late, b"ack")
+    fanout.flush()
+    assert a.frames == [b"F:x"] and late.frames == [] and fanout.waiting(late)
+    fanout.add(late, late.write)
+    fanout.flush()
+    assert late.frames == [b"F:ack"] and not fanout.waiting(late) and a.frames == [b"F:x"]
+
+
+def test_a_removed_member_s_own_lines_go_with_it() -> None:
+    fanout: Fanout[Member] = Fanout(10, frame)
+    a = Member(fanout)
+    fanout.queueTo(a, b"ack")
+    fanout.remove(a)
+    assert not fanout.waiting(a)
+    assert fanout.flush() == [] and a.frames == []

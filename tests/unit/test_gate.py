@@ -4,6 +4,7 @@ tickets it writes, from handshake facts alone (no Autobahn, no hub)."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -26,6 +27,10 @@ PLAIN = Handshake(path="/ws", protocols=[], uri="/ws", origin=None, host="chat.e
 
 def v1(path: str = "/ws", query: str = "", **changes: Any) -> Handshake:
     return replace(PLAIN, path=path, protocols=["txchat.v1"], uri=f"{path}?{query}" if query else path, **changes)
+
+
+def v2(path: str = "/ws", query: str = "", offered: tuple[str, ...] = ("txchat.v1", "txchat.v2")) -> Handshake:
+    return replace(PLAIN, path=path, protocols=list(offered), uri=f"{path}?{query}" if query else path)
 
 
 def token(claims: dict[str, Any]) -> str:
@@ -76,6 +81,12 @@ REFUSALS = [
     ({"lobby": "max-rooms"}, PLAIN, 503, "max-rooms", "max-rooms", f"refused {PEER} (10.0.0.5): max-rooms"),
     ({"r": "catching-up"}, v1("/ws/r", "since=e:5"), 503, "catching-up", "catching-up",
      f"refused {PEER} (10.0.0.5): catching-up"),
+    ({}, v1(query="cid=short"), 400, "cid: 8-64 characters A-Z a-z 0-9 _ -", "bad-request",
+     f"refused {PEER}: cid: 8-64 characters A-Z a-z 0-9 _ -"),
+    ({}, v2(query="cid=" + "c" * 65), 400, "cid: 8-64 characters A-Z a-z 0-9 _ -", "bad-request",
+     f"refused {PEER}: cid: 8-64 characters A-Z a-z 0-9 _ -"),
+    ({}, v2(query="cid=has%20space"), 400, "cid: 8-64 characters A-Z a-z 0-9 _ -", "bad-request",
+     f"refused {PEER}: cid: 8-64 characters A-Z a-z 0-9 _ -"),
 ]
 
 
@@ -145,11 +156,16 @@ def test_a_failing_check_is_logged_and_refused_with_500() -> None:
     assert desk.count("refused-error") == 1
 
 
+# A ticket's sender when the gate draws one at random ("c:" and 12 hex digits).
+RANDOM = "c:<random>"
+
+
 def ticket(room: str = "lobby", v1: bool = False, name: str = "", since: tuple[str, int] | None = None,
            subject: str | None = None, expires: float = math.inf, address: str = "10.0.0.5",
-           peerName: str = PEER) -> Ticket[Claim]:
-    return Ticket(room, v1, "txchat.v1" if v1 else None, name, since, subject, expires, address, peerName,
-                  Claim(room, v1, since))
+           peerName: str = PEER, v2: bool = False, sender: str = RANDOM) -> Ticket[Claim]:
+    subprotocol = "txchat.v2" if v2 else "txchat.v1" if v1 or v2 else None
+    return Ticket(room, v1 or v2, subprotocol, name, since, subject, expires, address, peerName,
+                  Claim(room, v1 or v2, since), v2, sender)
 
 
 EXPIRES = 2_000_000_000
@@ -164,8 +180,17 @@ ACCEPTED = [
      ticket(address="203.0.113.9", peerName=f"203.0.113.9 via {PEER}")),  # through trusted proxies
     (False, replace(PLAIN, peerHost="192.0.2.1", forwardedFor="203.0.113.9"), ticket(address="192.0.2.1")),
     (True, v1(query="name=Forged&token=" + token({"sub": "u", "name": "Sam", "exp": EXPIRES})),
-     ticket(v1=True, name="Sam", subject="u", expires=EXPIRES)),
-    (True, replace(PLAIN, uri="/ws?token=" + token({"sub": "u", "name": "Sam"})), ticket(name="Sam", subject="u")),
+     ticket(v1=True, name="Sam", subject="u", expires=EXPIRES, sender="u:u")),
+    (True, replace(PLAIN, uri="/ws?token=" + token({"sub": "u", "name": "Sam"})),
+     ticket(name="Sam", subject="u", sender="u:u")),
+    # txchat.v2: preferred when offered with v1, alone too; cid= names the sender, not over a token.
+    (False, v2(), ticket(v2=True)),
+    (False, v2(offered=("txchat.v2",)), ticket(v2=True)),
+    (False, v2(offered=("txchat.v2", "txchat.v1")), ticket(v2=True)),
+    (False, v2(query="cid=Abc_12-xyz&name=Ada"), ticket(v2=True, name="Ada", sender="a:Abc_12-xyz")),
+    (False, v1(query="cid=" + "z" * 64), ticket(v1=True, sender="a:" + "z" * 64)),
+    (False, replace(PLAIN, uri="/ws?cid=short"), ticket()),  # the seed's protocol asks for nothing
+    (True, v2(query="cid=Abc_12-xyz&token=" + token({"sub": "u"})), ticket(v2=True, subject="u", sender="u:u")),
 ]
 
 
@@ -173,7 +198,12 @@ ACCEPTED = [
 def test_an_admitted_handshake_gets_its_ticket(signed: bool, handshake: Handshake, expected: Ticket[Claim]) -> None:
     desk = Desk(signed=signed)
     with capturedLogs() as events:
-        assert desk.gate.admit(handshake) == expected
+        got = desk.gate.admit(handshake)
+    assert isinstance(got, Ticket)
+    if expected.sender == RANDOM:
+        assert re.fullmatch(r"c:[0-9a-f]{12}", got.sender), got.sender
+        got = replace(got, sender=RANDOM)
+    assert got == expected
     assert events == []
     assert desk.claims == [expected.place]
     assert desk.count("accepted") == 1 and desk.limits.open == 1

@@ -62,3 +62,13 @@ def test_rate_limits_without_a_user_or_without_a_rate() -> None:
     limits.release(None)
     assert RateLimits(rate=0, burst=3).acquire("u", 0) is None
     assert len(RateLimits(rate=0, burst=3)) == 0
+
+
+def test_a_bucket_says_when_its_next_token_comes() -> None:
+    bucket = TokenBucket(rate=2, burst=3, now=0)
+    assert bucket.retryAfter() == 0.0
+    assert [bucket.take(0) for _ in range(4)] == [True, True, True, False]
+    assert bucket.retryAfter() == 0.5
+    assert bucket.take(0.2) is False
+    assert bucket.retryAfter() == pytest.approx(0.3)
+    assert bucket.take(0.5) is True

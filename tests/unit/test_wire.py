@@ -36,8 +36,12 @@ def test_since_keeps_an_epoch_with_colons_whole() -> None:
 def test_lines_are_compact_json_with_escaped_newlines() -> None:
     line = wire.message(3, 1700, "Ada", "two\nlines \u2028 ok")
     assert b"\n" not in line and b" " not in line.replace(b"lines \xe2\x80\xa8 ok", b"")
-    assert json.loads(line) == {"type": "message", "seq": 3, "time": 1700, "name": "Ada", "text": "two\nlines \u2028 ok"}
-    assert json.loads(wire.message(None, 1, "", "x")) == {"type": "message", "time": 1, "name": "", "text": "x"}
+    assert json.loads(line) == {"type": "message", "seq": 3, "time": 1700, "name": "Ada", "text": "two\nlines \u2028 ok",
+                                "from": ""}
+    assert json.loads(wire.message(None, 1, "", "x", "u:ann")) == {"type": "message", "time": 1, "name": "", "text": "x",
+                                                                  "from": "u:ann"}
+    # "from" comes last: the keys a v1 client knew keep their order.
+    assert list(json.loads(wire.message(2, 1, "", "x", "a:c"))) == ["type", "seq", "time", "name", "text", "from"]
     assert json.loads(wire.presence(4)) == {"type": "presence", "online": 4}
 
 
@@ -108,3 +112,53 @@ def test_text_loses_c0_controls_but_line_breaks_and_tabs(raw: bytes, cleaned: by
 ])
 def test_names_lose_control_and_format_characters(raw: str, cleaned: str) -> None:
     assert wire.cleanName(raw) == cleaned
+
+
+# -- txchat.v2 ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("raw, kept", [
+    (b"  one\r\ntwo\rthree\n\n four  ", b"one\ntwo\nthree\n\n four"),
+    (b"\ttab\tinside\x00\x07\x1b\x7f", b"tab\tinside\x7f"),
+    (b"\n\r\n \xe3\x80\x80", b""),
+])
+def test_v1_and_v2_text_keeps_its_line_breaks(raw: bytes, kept: bytes) -> None:
+    assert wire.normaliseLines(raw) == kept
+
+
+def test_seed_receivers_get_each_line_break_as_a_space() -> None:
+    text = b"one\ntwo\n\nthree"
+    assert wire.plainText(text) == b"one two  three"
+    assert wire.plainText(wire.normaliseLines(b" a\r\nb ")) == wire.normalise(b" a\nb ")
+    plain = b"no breaks"
+    assert wire.plainText(plain) is plain  # nothing copied for the common case
+
+
+@pytest.mark.parametrize("cid, ok", [
+    ("abcdefgh", True), ("A-Z_a-z_0-9" * 5, True), ("x" * 64, True),
+    ("abcdefg", False), ("x" * 65, False), ("abc defgh", False), ("abcdefgh%2E", False), ("abcdéfgh", False),
+])
+def test_client_ids(cid: str, ok: bool) -> None:
+    uri = f"/ws?cid={cid}"
+    if ok:
+        assert wire.handshakeParams(uri, v1=True, signed=False).cid == cid
+    else:
+        with pytest.raises(wire.BadRequest, match="cid: 8-64"):
+            wire.handshakeParams(uri, v1=True, signed=False)
+    assert wire.handshakeParams(uri, v1=False, signed=False).cid is None  # the seed's protocol asks nothing
+
+
+def test_v2_lines() -> None:
+    assert json.loads(wire.ack("m1", "e", 3)) == {"type": "ack", "id": "m1", "epoch": "e", "seq": 3}
+    assert json.loads(wire.ack("m1", None, None)) == {"type": "ack", "id": "m1", "epoch": None, "seq": None}
+    assert list(json.loads(wire.error("i", "too-long", "long", limit=5))) == ["type", "id", "code", "message", "limit"]
+    assert json.loads(wire.error(None, "empty", "text is empty")) == {"type": "error", "code": "empty",
+                                                                     "message": "text is empty"}
+    assert json.loads(wire.typing("u:a", "Ann")) == {"type": "typing", "from": "u:a", "name": "Ann"}
+    assert json.loads(wire.refreshed(1700.0)) == {"type": "refreshed", "exp": 1700}
+    assert json.loads(wire.refreshed(float("inf"), "r")) == {"type": "refreshed", "exp": None, "id": "r"}
+    line = wire.withEpoch(wire.message(4, 1, "n", "t\n", "a:x"), "ep")
+    assert json.loads(line) == {"type": "message", "seq": 4, "time": 1, "name": "n", "text": "t\n", "from": "a:x",
+                                "epoch": "ep"}
+    answer = json.loads(wire.history("h\"1", [line, line], True))
+    assert answer == {"type": "history", "id": "h\"1", "messages": [json.loads(line)] * 2, "more": True}
+    assert json.loads(wire.history("h", [], False)) == {"type": "history", "id": "h", "messages": [], "more": False}

@@ -5,6 +5,7 @@ log holds every numbered message exactly once, and serves recovery and scrollbac
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any, Iterator
@@ -17,7 +18,7 @@ from websockets.sync.client import connect as wsConnect
 from websockets.typing import Subprotocol
 
 from bench.postgresserver import PostgresServer
-from bench.processes import Twistd
+from bench.processes import Twistd, cleanEnvironment, twistdArgs
 from bench.redisserver import RedisServer
 from tests.support.postgres import postgresServer, postgresURL  # noqa: F401  (fixtures)
 
@@ -128,3 +129,15 @@ def test_every_numbered_message_reaches_postgresql_once_through_a_kill_and_an_ou
     finally:
         one.stop()
         two.stop()
+
+
+def test_a_wrong_postgresql_password_stops_start_up_with_one_line_naming_the_option(
+        tmp_path: Path, redis: RedisServer, postgresServer: PostgresServer) -> None:  # noqa: F811
+    wrong = postgresServer.url(password="not-the-password")
+    done = subprocess.run(twistdArgs("--listen", "tcp:0:interface=127.0.0.1", "--redis", redis.url, "--store", wrong),
+                          cwd=tmp_path, env=cleanEnvironment(), capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("twistd txchat: error: --store postgresql://txchat:***@127.0.0.1:") and \
+        "password authentication failed" in line, done.stderr
+    assert "not-the-password" not in done.stderr + done.stdout

@@ -272,3 +272,41 @@ class _NoArchive:
 
     def read(self, identity: str, room: str) -> Any:
         raise NotImplementedError
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest_twisted.ensureDeferred
+async def test_random_sends_and_resends_on_either_process_deliver_each_id_once_with_its_acked_number(
+        redis: RedisServer, seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    brokers = [await startBroker(redis.url) for _ in range(2)]
+    posted: list[Deferred[Any]] = []
+    acks: list[tuple[str, Any]] = []
+    ids: list[str] = []
+    for _ in range(300):
+        if ids and rng.random() < 0.4:
+            ref = rng.choice(ids)  # a resend: its ack was lost, or it never arrived
+        else:
+            ref = f"id-{len(ids)}"
+            ids.append(ref)
+        broker, _ = rng.choice(brokers)
+        def acked(numbered: Any, ref: str = ref) -> None:
+            acks.append((ref, numbered))
+
+        posted.append(broker.post(Delivery("lobby", ref.encode(), "", 0, sender="a:the-sender", ref=ref))
+                      .addCallback(acked))
+        if rng.random() < 0.2:
+            await within(posted[-1])  # now and then, let the sends in flight land
+    await within(DeferredList(posted, fireOnOneErrback=True))
+    assert len(acks) == len(posted)
+    for _, inbox in brokers:
+        await inbox.count(len(ids))
+    first: dict[str, tuple[str, int]] = {}
+    for ref, numbered in acks:
+        assert first.setdefault(ref, numbered) == numbered, "every ack of an ID names its first number"
+    for _, inbox in brokers:
+        assert sorted(inbox.messages) == sorted(ref.encode() for ref in ids), "each ID delivered exactly once"
+        assert {d.text.decode(): (d.epoch, d.seq) for d in inbox.deliveries} == first
+    await DeferredList([broker.stop() for broker, _ in brokers])

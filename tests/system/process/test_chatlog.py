@@ -5,11 +5,16 @@ client that resumes recovers exactly what it missed, and a join's history spans 
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+from urllib.request import urlopen
+
+import pytest
 
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
@@ -138,3 +143,53 @@ def test_a_clean_restart_goes_on_too_and_the_default_store_is_in_the_working_dir
         assert back[0]["recovered"] is True and back[0]["epoch"] == welcome["epoch"]
         assert (back[1]["seq"], back[1]["text"]) == (1, "kept")
         client.close()
+
+
+@pytest.fixture
+def smallDisk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB file system of its own (tmpfs; root only), to fill up."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    where = tmp_path / "disk"
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+def test_a_full_disk_is_logged_once_the_chat_goes_on_unnumbered_and_numbering_resumes(
+        tmp_path: Path, smallDisk: Path) -> None:
+    port = freePort()
+    with Twistd("--listen", f"tcp:{port}:interface=127.0.0.1", "--store", f"sqlite:{smallDisk / 'chat.sqlite3'}",
+                "--metrics-listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path) as server:
+        client, other = v1(port), v1(port)
+        lines(client, 1)
+        lines(other, 1)
+        client.send("kept")
+        assert [(m["seq"], m["text"]) for m in lines(other, 1)] == [(1, "kept")]
+        filler = smallDisk / "filler"
+        with open(filler, "wb") as f:  # every block the file system has left
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        for i in range(5):
+            client.send(("x" * 400) + f" {i}")  # more than the pages SQLite may still have free
+        got = lines(other, 5)
+        assert [m.get("seq") for m in got] == [None] * 5, "delivered, unnumbered: nobody sees a number twice"
+        server.waitFor("the chat log cannot be written")
+        filler.unlink()
+        client.send("after")
+        (after,) = lines(other, 1)
+        assert (after["seq"], after["text"]) == (2, "after"), "no number given twice or skipped"
+        assert len([line for line in server.lines if "the chat log cannot be written" in line]) == 1
+        assert server.process.poll() is None
+        metricsPort = server.waitFor(r"metrics at http://[^ ]+:(\d+)/metrics").group(1)
+        with urlopen(f"http://127.0.0.1:{metricsPort}/metrics", timeout=10) as response:
+            assert "txchat_log_unwritten 5.0" in response.read().decode()
+        client.close()
+        other.close()
