@@ -9,9 +9,9 @@ number) and ``t`` (seconds), and by kind:
 - ``welcome``: ``room``, ``epoch``, ``seq``, ``recovered`` (None on a fresh join), ``since``
   ([epoch, seq] the client asked for, or None);
 - ``msg``: ``room``, ``epoch`` (the connection's stream at the time), ``seq`` (None: delivered
-  unnumbered, during a Redis outage), ``text``;
+  unnumbered, during a Redis outage), ``text``, ``sender`` (the line's ``from``, if any);
 - ``sent``: ``room``, ``text`` (unique in the run), on txchat.v2 ``id`` (the client's, one per
-  text) and ``resend`` (true when it is the same send again);
+  text), ``cid`` (its ``cid=``) and ``resend`` (true when it is the same send again);
 - ``ack`` (v2): ``room``, ``id``, ``epoch``, ``seq`` (None: delivered unnumbered);
 - ``error`` (v2): ``room``, ``id``, ``code``, ``why``;
 - ``unacked`` (v2, at the end): ``room``, ``id``, ``text`` of a send never acknowledged;
@@ -21,7 +21,8 @@ On txchat.v2 (rule ``ack``) every send is acknowledged by the end; an acknowledg
 exactly once with its acked number (the texts are unique per ID, and nothing is delivered twice
 to a client by the rules above, however often it was sent); one acknowledged unnumbered is
 numbered nowhere; the acks of one ID agree. An error other than the refusals of the moment
-(``unavailable``, ``rate-limited``, which the client sends again) is a violation too.
+(``unavailable``, ``rate-limited``, which the client sends again) is a violation too. And a
+message from a client that gave ``cid=`` comes ``from`` ``a:CID`` (rule ``from``).
 
 A log row is (room, epoch, seq, text), as PostgreSQL's table ``messages`` holds it. Every
 numbered message a client saw must be in the log with that text, at that number only, and
@@ -107,12 +108,25 @@ def check(events: Iterable[Event], finalClients: set[Any] | None = None,
     for client in finalClients:
         _checkReachedTheEnd(client, byClient[client], lastSeq, report)
     _checkAcks(byClient, texts, places, log or [], report)
+    _checkFrom(events, report)
     if log is not None:
         _checkLog(events, texts, log, report)
     return report
 
 
 RETRY = ("unavailable", "rate-limited")
+
+
+def _checkFrom(events: list[Event], report: Report) -> None:
+    senders = {e["text"]: "a:" + e["cid"] for e in events if e["k"] == "sent" and e.get("cid") is not None}
+    wrong: set[str] = set()
+    for event in events:
+        if event["k"] == "msg" and event.get("sender") is not None and event["text"] in senders:
+            if event["sender"] != senders[event["text"]] and event["text"] not in wrong:
+                wrong.add(event["text"])
+                report.violations.append(Violation(
+                    "from", f"{event['text']!r} came from {event['sender']!r}, not {senders[event['text']]!r}",
+                    [event]))
 
 
 def _checkAcks(byClient: dict[Any, list[Event]], texts: dict[tuple[str, str, int], tuple[str, Event]],

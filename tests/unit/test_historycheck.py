@@ -25,16 +25,16 @@ class History:
                             "epoch": epoch, "seq": seq, "recovered": recovered, "since": since})
         return self
 
-    def msg(self, c: str, *seqs: int | None, text: str | None = None) -> History:
+    def msg(self, c: str, *seqs: int | None, text: str | None = None, sender: str = "a:cid-of-a") -> History:
         for seq in seqs:
             self.events.append({"c": c, "k": "msg", "conn": self.conns[c], "t": len(self.events), "room": "r",
-                                "epoch": self.epochs[c], "seq": seq, "text": text or f"m{seq}"})
+                                "epoch": self.epochs[c], "seq": seq, "text": text or f"m{seq}", "sender": sender})
         return self
 
     def sent(self, c: str, text: str, id: str | None = None, resend: bool = False) -> History:
         event = {"c": c, "k": "sent", "conn": self.conns[c], "t": 0, "room": "r", "text": text}
         if id is not None:
-            event.update(id=id, resend=resend)
+            event.update(id=id, cid=f"cid-of-{c}", resend=resend)
         self.events.append(event)
         return self
 
@@ -228,3 +228,11 @@ def test_an_unacknowledged_send_and_a_lasting_refusal_are_reported() -> None:
 def test_an_id_for_two_texts_or_an_ack_for_an_id_never_sent_is_reported() -> None:
     assert rules(check(v2().sent("a", "m3", id="1").events)) == ["ack"]
     assert rules(check(v2().ack("a", "9", "E", 2).events)) == ["ack"]
+
+
+def test_a_message_from_another_sender_than_its_cid_says_is_reported() -> None:
+    h = v2().msg("a", 3, text="m9", sender="x").msg("b", 3, text="m9", sender="x")
+    assert check(h.events).violations == [], "nobody here sent m9 with a cid"
+    h = v2().sent("a", "m3", id="3").msg("a", 3, text="m3", sender="a:someone-else").msg("b", 3, text="m3")
+    (violation,) = [v for v in check(h.events).violations if v.rule == "from"]
+    assert "came from 'a:someone-else', not 'a:cid-of-a'" in violation.what

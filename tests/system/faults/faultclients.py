@@ -71,11 +71,12 @@ class Client:
                     if self.sender:
                         tasks.append(asyncio.create_task(self._send(socket)))
                     try:
-                        first = True
+                        welcomed = False  # what was asked goes with this connection's welcome
                         async for frame in socket:
                             for line in str(frame).split("\n"):
-                                self._received(json.loads(line), asked if first else None)
-                                first = False
+                                parsed = json.loads(line)
+                                self._received(parsed, None if welcomed else asked)
+                                welcomed = welcomed or parsed.get("type") == "welcome"
                     finally:
                         for task in tasks:
                             task.cancel()
@@ -121,7 +122,7 @@ class Client:
         or the connection has gone (a reconnect sends it again anyway)."""
         await asyncio.sleep(delay)
         if id in self.unacked and self.socket is socket:
-            self.record("sent", room=self.room, id=id, text=self.unacked[id], resend=True)
+            self.record("sent", room=self.room, id=id, cid=self.cid, text=self.unacked[id], resend=True)
             try:
                 await socket.send(json.dumps({"type": "send", "id": id, "text": self.unacked[id]}))
             except WebSocketException:
@@ -130,7 +131,7 @@ class Client:
     async def _send(self, socket: ClientConnection) -> None:
         """Send what is still unacknowledged (v2), then new texts at the run's rate until quiet."""
         for id, text in list(self.unacked.items()):
-            self.record("sent", room=self.room, id=id, text=text, resend=True)
+            self.record("sent", room=self.room, id=id, cid=self.cid, text=text, resend=True)
             await socket.send(json.dumps({"type": "send", "id": id, "text": text}))
         interval = 1 / self.run.rate
         while not self.run.quiet:
@@ -145,7 +146,7 @@ class Client:
                 continue
             id = str(self.count)
             self.unacked[id] = text
-            self.record("sent", room=self.room, id=id, text=text)
+            self.record("sent", room=self.room, id=id, cid=self.cid, text=text)
             await socket.send(json.dumps({"type": "send", "id": id, "text": text}))
 
     async def _wander(self, socket: ClientConnection) -> None:

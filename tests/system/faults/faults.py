@@ -39,7 +39,7 @@ NODE_OPTIONS = ("--port", "8080", "--ping-interval", "1", "--pong-timeout", "4",
 # backoff after an outage, and entries a killed node left pending, claimed after 30 s idle.
 LOG_WAIT = 90.0
 # What the chat clients speak: txchat.v2 sends are acknowledged, and resent until they are.
-PROTOCOL = "v1"
+PROTOCOL = "v2"
 
 
 class FaultCluster:
