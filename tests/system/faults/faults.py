@@ -340,6 +340,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--seed", type=int, default=int(time.time()))
+    parser.add_argument("--keep", type=Path, help="a directory to keep the clients' record and every violation in")
     args = parser.parse_args()
     why = unavailable()
     if why:
@@ -359,8 +360,22 @@ def main() -> None:
             report = cluster.finish(settle=6)
         finally:
             cluster.close()
+            if args.keep is not None:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                if cluster.history.exists():
+                    shutil.copy(cluster.history, args.keep / "history.jsonl")
+                    for i, node in enumerate(cluster.nodes):
+                        if node is not None:
+                            (args.keep / f"node{i}.log").write_text(node.log)
+    if args.keep is not None:
+        (args.keep / "violations.txt").write_text("".join(f"{v}\n" for v in report.violations))
     for violation in report.violations[:20]:
         print(violation)
+    rules: dict[str, int] = {}
+    for violation in report.violations:
+        rules[violation.rule] = rules.get(violation.rule, 0) + 1
+    if rules:
+        print("violations by rule: " + ", ".join(f"{rule} {count}" for rule, count in sorted(rules.items())))
     print(f"peak RSS per node (KiB): {cluster.peakRss}")
     print(f"details: {report.summary()}")
     print(f"faults: {report.messages} messages, {report.reconnects} reconnects, {cluster.faults} faults, "
