@@ -3,9 +3,14 @@
 PostgreSQL refuses to run as root, and the suite may run as root: then the server runs as an
 unprivileged user (C{nobody} by default), in a temporary directory of its own (a test's
 tmp_path sits under root's private directory, which that user could not enter). It listens on
-127.0.0.1 only, with passwords required (scram-sha-256), so a wrong one can be tested. It can be
-stopped and started again on the same data, as an outage; it is stopped by the PID in its
+127.0.0.1 by default, with passwords required (scram-sha-256), so a wrong one can be tested. It can
+be stopped and started again on the same data, as an outage; it is stopped by the PID in its
 postmaster.pid, and its directory removed, by L{PostgresServer.destroy}.
+
+The fault harness runs it in a network namespace of its own: a command C{prefix} (``ip netns exec
+NS``, which needs root, so the server's user is taken inside it) and C{listen} on 0.0.0.0 there.
+Its own administration (the test's role, databases) goes through its unix socket, whose
+directory is a path, reachable from any network namespace.
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ import signal
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    import psycopg
 
 BIN = Path(os.environ.get("TXCHAT_PG_BIN", "/usr/lib/postgresql/15/bin"))
 USER = "txchat"  # the test's own role and database
@@ -36,29 +44,54 @@ def _binaries() -> Path:
 
 
 class PostgresServer:
-    def __init__(self, runAs: str = "nobody", fsync: bool = False) -> None:
+    def __init__(self, runAs: str = "nobody", fsync: bool = False, prefix: Sequence[str] = (),
+                 listen: str = "127.0.0.1") -> None:
         """
         @param runAs: the user the server runs as when this process is root.
         @param fsync: off for tests (what a crash of the machine would lose is not tested
             here), on for benchmarks.
+        @param prefix: a command that the server is started under, run as root (``ip netns
+            exec NS``); the server then becomes C{runAs} inside it (C{setpriv}).
+        @param listen: the address it listens on (``listen_addresses``).
         """
         self.bin = _binaries()
         self.port = 0
         self.fsync = fsync
+        self.prefix = tuple(prefix)
+        self.listen = listen
         self.directory = Path(tempfile.mkdtemp(prefix="txchat-pg-"))
         self.data = self.directory / "data"
         self._su: dict[str, Any] = {}
+        self._become: tuple[str, ...] = ()
         if os.getuid() == 0:
             user = pwd.getpwnam(runAs)
             os.chown(self.directory, user.pw_uid, user.pw_gid)
             self._su = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+            self._become = ("setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups")
+        elif self.prefix:
+            raise RuntimeError("a prefix (such as ip netns exec) needs root")
         self._initdb()
 
-    def url(self, user: str = USER, password: str = PASSWORD, database: str = USER) -> str:
-        return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{database}"
+    def url(self, user: str = USER, password: str = PASSWORD, database: str = USER,
+            host: str = "127.0.0.1") -> str:
+        return f"postgresql://{user}:{password}@{host}:{self.port}/{database}"
+
+    def admin(self, database: str = "postgres") -> psycopg.Connection[tuple[Any, ...]]:
+        """A connection (psycopg, autocommit) as the superuser, through the unix socket."""
+        import psycopg
+
+        return psycopg.connect(host=str(self.directory), port=self.port, user=SUPERUSER, password=PASSWORD,
+                               dbname=database, autocommit=True, connect_timeout=10)
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(args, cwd=self.directory, capture_output=True, text=True, **self._su)
+
+    def _runInside(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """C{args} under the prefix: started as root, then as the server's user."""
+        if not self.prefix:
+            return self._run(*args)
+        return subprocess.run([*self.prefix, *self._become, *args], cwd=self.directory, capture_output=True,
+                              text=True)
 
     def _initdb(self) -> None:
         pwfile = self.directory / "pw"
@@ -70,6 +103,10 @@ class PostgresServer:
         pwfile.unlink()
         if done.returncode:
             raise RuntimeError("initdb failed:\n" + done.stdout + done.stderr)
+        if self.listen not in ("127.0.0.1", "localhost"):
+            # initdb lets in the loopback only; the namespace's links come from elsewhere.
+            with open(self.data / "pg_hba.conf", "a") as hba:
+                hba.write("host all all 0.0.0.0/0 scram-sha-256\n")
 
     def start(self) -> PostgresServer:
         """Start on this server's port, or on the first free one found by trying (the bind
@@ -87,9 +124,9 @@ class PostgresServer:
 
     def _tryPort(self, port: int) -> bool:
         logfile = self.directory / "postgres.log"
-        options = (f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.directory}"
+        options = (f"-p {port} -c listen_addresses={self.listen} -c unix_socket_directories={self.directory}"
                    f" -c fsync={'on' if self.fsync else 'off'} -c max_connections=50")
-        done = self._run(str(self.bin / "pg_ctl"), "start", "-w", "-t", "60", "-D", str(self.data),
+        done = self._runInside(str(self.bin / "pg_ctl"), "start", "-w", "-t", "60", "-D", str(self.data),
                          "-l", str(logfile), "-o", options)
         if done.returncode == 0:
             return True
@@ -100,9 +137,7 @@ class PostgresServer:
         raise RuntimeError("postgres failed:\n" + done.stdout + done.stderr + log)
 
     def _createUser(self) -> None:
-        import psycopg
-
-        with psycopg.connect(self.url(SUPERUSER, PASSWORD, "postgres"), autocommit=True) as connection:
+        with self.admin() as connection:
             connection.execute(f"CREATE ROLE {USER} LOGIN PASSWORD '{PASSWORD}'")
             connection.execute(f"CREATE DATABASE {USER} OWNER {USER}")
 
@@ -161,8 +196,6 @@ class PostgresServer:
 
     def database(self, name: str) -> str:
         """A new, empty database C{name} owned by the test's role; its URL."""
-        import psycopg
-
-        with psycopg.connect(self.url(SUPERUSER, PASSWORD, "postgres"), autocommit=True) as connection:
+        with self.admin() as connection:
             connection.execute(f'CREATE DATABASE "{name}" OWNER {USER}')
         return self.url(database=name)

@@ -1,13 +1,16 @@
-"""txchat.v1 chat clients for fault runs, recording every line they get
-(tests/support/historycheck.py reads the record). Run inside the clients' network namespace by
-faults.py:
+"""Chat clients for fault runs, recording every line they get (tests/support/historycheck.py
+reads the record). Run inside the clients' network namespace by faults.py:
 
     python -m tests.system.faults.faultclients --nodes ws://198.51.100.2:8080,... --rooms a,b --clients 6 \\
-        --senders 3 --rate 4 --reconnect 0.05 --seed 1 --out history.jsonl
+        --senders 3 --rate 4 --reconnect 0.05 --seed 1 --protocol v2 --out history.jsonl
 
-Each client stays in one room, sends (if it is a sender) unique texts ``<id>-<n>`` at a steady
+Each client stays in one room, sends (if it is a sender) unique texts ``<name>-<n>`` at a steady
 rate, disconnects at random moments (and whenever its connection fails) and reconnects, to
-any node, with ``since`` = the last message it saw. Commands, one a line on stdin:
+any node, with ``since`` = the last message it saw. On txchat.v2 (SPEC §17) it gives a
+``cid=`` of its own, kept across reconnects, sends each text as ``{"type":"send","id":N,...}``,
+keeps every send not yet acknowledged and, after each reconnect, sends them again, same IDs,
+in order, before anything new; it records the acks and errors. On txchat.v1 it sends plain
+text frames, as a v1 client does, and a send into a dying connection may be lost. Commands, one a line on stdin:
 ``quiet`` (stop sending), ``flood ROOM SECONDS`` (one more client sends as fast as it can),
 ``slow ROOM N`` (N clients that connect and never read), ``stop`` (close everything, write
 the record, print ``done``). Prints ``ready`` once every client has been welcomed.
@@ -29,6 +32,7 @@ from websockets.exceptions import WebSocketException
 from websockets.typing import Subprotocol
 
 Event = dict[str, Any]
+RETRY = ("unavailable", "rate-limited")  # refusals of the moment: the same send, again, later
 
 
 class Client:
@@ -43,6 +47,8 @@ class Client:
         self.socket: ClientConnection | None = None
         self.welcomed = asyncio.Event()
         self.count = 0
+        self.cid = f"faults-{name}"  # 8-64 characters, the same on every connection
+        self.unacked: dict[str, str] = {}  # ID -> text, in the order sent
 
     def record(self, kind: str, **fields: Any) -> None:
         self.run.events.append({"c": self.name, "k": kind, "conn": self.conn, "t": round(time.time(), 3), **fields})
@@ -53,9 +59,11 @@ class Client:
             node = self.run.random.choice(self.run.nodes)
             asked = [self.epoch, self.lastSeq] if self.epoch is not None else None
             query = f"name={self.name}" + (f"&since={quote(self.epoch, safe='')}:{self.lastSeq}" if self.epoch is not None else "")
+            if self.run.v2:
+                query += f"&cid={self.cid}"
             why = "closed"
             try:
-                async with connect(f"{node}/ws/{self.room}?{query}", subprotocols=[Subprotocol("txchat.v1")],
+                async with connect(f"{node}/ws/{self.room}?{query}", subprotocols=[Subprotocol(self.run.protocol)],
                                    ping_interval=1, ping_timeout=3, open_timeout=3, close_timeout=1,
                                    max_queue=None) as socket:
                     self.socket = socket
@@ -63,11 +71,12 @@ class Client:
                     if self.sender:
                         tasks.append(asyncio.create_task(self._send(socket)))
                     try:
-                        first = True
+                        welcomed = False  # what was asked goes with this connection's welcome
                         async for frame in socket:
                             for line in str(frame).split("\n"):
-                                self._received(json.loads(line), asked if first else None)
-                                first = False
+                                parsed = json.loads(line)
+                                self._received(parsed, None if welcomed else asked)
+                                welcomed = welcomed or parsed.get("type") == "welcome"
                     finally:
                         for task in tasks:
                             task.cancel()
@@ -93,11 +102,37 @@ class Client:
             self.welcomed.set()
         elif kind == "message":
             seq = line.get("seq")
-            self.record("msg", room=self.room, epoch=self.epoch, seq=seq, text=line["text"])
+            self.record("msg", room=self.room, epoch=self.epoch, seq=seq, text=line["text"], sender=line.get("from"))
             if seq is not None:
                 self.lastSeq = max(self.lastSeq, seq)
+        elif kind == "ack":
+            self.record("ack", room=self.room, id=line["id"], epoch=line.get("epoch"), seq=line.get("seq"))
+            self.unacked.pop(line["id"], None)
+        elif kind == "error":
+            ref = line.get("id")
+            self.record("error", room=self.room, id=ref, code=line.get("code"), why=line.get("message"))
+            if line.get("code") in RETRY and ref in self.unacked and self.socket is not None:
+                delay = line.get("retryAfter", 1000) / 1000
+                self.run.extra.append(asyncio.create_task(self._retry(ref, delay, self.socket)))
+            elif isinstance(ref, str):
+                self.unacked.pop(ref, None)  # refused for good: nothing to resend
+
+    async def _retry(self, id: str, delay: float, socket: ClientConnection) -> None:
+        """Send C{id} again on this connection after C{delay}, unless it has been acknowledged
+        or the connection has gone (a reconnect sends it again anyway)."""
+        await asyncio.sleep(delay)
+        if id in self.unacked and self.socket is socket:
+            self.record("sent", room=self.room, id=id, cid=self.cid, text=self.unacked[id], resend=True)
+            try:
+                await socket.send(json.dumps({"type": "send", "id": id, "text": self.unacked[id]}))
+            except WebSocketException:
+                pass
 
     async def _send(self, socket: ClientConnection) -> None:
+        """Send what is still unacknowledged (v2), then new texts at the run's rate until quiet."""
+        for id, text in list(self.unacked.items()):
+            self.record("sent", room=self.room, id=id, cid=self.cid, text=text, resend=True)
+            await socket.send(json.dumps({"type": "send", "id": id, "text": text}))
         interval = 1 / self.run.rate
         while not self.run.quiet:
             await asyncio.sleep(self.run.random.uniform(0.5, 1.5) * interval)
@@ -105,8 +140,14 @@ class Client:
                 return
             self.count += 1
             text = f"{self.name}-{self.count}"
-            self.record("sent", room=self.room, text=text)
-            await socket.send(text)
+            if not self.run.v2:
+                self.record("sent", room=self.room, text=text)
+                await socket.send(text)
+                continue
+            id = str(self.count)
+            self.unacked[id] = text
+            self.record("sent", room=self.room, id=id, cid=self.cid, text=text)
+            await socket.send(json.dumps({"type": "send", "id": id, "text": text}))
 
     async def _wander(self, socket: ClientConnection) -> None:
         """Leave at random moments (a reload, a phone changing networks)."""
@@ -124,6 +165,8 @@ class Run:
         self.nodes: list[str] = args.nodes.split(",")
         self.rooms: list[str] = args.rooms.split(",")
         self.rate: float = args.rate
+        self.protocol: str = "txchat." + args.protocol
+        self.v2 = args.protocol == "v2"
         self.reconnect: float = args.reconnect
         self.random = random.Random(args.seed)
         self.events: list[Event] = []
@@ -159,6 +202,9 @@ class Run:
         for writer in self.slow:
             writer.close()
         await asyncio.wait(tasks + self.extra, timeout=10)
+        for client in self.clients:
+            for id, text in client.unacked.items():
+                client.record("unacked", room=client.room, id=id, text=text)
         with open(self.out, "w") as f:
             for event in self.events:
                 f.write(json.dumps(event) + "\n")
@@ -211,6 +257,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=4.0, help="messages a second per sender")
     parser.add_argument("--reconnect", type=float, default=0.05, help="chance a second of leaving and coming back")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--protocol", choices=("v1", "v2"), default="v1")
     parser.add_argument("--out", required=True)
     asyncio.run(Run(parser.parse_args()).main())
 

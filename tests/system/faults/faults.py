@@ -5,9 +5,10 @@ the kernel (faultnet.py), every client's history checked afterwards
     python -m tests.system.faults.faults --minutes 10       # a randomized run; needs root
 
 The scenarios (test_faults.py runs each) and the randomized run share L{FaultCluster}:
-``redis-server`` in one namespace, two or three ``twistd -n txchat --redis`` nodes in one each,
-and the chat clients (faultclients.py) in another, every node linked to Redis and to the
-clients by a link of its own.
+``redis-server`` in one namespace, PostgreSQL (the cluster's chat log) in another, two or three
+``twistd -n txchat --redis --store postgresql://`` nodes in one each, and the chat clients
+(faultclients.py) in another, every node linked to Redis, to PostgreSQL and to the clients by a
+link of its own.
 """
 
 from __future__ import annotations
@@ -25,14 +26,20 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from bench.postgresserver import PostgresServer
 from bench.processes import Twistd
-from tests.support.historycheck import Report, check
+from tests.support.historycheck import LogRow, Report, check
 from tests.system.faults.faultnet import Link, Network, unavailable
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 ROOT = Path(__file__).resolve().parents[3]
 # Short keepalive, so that half-open connections are found in seconds, not a minute.
 NODE_OPTIONS = ("--port", "8080", "--ping-interval", "1", "--pong-timeout", "4", "--history", "500")
+# How long the end waits for the log to hold what the clients saw: a feed's write retried with
+# backoff after an outage, and entries a killed node left pending, claimed after 30 s idle.
+LOG_WAIT = 90.0
+# What the chat clients speak: txchat.v2 sends are acknowledged, and resent until they are.
+PROTOCOL = "v2"
 
 
 class FaultCluster:
@@ -44,9 +51,12 @@ class FaultCluster:
         self.redisNs = self.net.namespace("redis")
         self.clientsNs = self.net.namespace("clients")
         self.nodeNs = [self.net.namespace(f"n{i}") for i in range(nodes)]
+        self.pgNs = self.net.namespace("pg")
         self.redisLinks = [self.net.link(ns, self.redisNs) for ns in self.nodeNs]
         self.clientLinks = [self.net.link(self.clientsNs, ns) for ns in self.nodeNs]
+        self.pgLinks = [self.net.link(ns, self.pgNs) for ns in self.nodeNs]
         self.redis: subprocess.Popen[str] | None = None
+        self.postgres: PostgresServer | None = None
         self.nodes: list[Twistd | None] = [None] * nodes
         self.clients: subprocess.Popen[str] | None = None
         self.history = directory / "history.jsonl"
@@ -79,10 +89,37 @@ class FaultCluster:
         self.redis.wait(10)
         self.faults += 1
 
+    def startPostgres(self) -> None:
+        """The chat log's server, listening in its namespace; started again on its data (and
+        port) after L{killPostgres}."""
+        if self.postgres is None:
+            self.postgres = PostgresServer(prefix=self.net.command(self.pgNs), listen="0.0.0.0")
+        self.postgres.start()
+
+    def killPostgres(self) -> None:
+        """An immediate shutdown, as a crash: no checkpoint, recovered from at the next start."""
+        assert self.postgres is not None
+        self.postgres.kill()
+        self.faults += 1
+
+    def logRows(self) -> list[LogRow]:
+        """The chat log as it is now (through the server's unix socket, outside every link)."""
+        assert self.postgres is not None
+        with self.postgres.admin("txchat") as connection:
+            try:
+                rows = connection.execute("SELECT room, epoch, seq, text FROM messages").fetchall()
+            except Exception as e:  # no node has created the schema yet
+                if "does not exist" in str(e):
+                    return []
+                raise
+        return [(room, epoch, int(seq), text) for room, epoch, seq, text in rows]
+
     def startNode(self, i: int) -> Twistd:
         redisAddress = self.redisLinks[i].address(self.redisNs)
-        node = Twistd(*NODE_OPTIONS, "--redis", f"redis://{redisAddress}:6379", cwd=self.directory,
-                      prefix=tuple(self.net.command(self.nodeNs[i])))
+        assert self.postgres is not None, "start PostgreSQL first"
+        store = self.postgres.url(host=self.pgLinks[i].address(self.pgNs))
+        node = Twistd(*NODE_OPTIONS, "--redis", f"redis://{redisAddress}:6379", "--store", store,
+                      cwd=self.directory, prefix=tuple(self.net.command(self.nodeNs[i])))
         self.net.processes.append(node.process)
         node.waitFor("connected to Redis")
         self.nodes[i] = node
@@ -99,12 +136,12 @@ class FaultCluster:
         return f"ws://{self.clientLinks[i].address(self.nodeNs[i])}:8080"
 
     def startClients(self, clients: int = 6, senders: int = 3, rate: float = 4.0, reconnect: float = 0.05,
-                     seed: int = 1, rooms: str = "a,b") -> None:
+                     seed: int = 1, rooms: str = "a,b", protocol: str = PROTOCOL) -> None:
         nodes = ",".join(self.nodeUrl(i) for i in range(len(self.nodes)))
         self.clients = self.net.start(
             self.clientsNs, sys.executable, "-m", "tests.system.faults.faultclients", "--nodes", nodes,
             "--rooms", rooms, "--clients", str(clients), "--senders", str(senders), "--rate", str(rate),
-            "--reconnect", str(reconnect), "--seed", str(seed), "--out", str(self.history),
+            "--reconnect", str(reconnect), "--seed", str(seed), "--protocol", protocol, "--out", str(self.history),
             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self._expect("ready")
 
@@ -153,20 +190,28 @@ class FaultCluster:
 
     # -- the end --------------------------------------------------------------------------
 
-    def finish(self, settle: float = 4.0) -> Report:
-        """Heal everything, stop the senders, let every client catch up, stop, and check."""
+    def finish(self, settle: float = 4.0, logWait: float = LOG_WAIT) -> Report:
+        """Heal everything, stop the senders, let every client catch up, stop, and check; then
+        give the log up to C{logWait} seconds to hold every numbered message the clients saw."""
         for link in self.net.links:
             link.heal()
         self.tell("quiet")
         self.wait(settle)
         self.tell("stop")
         events = [json.loads(line) for line in self.history.read_text().splitlines()]
-        return check(events)
+        end = time.monotonic() + logWait
+        while True:
+            report = check(events, log=self.logRows())
+            if report.logMissing == 0 or time.monotonic() > end:
+                return report
+            self.wait(2)
 
     def close(self) -> None:
         for node in self.nodes:
             if node is not None:
                 node.stop(5)
+        if self.postgres is not None:
+            self.postgres.destroy()
         self.net.close()
 
 
@@ -206,6 +251,21 @@ def redisRestarts(cluster: FaultCluster) -> None:
     cluster.wait(5)
 
 
+def postgresPartitionedAndKilled(cluster: FaultCluster) -> None:
+    """The chat log's PostgreSQL cut off from one node for 14 s (longer than the log's
+    connection waits for an answer), then killed (an immediate shutdown) and restarted on its
+    data 6 s later: delivery goes on, and the log catches up."""
+    cluster.wait(3)
+    cluster.partition(cluster.pgLinks[0])
+    cluster.wait(14)
+    cluster.pgLinks[0].heal()
+    cluster.wait(3)
+    cluster.killPostgres()
+    cluster.wait(6)
+    cluster.startPostgres()
+    cluster.wait(5)
+
+
 def nodeKilled(cluster: FaultCluster) -> None:
     """A node killed with SIGKILL while its clients chat: they reconnect to another node."""
     cluster.wait(3)
@@ -237,7 +297,8 @@ def floodDuringFault(cluster: FaultCluster) -> None:
 
 def randomized(cluster: FaultCluster, minutes: float, rng: random.Random) -> None:
     end = time.monotonic() + minutes * 60
-    kinds = ["partition-redis", "degrade-redis", "cut-clients", "kill-node", "kill-redis"]
+    kinds = ["partition-redis", "degrade-redis", "cut-clients", "kill-node", "kill-redis", "partition-postgres",
+             "kill-postgres"]
     while time.monotonic() < end - 10:
         kind = rng.choice(kinds)
         i = rng.randrange(len(cluster.nodes))
@@ -254,6 +315,14 @@ def randomized(cluster: FaultCluster, minutes: float, rng: random.Random) -> Non
             cluster.partition(cluster.clientLinks[i])
             cluster.wait(rng.uniform(2, 8))
             cluster.clientLinks[i].heal()
+        elif kind == "partition-postgres":
+            cluster.partition(cluster.pgLinks[i])
+            cluster.wait(rng.uniform(3, 15))
+            cluster.pgLinks[i].heal()
+        elif kind == "kill-postgres":
+            cluster.killPostgres()
+            cluster.wait(rng.uniform(2, 10))
+            cluster.startPostgres()
         elif kind == "kill-node":
             cluster.killNode(i)
             cluster.wait(rng.uniform(1, 5))
@@ -271,6 +340,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--seed", type=int, default=int(time.time()))
+    parser.add_argument("--keep", type=Path, help="a directory to keep the clients' record and every violation in")
     args = parser.parse_args()
     why = unavailable()
     if why:
@@ -280,6 +350,7 @@ def main() -> None:
         cluster = FaultCluster(Path(directory), args.nodes)
         try:
             cluster.startRedis()
+            cluster.startPostgres()
             for i in range(args.nodes):
                 cluster.startNode(i)
             cluster.startClients(clients=9, senders=4, rate=5, reconnect=0.03, seed=args.seed, rooms="a,b,c")
@@ -289,8 +360,22 @@ def main() -> None:
             report = cluster.finish(settle=6)
         finally:
             cluster.close()
+            if args.keep is not None:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                if cluster.history.exists():
+                    shutil.copy(cluster.history, args.keep / "history.jsonl")
+                    for i, node in enumerate(cluster.nodes):
+                        if node is not None:
+                            (args.keep / f"node{i}.log").write_text(node.log)
+    if args.keep is not None:
+        (args.keep / "violations.txt").write_text("".join(f"{v}\n" for v in report.violations))
     for violation in report.violations[:20]:
         print(violation)
+    rules: dict[str, int] = {}
+    for violation in report.violations:
+        rules[violation.rule] = rules.get(violation.rule, 0) + 1
+    if rules:
+        print("violations by rule: " + ", ".join(f"{rule} {count}" for rule, count in sorted(rules.items())))
     print(f"peak RSS per node (KiB): {cluster.peakRss}")
     print(f"details: {report.summary()}")
     print(f"faults: {report.messages} messages, {report.reconnects} reconnects, {cluster.faults} faults, "

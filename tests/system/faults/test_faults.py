@@ -1,7 +1,8 @@
-"""txchat under real network faults (faults.py): each scenario runs redis-server, two
-``twistd -n txchat --redis`` nodes and recording clients in network namespaces of their own,
-breaks the network or the processes, heals, and checks every client's history
-(tests/support/historycheck.py). Skipped, with the reason, where namespaces cannot be made."""
+"""txchat under real network faults (faults.py): each scenario runs redis-server, PostgreSQL, two
+``twistd -n txchat --redis --store postgresql://`` nodes and recording clients in network
+namespaces of their own, breaks the network or the processes, heals, and checks every client's
+history and the chat log against it (tests/support/historycheck.py). Skipped, with the reason,
+where namespaces cannot be made."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def cluster(tmp_path: Path) -> Iterator[faults.FaultCluster]:
     cluster = faults.FaultCluster(tmp_path, nodes=2)
     try:
         cluster.startRedis()
+        cluster.startPostgres()
         for i in range(2):
             cluster.startNode(i)
         cluster.startClients(clients=6, senders=3, rate=4, reconnect=0.05)
@@ -36,6 +38,7 @@ def clean(report: Report) -> Report:
     print(report.summary())
     assert report.violations == [], "\n".join(str(v) for v in report.violations[:10])
     assert report.messages > 30, "the clients chatted"
+    assert report.logged is not None and report.logged >= report.messages - report.logLost, "the log was checked"
     return report
 
 
@@ -70,6 +73,14 @@ def test_redis_killed_and_restarted_empty_then_with_its_data(cluster: faults.Fau
             epochs[event["room"]].append(event["epoch"])
     # Restarted empty: a new stream; restarted with its data: the same stream goes on.
     assert all(len(streams) == 2 for streams in epochs.values()), epochs
+
+
+def test_postgres_cut_off_from_a_node_then_killed_and_restarted(cluster: faults.FaultCluster) -> None:
+    faults.postgresPartitionedAndKilled(cluster)
+    report = clean(cluster.finish())
+    assert report.logLost == 0, "Redis kept its data: nothing may be missing from the log"
+    lines = "".join(linesOf(cluster, 0))
+    assert "cannot be written" in lines and "is written again" in lines, "the feed saw the outage and its end"
 
 
 def test_a_node_killed_while_its_clients_chat(cluster: faults.FaultCluster) -> None:
