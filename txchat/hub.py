@@ -370,8 +370,12 @@ class ChatHub(WebSocketServerFactory):
         self.metrics.messagesIn.inc()
         room = client.room
         if room is not None:
-            now = int(self.clock.seconds() * 1000)
-            self.broker.publish(Delivery(room.name, text, client.displayName, now, sender=client.sender))
+            self.broker.publish(self._accepted(room, client, text))
+
+    def _accepted(self, room: Room, client: Member, text: bytes, ref: str | None = None) -> Delivery:
+        """A member's message as the broker takes it: stamped now, with who sent it."""
+        return Delivery(room.name, text, client.displayName, int(self.clock.seconds() * 1000), sender=client.sender,
+                        ref=ref)
 
     def deliver(self, delivery: Delivery) -> None:
         """Queue a message from the broker for its room's members; one flush per reactor turn."""
@@ -457,8 +461,7 @@ class ChatHub(WebSocketServerFactory):
         if room is None:
             return fail(NotPublished("the client has left"))
         self.metrics.messagesIn.inc()
-        now = int(self.clock.seconds() * 1000)
-        return self.broker.post(Delivery(room.name, text, client.displayName, now, sender=client.sender, ref=ref))
+        return self.broker.post(self._accepted(room, client, text, ref))
 
     def reply(self, client: Member, line: bytes) -> None:
         """A line for one v2 member (an ack, an error, an answer), in order with its messages."""

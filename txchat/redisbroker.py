@@ -476,6 +476,7 @@ class RedisBroker:
         # logStream, which each process's feed writes there (L{txchat.logfeed}).
         self.archive: Archive | None = None
         self._unnumbered = SentIds(reactor)  # sends delivered here while Redis was away
+        self._inDoubt = SentIds(reactor)  # sends whose connection went while Redis had them
         self.logStream = (self._prefix + "log").encode("ascii")
 
     def _link(self, prepare: Callable[[RedisConnection], Deferred[Any]]) -> _Link:
@@ -754,10 +755,25 @@ class RedisBroker:
 
     def post(self, message: Delivery) -> Deferred[tuple[str, int] | None]:
         """A resend is known by Redis (its script) across processes; one that went out here
-        unnumbered, while Redis was away, only by this process."""
-        if message.ref is not None and self._unnumbered.get(message.sender, message.ref) is not None:
-            return succeed(None)
-        return self._send(message).addCallback(lambda reply: None if reply is None else _numbered(reply))
+        unnumbered, while Redis was away, only by this process. A send whose connection went
+        while Redis had it is in doubt (Redis may have numbered and delivered it): a resend of
+        it is refused until Redis is back to say, rather than delivered here unnumbered, which
+        would make it twice once the numbered first copy is caught up with."""
+        ref = message.ref
+        if ref is not None:
+            if self._unnumbered.get(message.sender, ref) is not None:
+                return succeed(None)
+            if not self.up and self._inDoubt.get(message.sender, ref) is not None:
+                return fail(NotPublished("its first copy may have been numbered: Redis is away to say"))
+        d = self._send(message).addCallback(lambda reply: None if reply is None else _numbered(reply))
+        if ref is not None:
+            d.addErrback(self._doubted, message.sender, ref)
+        return d
+
+    def _doubted(self, failure: Failure, sender: str, ref: str) -> Failure:
+        if not failure.check(NotPublished):  # (refused before Redis had it: no doubt)
+            self._inDoubt.add(sender, ref, None, None)
+        return failure
 
     def _send(self, message: Delivery) -> Deferred[Any]:
         """Publish; fires with the script's reply, or None when delivered here unnumbered."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from twisted.application.internet import backoffPolicy
@@ -14,6 +14,7 @@ from twisted.python.failure import Failure
 
 from tests.support.fakeredis import dial
 from tests.support.memoryredis import MemoryRedis
+from txchat.broker import NotPublished
 from txchat.redisbroker import RedisAddress, RedisBroker
 from txchat.stream import Delivery
 
@@ -267,3 +268,29 @@ def test_a_redis_that_answers_within_the_timeout_stays_up() -> None:
     broker.stop()
     clock.advance(0)
     assert clock.getDelayedCalls() == []
+
+
+def test_a_resend_of_a_send_lost_with_its_connection_waits_for_redis_rather_than_going_out_twice() -> None:
+    clock = MemoryReactorClock()
+    redis = MemoryRedis(clock)
+    inbox = _Inbox()
+    broker = RedisBroker("redis://127.0.0.1:6390", clock, retryDelay=backoffPolicy(0.2, 5.0, 2.0, jitter=lambda: 0))
+    broker.start(inbox, inbox.onPresence)
+    broker.watch("lobby")
+    run(clock, 0.1, redis)
+    redis.silent = True  # Redis has the send (it may number it) and answers nothing
+    first: list[Any] = []
+    broker.post(Delivery("lobby", b"maybe", "", 0, sender="a:client-01", ref="id-1")).addBoth(first.append)
+    while broker.state == "up":
+        run(clock, 0.01, redis)
+    assert len(first) == 1 and isinstance(first[0], Failure), "the sender is told: unavailable"
+    resent: list[Any] = []
+    broker.post(Delivery("lobby", b"maybe", "", 0, sender="a:client-01", ref="id-1")).addBoth(resent.append)
+    assert isinstance(resent[0], Failure) and resent[0].check(NotPublished)
+    other: list[Any] = []
+    broker.post(Delivery("lobby", b"new", "", 0, sender="a:client-01", ref="id-2")).addBoth(other.append)
+    assert other == [None] and [d.text for d in inbox.deliveries] == [b"new"], "others still go out unnumbered"
+    broker.stop()
+    clock.advance(0)
+    resent[0].trap(NotPublished)
+    first[0].trap(Exception)
