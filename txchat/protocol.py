@@ -17,7 +17,6 @@ producer there would be polled without end by TLS's pull-to-push adapter.)
 from __future__ import annotations
 
 import math
-import secrets
 from typing import TYPE_CHECKING, Any, Callable
 
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest

@@ -19,7 +19,6 @@ from txchat.limits import FILES_HELD_BACK, connectionsWithin
 from txchat.listener import Listener
 from txchat.logservice import LogService
 from txchat.logtext import LogText
-from txchat.memorylog import MemoryLog
 from txchat.protocol import ChatProtocol
 from txchat.sqlitelog import SqliteLog
 from txchat.tap import YOUNG_COLLECTION_THRESHOLD, Options, makeService
