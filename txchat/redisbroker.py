@@ -29,6 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 from twisted.application.internet import backoffPolicy
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -477,6 +478,7 @@ class RedisBroker:
         self.archive: Archive | None = None
         self._unnumbered = SentIds(reactor)  # sends delivered here while Redis was away
         self._inDoubt = SentIds(reactor)  # sends whose connection went while Redis had them
+        self._posted = SentIds(reactor)  # sends on their way to Redis (what waits), or numbered
         self.logStream = (self._prefix + "log").encode("ascii")
 
     def _link(self, prepare: Callable[[RedisConnection], Deferred[Any]]) -> _Link:
@@ -754,25 +756,56 @@ class RedisBroker:
         self._send(message).addErrback(self._publishFailed)
 
     def post(self, message: Delivery) -> Deferred[tuple[str, int] | None]:
-        """A resend is known by Redis (its script) across processes; one that went out here
-        unnumbered, while Redis was away, only by this process. A send whose connection went
-        while Redis had it is in doubt (Redis may have numbered and delivered it): a resend of
-        it is refused until Redis is back to say, rather than delivered here unnumbered, which
-        would make it twice once the numbered first copy is caught up with."""
-        ref = message.ref
-        if ref is not None:
-            if self._unnumbered.get(message.sender, ref) is not None:
-                return succeed(None)
-            if not self.up and self._inDoubt.get(message.sender, ref) is not None:
-                return fail(NotPublished("its first copy may have been numbered: Redis is away to say"))
-        d = self._send(message).addCallback(lambda reply: None if reply is None else _numbered(reply))
-        if ref is not None:
-            d.addErrback(self._doubted, message.sender, ref)
-        return d
+        """A resend is known by Redis (its script) across processes; here, by what this process
+        posted: one whose first copy is still on its way to Redis gets that copy's answer, one
+        numbered lately its number, and one that went out here unnumbered, while Redis was away,
+        nothing more. A send whose answer never came (its Redis connection went while Redis had
+        it) is in doubt: Redis may have numbered and delivered it, so a resend of it is refused
+        until Redis is back to say, rather than delivered here unnumbered, which would make it
+        twice once the numbered first copy is caught up with."""
+        ref, sender = message.ref, message.sender
+        if ref is None:
+            return self._send(message).addCallback(lambda reply: None if reply is None else _numbered(reply))
+        if self._unnumbered.get(sender, ref) is not None:
+            return succeed(None)
+        known = self._posted.get(sender, ref)
+        if isinstance(known, list):  # the first copy is on its way: its answer is this one's
+            follower: Deferred[tuple[str, int] | None] = Deferred()
+            known.append(follower)
+            return follower
+        if known is not None:
+            return succeed(known)
+        if not self.up and self._inDoubt.get(sender, ref) is not None:
+            return fail(NotPublished("its first copy may have been numbered: Redis is away to say"))
+        sending = self._send(message)
+        if sending.called:  # refused, or delivered here unnumbered: nothing is on its way
+            return sending.addCallback(lambda reply: None if reply is None else _numbered(reply))
+        waiting: list[Deferred[tuple[str, int] | None]] = []
+        self._posted.wait(sender, ref, waiting)
+        return sending.addCallback(_numbered).addCallbacks(
+            self._answered, self._doubted, callbackArgs=(sender, ref, waiting), errbackArgs=(sender, ref, waiting))
 
-    def _doubted(self, failure: Failure, sender: str, ref: str) -> Failure:
+    def _answered(self, number: tuple[str, int], sender: str, ref: str,
+                  waiting: list[Deferred[tuple[str, int] | None]]) -> tuple[str, int]:
+        self._posted.add(sender, ref, *number)
+        for follower in waiting:
+            follower.callback(number)
+        return number
+
+    def _doubted(self, failure: Failure, sender: str, ref: str,
+                 waiting: list[Deferred[tuple[str, int] | None]]) -> Failure | tuple[str, int]:
+        known = self._posted.get(sender, ref)
+        if isinstance(known, tuple):  # its numbered copy came by the subscription meanwhile
+            for follower in waiting:
+                follower.callback(known)
+            return known
+        self._posted.drop(sender, ref)
         if not failure.check(NotPublished):  # (refused before Redis had it: no doubt)
             self._inDoubt.add(sender, ref, None, None)
+            if failure.check(ConnectionLost):  # an outage, logged as one: the client tries again
+                failure = Failure(NotPublished(f"Redis went before it answered ({failure.getErrorMessage()})"))
+        for follower in waiting:
+            follower.errback(failure)
         return failure
 
     def _send(self, message: Delivery) -> Deferred[Any]:
@@ -838,6 +871,10 @@ class RedisBroker:
             return
         message = _message(room, payload)
         if message is not None and self._deliver is not None:
+            if message.ref is not None and message.seq is not None and message.epoch is not None:
+                # Numbered, wherever it was sent: a resend of it here, even while Redis is away
+                # for this process, gets this number rather than going out again unnumbered.
+                self._posted.add(message.sender, message.ref, message.epoch, message.seq)
             self._deliver(message)
 
     def _heardControl(self, payload: bytes) -> None:

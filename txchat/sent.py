@@ -44,6 +44,10 @@ class SentIds:
         """Accepted: numbered, or (None, None) delivered unnumbered."""
         self._put((sender, ref), (epoch, seq))
 
+    def drop(self, sender: str, ref: str) -> None:
+        """Not accepted after all: a resend is a send again."""
+        self._known.pop((sender, ref), None)
+
     def clear(self) -> None:
         self._known.clear()
 

@@ -294,3 +294,78 @@ def test_a_resend_of_a_send_lost_with_its_connection_waits_for_redis_rather_than
     clock.advance(0)
     resent[0].trap(NotPublished)
     first[0].trap(Exception)
+
+
+def test_a_resend_while_its_first_copy_is_on_its_way_to_redis_gets_that_copy_s_answer_not_a_second_delivery() -> None:
+    """The subscriber's connection goes (Redis is away for this process) while the publisher
+    still carries a send Redis will number: a resend of it then is not delivered here
+    unnumbered, which would make it twice once the numbered copy is caught up with."""
+    clock = MemoryReactorClock()
+    inbox = _Inbox()
+    broker = RedisBroker("redis://127.0.0.1:6390", clock, retryDelay=lambda attempt: 1.0)
+    broker.start(inbox, inbox.onPresence)
+    broker.watch("lobby")
+    publisher, subscriber = dial(clock)
+    subscriber.commands()
+    subscriber.reply([b"subscribe", b"txchat:lobby", 1], [b"pong", b""])
+    assert broker.state == "up"
+    first: list[Any] = []
+    broker.post(Delivery("lobby", b"once", "", 0, sender="a:client-01", ref="id-1")).addBoth(first.append)
+    assert [c[0] for c in publisher.commands()] == [b"EVALSHA"] and first == []
+    subscriber.lose()
+    assert broker.state == "down"
+    resent: list[Any] = []
+    broker.post(Delivery("lobby", b"once", "", 0, sender="a:client-01", ref="id-1")).addBoth(resent.append)
+    assert resent == [] and inbox.deliveries == [], "the resend waits for the first copy's answer"
+    publisher.reply([b"e1", 7])
+    assert first == resent == [("e1", 7)]
+    again: list[Any] = []
+    broker.post(Delivery("lobby", b"once", "", 0, sender="a:client-01", ref="id-1")).addBoth(again.append)
+    assert again == [("e1", 7)] and publisher.commands() == [], "a numbered send is known here"
+    other: list[Any] = []
+    broker.post(Delivery("lobby", b"new", "", 0, sender="a:client-01", ref="id-2")).addBoth(other.append)
+    assert other == [None] and [d.text for d in inbox.deliveries] == [b"new"], "new sends still go out unnumbered"
+    broker.stop()
+
+
+def test_followers_of_a_first_copy_whose_connection_goes_are_told_to_try_again_and_it_is_in_doubt() -> None:
+    clock = MemoryReactorClock()
+    inbox = _Inbox()
+    broker = RedisBroker("redis://127.0.0.1:6390", clock, retryDelay=lambda attempt: 1.0)
+    broker.start(inbox, inbox.onPresence)
+    broker.watch("lobby")
+    publisher, subscriber = dial(clock)
+    subscriber.reply([b"subscribe", b"txchat:lobby", 1], [b"pong", b""])
+    answers: list[Any] = []
+    for _ in range(2):
+        broker.post(Delivery("lobby", b"maybe", "", 0, sender="a:c", ref="id-1")).addBoth(answers.append)
+    publisher.lose()
+    assert len(answers) == 2 and all(isinstance(a, Failure) and a.check(NotPublished) for a in answers)
+    later: list[Any] = []
+    broker.post(Delivery("lobby", b"maybe", "", 0, sender="a:c", ref="id-1")).addBoth(later.append)
+    assert isinstance(later[0], Failure) and later[0].check(NotPublished), "in doubt until Redis is back"
+    assert inbox.deliveries == []
+    broker.stop()
+    for answer in answers + later:
+        answer.trap(NotPublished)
+
+
+def test_a_resend_of_a_send_another_process_numbered_gets_that_number_while_redis_is_away_here() -> None:
+    """The client's first copy went through another process (its connection there went before
+    the ack); this process delivered the numbered copy from the subscription, then lost Redis:
+    the resend, arriving here, is answered with that number instead of going out again."""
+    clock = MemoryReactorClock()
+    inbox = _Inbox()
+    broker = RedisBroker("redis://127.0.0.1:6390", clock, retryDelay=lambda attempt: 1.0)
+    broker.start(inbox, inbox.onPresence)
+    broker.watch("lobby")
+    publisher, subscriber = dial(clock)
+    numbered = json.dumps(["m", "E", 27, 1000, "Ann", "once", "a:client-01", "id-27"]).encode()
+    subscriber.reply([b"subscribe", b"txchat:lobby", 1], [b"pong", b""], [b"message", b"txchat:lobby", numbered])
+    assert [(d.seq, d.ref) for d in inbox.deliveries] == [(27, "id-27")]
+    subscriber.lose()
+    assert broker.state == "down"
+    resent: list[Any] = []
+    broker.post(Delivery("lobby", b"once", "Ann", 0, sender="a:client-01", ref="id-27")).addBoth(resent.append)
+    assert resent == [("E", 27)] and len(inbox.deliveries) == 1, "answered with its number, not delivered again"
+    broker.stop()

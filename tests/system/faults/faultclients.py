@@ -11,7 +11,8 @@ any node, with ``since`` = the last message it saw. On txchat.v2 (SPEC §17) it 
 keeps every send not yet acknowledged and, after each reconnect, sends them again, same IDs,
 in order, before anything new; it records the acks and errors. On txchat.v1 it sends plain
 text frames, as a v1 client does, and a send into a dying connection may be lost. Commands, one a line on stdin:
-``quiet`` (stop sending), ``flood ROOM SECONDS`` (one more client sends as fast as it can),
+``quiet`` (stop sending), ``settle SECONDS`` (until every send is answered, at most that
+long), ``flood ROOM SECONDS`` (one more client sends as fast as it can),
 ``slow ROOM N`` (N clients that connect and never read), ``stop`` (close everything, write
 the record, print ``done``). Prints ``ready`` once every client has been welcomed.
 """
@@ -187,6 +188,10 @@ class Run:
         while line := (await reader.readline()).decode().split():
             if line[0] == "quiet":
                 self.quiet = True
+            elif line[0] == "settle":
+                end = time.monotonic() + float(line[1])
+                while any(c.unacked for c in self.clients) and time.monotonic() < end:
+                    await asyncio.sleep(0.1)
             elif line[0] == "flood":
                 self.extra.append(asyncio.create_task(self._flood(line[1], float(line[2]))))
             elif line[0] == "slow":

@@ -190,12 +190,15 @@ class FaultCluster:
 
     # -- the end --------------------------------------------------------------------------
 
-    def finish(self, settle: float = 4.0, logWait: float = LOG_WAIT) -> Report:
-        """Heal everything, stop the senders, let every client catch up, stop, and check; then
-        give the log up to C{logWait} seconds to hold every numbered message the clients saw."""
+    def finish(self, settle: float = 4.0, acks: float = 20.0, logWait: float = LOG_WAIT) -> Report:
+        """Heal everything, stop the senders, give their sends up to C{acks} seconds to be
+        answered (a link that was congested drains at TCP's pace), let every client catch up,
+        stop, and check; then give the log up to C{logWait} seconds to hold every numbered
+        message the clients saw."""
         for link in self.net.links:
             link.heal()
         self.tell("quiet")
+        self.tell(f"settle {acks}")
         self.wait(settle)
         self.tell("stop")
         events = [json.loads(line) for line in self.history.read_text().splitlines()]
