@@ -35,6 +35,7 @@ class Fanout(Generic[M]):
         self._ready: dict[M, Writer] = {}
         self._behind: dict[M, tuple[Writer, list[bytes]]] = {}
         self._batch: list[bytes] = []
+        self._waiting = False  # the batch began with lines that wait for a flush someone schedules
         self._own: dict[M, list[bytes]] = {}  # lines for one member each, for the next flush
 
     def __len__(self) -> int:
@@ -86,10 +87,21 @@ class Fanout(Generic[M]):
         return len(entry[1]) if entry is not None else 0
 
     def queue(self, message: bytes) -> bool:
-        """Add a message to the next flush; True when it starts a new batch, so that the
-        caller knows to schedule that flush."""
+        """Add a message to the next flush; True when it starts a new batch, or is the first
+        after lines queued to wait (L{queueToWait}), so that the caller knows to schedule that
+        flush."""
         self._batch.append(message)
+        if self._waiting:
+            self._waiting = False
+            return True
         return len(self._batch) == 1
+
+    def queueToWait(self, message: bytes) -> None:
+        """Add a line to leave with the next flush someone else schedules (the caller makes
+        sure one comes)."""
+        self._batch.append(message)
+        if len(self._batch) == 1:
+            self._waiting = True
 
     def queueTo(self, member: M, line: bytes) -> None:
         """Add a line for C{member} alone to the next flush (or the first after it is added);
@@ -111,6 +123,7 @@ class Fanout(Generic[M]):
         if not batch and not own:
             return []
         self._batch = []
+        self._waiting = False
         if own:
             self._own = {m: lines for m, lines in own.items() if m not in self}  # not added yet: they wait
         # Backlogs first: a member that a write below pauses must not be queued this batch too.

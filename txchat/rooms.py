@@ -92,6 +92,14 @@ class Room:
         if self.v1Members and self.v1Members.queue(line):
             self._queued(self)
 
+    def sayWithNext(self, line: bytes) -> bool:
+        """Queue a line for the v1 members here to leave with the next flush; whether there
+        is anyone to tell (then the caller makes sure a flush comes)."""
+        if not self.v1Members:
+            return False
+        self.v1Members.queueToWait(line)
+        return True
+
     def tellOne(self, member: Any, line: bytes) -> None:
         """Queue a line for one v1/v2 member (a v2 answer): after the batch of its flush, or
         after its welcome when it has not joined yet."""

@@ -17,6 +17,7 @@ from tests.memory.test_api import _parse
 from tests.support.memory import MemoryHub, Peer, V1Peer, V2Peer, roomOf
 from txchat.api import Api
 from txchat.config import Config
+from txchat.hub import RIDE
 from txchat.roomapi import RoomApi
 from txchat.site import ChatSite
 from txchat.webapp import makeRoot
@@ -318,3 +319,42 @@ def test_bad_moderation_calls_get_clear_json_errors() -> None:
         assert (got, words in answer["error"]) == (status, True), (method, path, body, answer)
     assert member.open
     desk.close()
+
+
+def test_in_a_chatting_room_a_presence_line_leaves_with_the_next_message_or_half_a_second_later() -> None:
+    """One frame to each member, not two: a member who came or went while the room chats is
+    told with the room's next message; if none comes, RIDE seconds later; in a quiet room, at
+    once."""
+    desk = Desk()
+    ann, bob = desk.join("ann"), desk.join("bob")
+    desk.clock.pump([0.5] * 4)  # the joins are told, and the next line may go at once
+    bob.read()
+    ann.post("1", "first")
+    desk.clock.advance(0)
+    assert [json.loads(t)["text"] for t in bob.frameTexts()] == ["first"]
+    cleo = desk.join("cleo")
+    desk.clock.advance(0.1)
+    assert bob.frameTexts() == [], "the room chats: the line waits for the next message"
+    ann.post("2", "second")
+    desk.clock.advance(0)
+    (frame,) = bob.frameTexts()
+    assert [json.loads(line)["type"] for line in frame.split("\n")] == ["presence", "message"]
+    assert json.loads(frame.split("\n")[0])["joined"] == [{"from": "u:cleo", "name": "Cleo"}]
+    desk.clock.pump([0.1] * 9)  # a second after the last line: the next may go at once
+    ann.post("3", "third")
+    dan = desk.join("dan")
+    desk.clock.advance(0)
+    assert [json.loads(t)["type"] for t in bob.frameTexts()] == ["message"]
+    desk.clock.advance(0.1)  # dan's line is made (a second after cleo's) and waits for a message
+    assert dict(desk.hub._riding).keys() == {"r"}
+    desk.clock.pump([0.1] * 4)
+    assert bob.frameTexts() == [], "no message came yet"
+    desk.clock.pump([0.1] * 2)
+    assert [json.loads(t)["joined"] for t in bob.frameTexts()] == [[{"from": "u:dan", "name": "Dan"}]], "RIDE on"
+    desk.clock.pump([0.5] * 3)  # quiet: no message for 1.5 s
+    cleo.transport.loseConnection()
+    desk.clock.advance(0)
+    assert [json.loads(t)["left"] for t in bob.frameTexts()] == [["u:cleo"]], "a quiet room is told at once"
+    assert RIDE == 0.5 and dan.open
+    desk.close()
+    assert desk.clock.getDelayedCalls() == []

@@ -36,6 +36,23 @@ def test_one_shared_frame_per_flush() -> None:
     assert a.frames[0] is b.frames[0]
 
 
+def test_lines_queued_to_wait_leave_with_the_next_batch_whose_first_message_asks_for_a_flush() -> None:
+    fanout: Fanout[Member] = Fanout(10, frame)
+    a = Member(fanout)
+    fanout.queueToWait(b"presence")
+    fanout.queueToWait(b"more presence")
+    assert fanout.queue(b"x") is True, "the batch had begun, but nobody had asked for its flush"
+    assert fanout.queue(b"y") is False
+    fanout.flush()
+    assert a.frames == [b"F:presence\nmore presence\nx\ny"]
+    assert fanout.queue(b"z") is True
+    fanout.queue(b"after")
+    fanout.queueToWait(b"late")
+    assert fanout.queue(b"w") is False, "a flush is already asked for"
+    fanout.flush()
+    assert a.frames[-1] == b"F:z\nafter\nlate\nw"
+
+
 def test_flush_with_nothing_published_writes_nothing() -> None:
     fanout: Fanout[Member] = Fanout(10, frame)
     a = Member(fanout)
