@@ -312,7 +312,7 @@ def runOnce(options: argparse.Namespace, case: Case, kind: str, profile: str = "
     result["server_cpu_s"] = round(serverCpu, 2)
     # How long the server was ready to run but another process had its core.
     result["server_wait_s"] = round(serverWait, 2)
-    if profile:
+    if profile and not profile.endswith(".json"):  # (a time-ordered one is for reading by eye)
         with open(profile) as f:
             presence = share(f.readlines())
         result.update(profile=profile, presence_pct=presence["inclusive_pct"], presence_self_pct=presence["self_pct"],

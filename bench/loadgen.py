@@ -371,9 +371,12 @@ class Profiler:
     (C{--nonblocking}); it runs beside the load, on the load's core."""
 
     def __init__(self, pid: int, path: str) -> None:
+        # A .json path gets the samples in time order, idle ones too (speedscope's format): where
+        # the reactor stalled, and on what.
+        how = ["--format", "speedscope", "--idle"] if path.endswith(".json") else ["--format", "raw"]
         self.process = subprocess.Popen(
-            [PY_SPY, "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "--nonblocking",
-             "--output", path], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [PY_SPY, "record", "--pid", str(pid), *how, "--rate", "200", "--nonblocking", "--output", path],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
 
     def stop(self) -> None:
