@@ -12,7 +12,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
-from tests.support.fakeredis import dial
+from tests.support.fakeredis import Link, dial
 from tests.support.memoryredis import MemoryRedis
 from txchat.broker import NotPublished
 from txchat.redisbroker import RedisAddress, RedisBroker
@@ -296,10 +296,8 @@ def test_a_resend_of_a_send_lost_with_its_connection_waits_for_redis_rather_than
     first[0].trap(Exception)
 
 
-def test_a_resend_while_its_first_copy_is_on_its_way_to_redis_gets_that_copy_s_answer_not_a_second_delivery() -> None:
-    """The subscriber's connection goes (Redis is away for this process) while the publisher
-    still carries a send Redis will number: a resend of it then is not delivered here
-    unnumbered, which would make it twice once the numbered copy is caught up with."""
+def _watching(*replies: Any) -> tuple[_Inbox, RedisBroker, Link, Link]:
+    """A broker up and watching "lobby" (Redis confirmed the channel), and what Redis says next."""
     clock = MemoryReactorClock()
     inbox = _Inbox()
     broker = RedisBroker("redis://127.0.0.1:6390", clock, retryDelay=lambda attempt: 1.0)
@@ -307,8 +305,16 @@ def test_a_resend_while_its_first_copy_is_on_its_way_to_redis_gets_that_copy_s_a
     broker.watch("lobby")
     publisher, subscriber = dial(clock)
     subscriber.commands()
-    subscriber.reply([b"subscribe", b"txchat:lobby", 1], [b"pong", b""])
+    subscriber.reply([b"subscribe", b"txchat:lobby", 1], [b"pong", b""], *replies)
     assert broker.state == "up"
+    return inbox, broker, publisher, subscriber
+
+
+def test_a_resend_while_its_first_copy_is_on_its_way_to_redis_gets_that_copy_s_answer_not_a_second_delivery() -> None:
+    """The subscriber's connection goes (Redis is away for this process) while the publisher
+    still carries a send Redis will number: a resend of it then is not delivered here
+    unnumbered, which would make it twice once the numbered copy is caught up with."""
+    inbox, broker, publisher, subscriber = _watching()
     first: list[Any] = []
     broker.post(Delivery("lobby", b"once", "", 0, sender="a:client-01", ref="id-1")).addBoth(first.append)
     assert [c[0] for c in publisher.commands()] == [b"EVALSHA"] and first == []
@@ -329,13 +335,7 @@ def test_a_resend_while_its_first_copy_is_on_its_way_to_redis_gets_that_copy_s_a
 
 
 def test_followers_of_a_first_copy_whose_connection_goes_are_told_to_try_again_and_it_is_in_doubt() -> None:
-    clock = MemoryReactorClock()
-    inbox = _Inbox()
-    broker = RedisBroker("redis://127.0.0.1:6390", clock, retryDelay=lambda attempt: 1.0)
-    broker.start(inbox, inbox.onPresence)
-    broker.watch("lobby")
-    publisher, subscriber = dial(clock)
-    subscriber.reply([b"subscribe", b"txchat:lobby", 1], [b"pong", b""])
+    inbox, broker, publisher, subscriber = _watching()
     answers: list[Any] = []
     for _ in range(2):
         broker.post(Delivery("lobby", b"maybe", "", 0, sender="a:c", ref="id-1")).addBoth(answers.append)
@@ -354,14 +354,8 @@ def test_a_resend_of_a_send_another_process_numbered_gets_that_number_while_redi
     """The client's first copy went through another process (its connection there went before
     the ack); this process delivered the numbered copy from the subscription, then lost Redis:
     the resend, arriving here, is answered with that number instead of going out again."""
-    clock = MemoryReactorClock()
-    inbox = _Inbox()
-    broker = RedisBroker("redis://127.0.0.1:6390", clock, retryDelay=lambda attempt: 1.0)
-    broker.start(inbox, inbox.onPresence)
-    broker.watch("lobby")
-    publisher, subscriber = dial(clock)
     numbered = json.dumps(["m", "E", 27, 1000, "Ann", "once", "a:client-01", "id-27"]).encode()
-    subscriber.reply([b"subscribe", b"txchat:lobby", 1], [b"pong", b""], [b"message", b"txchat:lobby", numbered])
+    inbox, broker, publisher, subscriber = _watching([b"message", b"txchat:lobby", numbered])
     assert [(d.seq, d.ref) for d in inbox.deliveries] == [(27, "id-27")]
     subscriber.lose()
     assert broker.state == "down"
