@@ -121,6 +121,10 @@ class RoomStream:
             if epoch == self.epoch:
                 if seq <= self.seq:
                     return  # had already, from a snapshot that was read before the channel brought it
+                if self.following and seq > self.seq + 1:
+                    # Numbers this process never had (a catch-up that failed when the broker went
+                    # again): the v1 members hear that their stream goes on from here.
+                    self._outlet.tell(epoch, seq - 1)
             elif epoch is not None:
                 # The broker's stream has another epoch: it started over (Redis lost its data),
                 # or this room began here while the broker was away. The v1 members hear of it
