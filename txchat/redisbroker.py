@@ -28,7 +28,7 @@ from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
 from twisted.application.internet import backoffPolicy
-from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.defer import Deferred, DeferredList, fail, gatherResults, succeed
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -381,6 +381,7 @@ class _Script:
 
 _publish, _snapshot, _presence = _Script(PUBLISH), _Script(SNAPSHOT), _Script(PRESENCE)
 _delete, _people, _members, _read, _ban = _Script(DELETE), _Script(PEOPLE), _Script(MEMBERS), _Script(READ), _Script(BAN)
+_SCRIPTS = (_publish, _snapshot, _presence, _delete, _people, _members, _read, _ban)
 
 # How long a stable identity's read positions outlive its last read, without a chat log (days).
 READ_TTL = 90 * 86400
@@ -471,7 +472,7 @@ class RedisBroker:
         self.lost = 0  # messages whose publish failed when the connection went
         self._overflowing = False
         self._watchers: list[tuple[str, Deferred[None]]] = []
-        self._publisher = self._link(self._authenticate)
+        self._publisher = self._link(self._loadScripts)
         self._subscriber = self._link(self._subscribe)
         # The cluster's chat log (PostgreSQL): every numbered message also goes to the stream
         # logStream, which each process's feed writes there (L{txchat.logfeed}).
@@ -498,6 +499,14 @@ class RedisBroker:
         if address.db:
             d.addCallback(lambda _: connection.command(b"SELECT", address.db))
         return d
+
+    def _loadScripts(self, connection: RedisConnection) -> Deferred[Any]:
+        """Ready a new publisher connection: every script loaded before it counts, so that a
+        burst of sends never meets NOSCRIPT (a Redis that started empty): each such answer
+        would send its script again behind the sends that followed, and Redis would number a
+        sender's messages out of their order."""
+        return self._authenticate(connection).addCallback(
+            lambda _: gatherResults([connection.command(b"SCRIPT", b"LOAD", script.source) for script in _SCRIPTS]))
 
     def _subscribe(self, connection: RedisConnection) -> Deferred[Any]:
         """Ready a new subscriber connection; it asks for its channels once the publisher is

@@ -9,6 +9,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 
 from bench.redisserver import RedisServer
@@ -306,3 +307,24 @@ async def test_random_sends_and_resends_on_either_process_deliver_each_id_once_w
         assert sorted(inbox.messages) == sorted(ref.encode() for ref in ids), "each ID delivered exactly once"
         assert {d.text.decode(): (d.epoch, d.seq) for d in inbox.deliveries} == first
     await DeferredList([broker.stop() for broker, _ in brokers])
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_burst_into_a_redis_that_knows_no_script_yet_is_numbered_in_the_order_sent(redis: RedisServer) -> None:
+    """A Redis that started empty (or was restarted) has no script cached: a burst of sends
+    must still be numbered in the order this process sent them."""
+    flusher, _ = await startBroker(redis.url, rooms=())
+    connection = flusher._publisher.connection
+    assert connection is not None
+    await connection.command(b"SCRIPT", b"FLUSH")
+    await flusher.stop()
+    broker, inbox = await startBroker(redis.url)
+    sent = [b"m%d" % i for i in range(300)]
+    for i, text in enumerate(sent):  # as a client's frames come: a few each reactor turn
+        broker.publish(message(text))
+        if i % 10 == 9:
+            await deferLater(reactor, 0, lambda: None)
+    await inbox.count(300)
+    assert inbox.messages == sent
+    assert [d.seq for d in inbox.deliveries] == list(range(1, 301))
+    await broker.stop()
