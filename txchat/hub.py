@@ -54,10 +54,14 @@ class ChatHub(WebSocketServerFactory):
     def __init__(
         self, config: Config, reactor: IReactorTime, broker: Broker | None = None,
         giveBack: Callable[[], None] = lambda: None, log: ChatLog | None = None,
+        freeze: Callable[[], None] = lambda: None,
     ) -> None:
         """
-        @param giveBack: called after rooms have expired, to return their memory to the system
-            (L{txchat.memory.giveBack}), at most every C{memory.INTERVAL} seconds.
+        @param giveBack: called after rooms have expired, or connections have gone, to return
+            their memory to the system (L{txchat.memory.giveBack}), at most every
+            C{memory.INTERVAL} seconds.
+        @param freeze: called when connections that may live long have come, to spare the
+            collector's passes walking them (L{txchat.memory.freeze}).
         @param log: the chat log (SPEC §16), opened and closed by its owner
             (L{txchat.logservice.LogService}); None: none is kept.
         """
@@ -98,12 +102,9 @@ class ChatHub(WebSocketServerFactory):
         self._flushCall: IDelayedCall | None = None
         self._riding: dict[str, IDelayedCall] = {}  # rooms whose presence lines wait for messages
         self._giveBack = giveBack
+        self._freeze = freeze
         self._giveBackCall: IDelayedCall | None = None
-        # The most connections at once since memory was last given back: a crowd has gone when
-        # there are memory.CROWD fewer than that, not when that many have come and gone while
-        # others came (steady churn reuses what the leavers freed, and a full collection over
-        # every connection stalls the reactor for a fraction of a second each time).
-        self._peak = 0
+        self._heap = memory.Heap()
         self.log = log
         self.broker: Broker = broker if broker is not None else MemoryBroker(
             reactor, config.history, config.historyTtl, log, config.recoveryMax)
@@ -189,7 +190,8 @@ class ChatHub(WebSocketServerFactory):
         A v1 member first gets its welcome and the room's history (or what it missed) in one
         frame; the room's pending batch is flushed before, so nothing comes twice or not at all."""
         self._connections.add(client)
-        self._peak = max(self._peak, len(self._connections))
+        if self._heap.joined(client, len(self._connections)):
+            self._freeze()
         room = client.room
         assert room is not None, "registered without being admitted"
         room.reserved -= 1
@@ -247,10 +249,11 @@ class ChatHub(WebSocketServerFactory):
 
     def disconnected(self, client: Member, admittedAs: str | None) -> None:
         room, client.room = client.room, None
+        registered = client in self._connections
         if room is not None:
             if client in room.stream.waiting:
                 room.stream.waiting.remove(client)
-            if client in self._connections:
+            if registered:
                 room.fanout(client.v1).remove(client)
                 self.roster.left(client, room)
             else:
@@ -260,8 +263,8 @@ class ChatHub(WebSocketServerFactory):
         self._connections.discard(client)
         if admittedAs is not None:
             self.gate.release(admittedAs)
-        if self._peak - len(self._connections) >= memory.CROWD and not self._closing:
-            self._scheduleGiveBack()  # a crowd has gone: its memory may go back too
+        if registered and self._heap.left(client, len(self._connections)) and not self._closing:
+            self._scheduleGiveBack()
         if self._closing and not self._connections:
             waiting, self._allGone = self._allGone, []
             for d in waiting:
@@ -372,8 +375,8 @@ class ChatHub(WebSocketServerFactory):
 
     def _gaveBack(self) -> None:
         self._giveBackCall = None
-        self._peak = len(self._connections)
         self._giveBack()
+        self._heap.gaveBack(len(self._connections))
 
     # -- messages -------------------------------------------------------------------------
 

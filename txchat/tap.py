@@ -270,7 +270,8 @@ class _FreezeStartupObjects(Service):
     """Every connection is a handful of reference cycles, so thousands of connections keep
     Python's cyclic collector busy, and each of its full passes walks every object the process
     holds. What start-up made lives as long as the process: frozen, the collector skips it
-    (a reconnection storm takes about a tenth less time; see docs/performance.md). And
+    (a reconnection storm takes about a tenth less time; see docs/performance.md); what
+    connections bring, the hub freezes as they come (L{txchat.memory}). And
     the collector runs less often (L{YOUNG_COLLECTION_THRESHOLD}); the older generations keep
     Python's ratios to it."""
 
@@ -328,7 +329,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     log = openLog(config)
     archive = openArchive(config, reactor)
     broker = RedisBroker(config.redis, reactor, config) if config.redis else None
-    hub = ChatFactory(config, reactor, broker, memory.giveBack, log=log)
+    hub = ChatFactory(config, reactor, broker, memory.giveBack, log=log, freeze=memory.freeze)
     if log is None and archive is None:
         HubService(hub).setServiceParent(top)
     elif log is not None:

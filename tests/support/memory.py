@@ -146,11 +146,12 @@ class Peer:
         return codes[0] if codes else None
 
 
-def makeHub(giveBack: Callable[[], None] = lambda: None, **config: Any) -> tuple[MemoryHub, Clock]:
+def makeHub(giveBack: Callable[[], None] = lambda: None, freeze: Callable[[], None] = lambda: None,
+            **config: Any) -> tuple[MemoryHub, Clock]:
     """A hub on a Clock; without history unless asked (a room with history outlives its
     members, and its expiry timer would outlive the test)."""
     clock = Clock()
-    hub = MemoryHub(Config(**{"history": 0, **config}), clock, None, giveBack)
+    hub = MemoryHub(Config(**{"history": 0, **config}), clock, None, giveBack, freeze=freeze)
     hub.startBroker()
     return hub, clock
 

@@ -1,0 +1,38 @@
+"""When the hub freezes what connections brought, and when it gives memory back (plain code)."""
+
+from __future__ import annotations
+
+from txchat.memory import Heap
+
+
+def test_a_freeze_once_a_crowd_of_new_connections_stays_and_not_for_ones_that_come_and_go() -> None:
+    heap = Heap(crowd=3)
+    assert [heap.joined(c, n) for n, c in enumerate("ab", 1)] == [False, False]
+    assert heap.left("b", 1) is False, "came and went before any freeze: collected as usual"
+    assert [heap.joined(c, n) for n, c in enumerate("cd", 2)] == [False, True], "a, c and d stay"
+    assert heap.joined("e", 4) is False, "counting starts again after a freeze"
+
+
+def test_memory_goes_back_once_a_crowd_has_gone_or_a_crowd_of_frozen_connections_has_closed() -> None:
+    # (what happens, the connection, open after it, whether to freeze / give back)
+    table = [
+        ("joined", "a", 1, False), ("joined", "b", 2, False), ("joined", "c", 3, True),  # a, b, c frozen
+        ("joined", "d", 4, False),
+        ("left", "d", 3, False),  # young: not frozen, so nothing waits for it
+        ("left", "a", 2, False),  # frozen: its cycles wait (1)
+        ("joined", "e", 3, False), ("left", "b", 2, False),  # 2 frozen gone; 4 at the most, 2 open
+        ("joined", "f", 3, False), ("left", "c", 2, True),  # 3 frozen gone: a crowd's worth
+    ]
+    heap = Heap(crowd=3)
+    for what, connection, open, expected in table:
+        said = heap.joined(connection, open) if what == "joined" else heap.left(connection, open)
+        assert said is expected, (what, connection)
+    heap.gaveBack(2)
+    assert heap.left("e", 1) is False, "counting starts again after a give-back"
+
+
+def test_a_crowd_gone_is_counted_from_the_most_open_at_once() -> None:
+    heap = Heap(crowd=3)
+    for n, c in enumerate("abcdef", 1):
+        heap.joined(c, n)
+    assert [heap.left(c, n) for n, c in zip((5, 4, 3), "fed")] == [False, False, True], "6 at most, 3 open"
