@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
+from txchat import memory
 from txchat.memory import Heap
 
 
@@ -36,3 +40,21 @@ def test_a_crowd_gone_is_counted_from_the_most_open_at_once() -> None:
     for n, c in enumerate("abcdef", 1):
         heap.joined(c, n)
     assert [heap.left(c, n) for n, c in zip((5, 4, 3), "fed")] == [False, False, True], "6 at most, 3 open"
+
+
+def test_a_freeze_collects_the_garbage_that_came_since_instead_of_freezing_it() -> None:
+    class Node:
+        cycle: object
+
+    garbage, kept = Node(), Node()
+    garbage.cycle, kept.cycle = garbage, kept
+    gone = weakref.ref(garbage)
+    del garbage
+    try:
+        memory.freeze()
+        assert gone() is None, "a cycle nobody holds was collected, not frozen"
+        assert gc.get_freeze_count() > 0
+        assert not any(o is kept for o in gc.get_objects()), "what lives is frozen: passes skip it"
+    finally:
+        gc.unfreeze()
+    assert any(o is kept for o in gc.get_objects())
