@@ -13,6 +13,8 @@ from typing import Any, Callable, TypeVar
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
 
 P = TypeVar("P", bound=WebSocketServerProtocol)
 
@@ -60,6 +62,14 @@ class ServerProtocol(WebSocketServerProtocol):
     def dropConnection(self, abort: bool = False) -> None:
         self.outputEnds()
         super().dropConnection(abort)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        super().connectionLost(reason)
+        # Autobahn resolves is_closed with the protocol itself, a reference cycle: each closed
+        # connection then waited for a pass of the cyclic collector, and thousands of them made
+        # those passes long (tens of milliseconds each with connections coming and going). What
+        # waited on it has had its answer; a closed connection is then freed as it is let go.
+        self.is_closed = None
 
 
 class _ClockTimer:

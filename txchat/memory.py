@@ -1,22 +1,23 @@
 """Python's collector with thousands of connections: when to freeze, and when to give back.
 
-Every connection is a few hundred objects in reference cycles, and a pass of the cyclic
-collector walks every object of the generations it collects. Thousands of connections that
-arrive sit in the younger generations until a pass of the middle one walks them all (10,000:
-231 ms, once, about 20 s later in the people bench), and a full pass walks every connection
-the process holds. So the hub freezes what lives long: once L{CROWD} connections made since
-the last freeze are still open, a full pass over what is not frozen (what came since the last
-freeze: its garbage goes now, not into the freeze), and everything moved to the permanent
-generation, which passes skip; they then walk only what is newer.
+Every open connection is dozens of objects the cyclic collector tracks, and a pass walks every
+object of the generations it collects. Thousands of connections that arrive sit in the
+younger generations until a pass of the middle one walks them all (10,000: 231 ms, once,
+about 20 s later in the people bench), and a full pass walks every connection the process
+holds. So the hub freezes what lives long: once L{CROWD} connections made since the last
+freeze are still open, a full pass over what is not frozen (what came since the last freeze:
+its garbage goes now, not into the freeze), and everything moved to the permanent generation,
+which passes skip; they then walk only what is newer.
 
-What is frozen is not collected: a frozen connection that closes leaves its cycles behind. And
-freed memory stays with the process (the C allocator keeps its pages until asked). So once a
-crowd has gone (the connections are L{CROWD} fewer than at the most), or L{CROWD} frozen
-connections have closed, the hub gives memory back: a full pass over everything, frozen or not,
-the allocator asked to return free pages, and what lives frozen again. It does that
-L{INTERVAL} seconds later (after a batch of expired rooms too), so at most that often; and
-connections merely coming and going, whose newcomers reuse what the leavers freed, never ask
-for it. What waits frozen is bounded: at most L{CROWD} closed connections' worth."""
+A closed connection is freed as it is let go, frozen or not (its one reference cycle, from
+Autobahn, is cut when it closes: L{txchat.autobahn_internals.ServerProtocol.connectionLost}),
+but what is frozen is never collected, so any other cycle it was part of stays. And freed
+memory stays with the process (the C allocator keeps its pages until asked). So once a crowd
+has gone (the connections are L{CROWD} fewer than at the most), or L{CROWD} frozen connections
+have closed, the hub gives memory back: a full pass over everything, frozen or not, the
+allocator asked to return free pages, and what lives frozen again. It does that L{INTERVAL}
+seconds later (after a batch of expired rooms too), so at most that often; and connections
+merely coming and going, whose newcomers reuse what the leavers freed, never ask for it."""
 
 from __future__ import annotations
 

@@ -85,7 +85,9 @@ class Transport(StringTransport):
             if self.producer is not None:
                 self.producer.stopProducing()
                 self.producer = None
-            self.protocol.connectionLost(Failure(reason))
+            protocol = self.protocol
+            del self.protocol  # as Twisted's TCP transport lets its protocol go
+            protocol.connectionLost(Failure(reason))
 
 
 class Peer:

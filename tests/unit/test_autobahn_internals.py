@@ -3,7 +3,9 @@ one: when an Autobahn release changes one of them, the test named for it fails h
 
 from __future__ import annotations
 
+import gc
 import inspect
+import weakref
 from typing import Callable, TypeVar, cast
 
 import pytest
@@ -340,3 +342,19 @@ def test_setMaxMessageSize_gives_one_connection_its_own_limit() -> None:
     clock.advance(0)
     assert wide.closeCode() == 1009 and narrow.closeCode() == 1009
     clock.advance(hub.config.closeTimeout)
+
+
+def test_a_closed_connection_is_freed_without_the_cyclic_collector() -> None:
+    """Autobahn resolves is_closed with the protocol itself; connectionLost cuts that cycle, so
+    connections coming and going leave nothing for the collector's passes to find."""
+    hub, clock = makeHub()
+    peer = Peer(hub)
+    protocol = weakref.ref(peer.protocol)
+    gc.disable()
+    try:
+        peer.transport.abortConnection()
+        del peer
+        assert protocol() is None
+    finally:
+        gc.enable()
+    hub.closeAll()
