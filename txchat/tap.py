@@ -262,8 +262,10 @@ class Options(usage.Options):
 
 # Allocations between the cyclic collector's youngest passes (Python's default: 700). A
 # connection allocates a few hundred objects, so at 700 a connect storm of 5000 ran some
-# three thousand passes, a sixth of its CPU; garbage without cycles goes at once regardless.
-YOUNG_COLLECTION_THRESHOLD = 50_000
+# three thousand passes, a sixth of its CPU. At 50,000 a pass walked up to that many objects:
+# 22-46 ms stalls every few seconds with connections coming and going. At 10,000 a storm costs
+# the same (the hub freezes what connections bring, txchat.memory) and a pass a fifth as much.
+YOUNG_COLLECTION_THRESHOLD = 10_000
 
 
 class _FreezeStartupObjects(Service):
