@@ -269,13 +269,12 @@ YOUNG_COLLECTION_THRESHOLD = 10_000
 
 
 class _FreezeStartupObjects(Service):
-    """Every connection is a handful of reference cycles, so thousands of connections keep
-    Python's cyclic collector busy, and each of its full passes walks every object the process
-    holds. What start-up made lives as long as the process: frozen, the collector skips it
-    (a reconnection storm takes about a tenth less time; see docs/performance.md); what
-    connections bring, the hub freezes as they come (L{txchat.memory}). And
-    the collector runs less often (L{YOUNG_COLLECTION_THRESHOLD}); the older generations keep
-    Python's ratios to it."""
+    """Thousands of connections are millions of objects for Python's cyclic collector, and each
+    of its passes walks every object of the generations it collects. What start-up made lives
+    as long as the process: frozen, the collector skips it (a reconnection storm takes about a
+    tenth less time; see docs/performance.md); what connections bring, the hub freezes as they
+    come (L{txchat.memory}). And the youngest pass runs less often
+    (L{YOUNG_COLLECTION_THRESHOLD}); the older generations keep Python's ratios to it."""
 
     def startService(self) -> None:
         super().startService()
