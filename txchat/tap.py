@@ -269,7 +269,7 @@ YOUNG_COLLECTION_THRESHOLD = 10_000
 
 
 class _FreezeStartupObjects(Service):
-    """Thousands of connections are millions of objects for Python's cyclic collector, and each
+    """Thousands of connections are hundreds of thousands of objects for the cyclic collector; each
     of its passes walks every object of the generations it collects. What start-up made lives
     as long as the process: frozen, the collector skips it (a reconnection storm takes about a
     tenth less time; see docs/performance.md); what connections bring, the hub freezes as they
