@@ -2,7 +2,8 @@
 through it ends at once, and new ones are closed as soon as they arrive) and point it at
 another server, as a network blip or a load balancer failing over would; or let it swallow
 what goes one way while the connections stay up, as a link that is dying does before it is
-cut (what was sent then is lost, and the sender does not know)."""
+cut (what was sent then is lost, and the sender does not know); or hold what servers send, as
+a client that has stopped reading would, until released."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ import threading
 
 
 class Relay:
-    def __init__(self, targetPort: int) -> None:
+    def __init__(self, targetPort: int, window: int | None = None) -> None:
+        """@param window: the receive buffer of the relay's sockets toward the server (bytes):
+            small, a server's output backs up after little of it while held (L{hold})."""
         self.target = targetPort
+        self.window = window
         self.accepted = 0
         self._open = True
         self._sockets: set[socket.socket] = set()
@@ -22,6 +26,9 @@ class Relay:
         # their last bytes are read; connections made later pass everything).
         self._swallowing: tuple[bool, frozenset[socket.socket]] | None = None
         self._swallowed = 0  # bytes swallowed since swallow()
+        self._held: frozenset[socket.socket] = frozenset()  # server sockets not read until release()
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._news = threading.Condition(self._lock)
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
@@ -40,8 +47,13 @@ class Relay:
                 client.close()
                 continue
             try:
-                server = socket.create_connection(("127.0.0.1", target), timeout=5)
+                server = socket.socket()
+                if self.window is not None:  # before connecting: the window it offers
+                    server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.window)
+                server.settimeout(5)
+                server.connect(("127.0.0.1", target))
             except OSError:
+                server.close()
                 client.close()
                 continue
             server.settimeout(None)
@@ -52,7 +64,7 @@ class Relay:
 
     def _pump(self, source: socket.socket, sink: socket.socket, toServer: bool) -> None:
         try:
-            while data := source.recv(65536):
+            while (toServer or source not in self._held or self._flowing.wait()) and (data := source.recv(65536)):
                 with self._lock:
                     swallowing = self._swallowing
                     swallow = swallowing is not None and swallowing[0] is toServer and source in swallowing[1]
@@ -71,6 +83,16 @@ class Relay:
         with self._lock:
             self._swallowing, self._swallowed = (toServer, frozenset(self._sockets)), 0
 
+    def hold(self) -> None:
+        """On the connections open now, stop reading what servers send until L{release}: it
+        backs up into the servers, as behind clients that have stopped reading."""
+        with self._lock:
+            self._held = frozenset(self._sockets)
+            self._flowing.clear()
+
+    def release(self) -> None:
+        self._flowing.set()
+
     def waitSwallowed(self, count: int, timeout: float = 30) -> None:
         """Wait until at least C{count} bytes have been swallowed since L{swallow}."""
         with self._news:
@@ -88,6 +110,7 @@ class Relay:
             end.close()
 
     def cut(self) -> None:
+        self.release()  # held pumps go on, to find their sockets closed
         with self._lock:
             self._open = False
             ends = list(self._sockets)

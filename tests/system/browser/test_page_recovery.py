@@ -79,6 +79,39 @@ def test_a_cut_connection_recovers_every_missed_message_once_in_order(browser: w
         assert messageTexts(page)[-1] == "typed while away"
 
 
+def test_a_page_dropped_as_too_slow_resumes_at_once_and_shows_every_message_once(
+    browser: webdriver.Chrome, relays: list[Relay], tmp_path: Path,
+) -> None:
+    """A page whose link stops taking what the server sends (held by the relay, behind a small
+    window) is dropped with 1013 "too slow; resume with since"; once the link flows again it
+    reads what was on its way and the close, and resumes from there: every message once."""
+    # The kernel lets the server queue about 4 MB on a socket whose reader has stopped: large
+    # messages fill that in a hundred or so.
+    with Twistd("--listen", "tcp:0:interface=127.0.0.1", "--send-queue", "8", "--max-message-size", "60000",
+                cwd=tmp_path) as server:
+        relay = Relay(server.port, window=4096)
+        relays.append(relay)
+        page = Page(browser, f"http://127.0.0.1:{relay.port}/room/slow", name="Ann")
+        page.waitForState("open")
+        relay.hold()
+        logged = len(server.lines)
+        texts: list[str] = []
+        with wsConnect(f"ws://127.0.0.1:{server.port}/ws/slow") as sender:
+            while not any("dropped slow client" in line for line in server.lines[logged:]):
+                assert len(texts) < 500, "the held page was never dropped"
+                texts.append(f"line {len(texts) + 1} " + "x" * 50000)
+                sender.send(texts[-1])
+                assert sender.recv(timeout=10) == texts[-1]  # numbered and delivered
+        relay.release()  # within the second the server waits for the page's answer to its close
+        page.waitForText(texts[-1])
+
+        notices = [e["text"] for e in page.entries() if e["kind"] == "notice"]
+        assert notices == ["Connection closed. too slow; resume with since", "Reconnected."]
+        assert messageTexts(page) == texts
+        assert [e["seq"] for e in page.entries() if e["kind"] == "message"] == list(range(1, len(texts) + 1))
+        page.waitForState("open")
+
+
 def test_retries_back_off_with_jitter_from_under_a_second_to_at_most_ten(browser: webdriver.Chrome, relays: list[Relay],
                                                                          tmp_path: Path) -> None:
     with Twistd("--listen", "tcp:0:interface=127.0.0.1", cwd=tmp_path) as server:
