@@ -184,8 +184,8 @@ class Run:
         options = self.options
         gate = asyncio.Semaphore(options.conc)
         # Time a sample spread over the whole list (a flush reaches the first clients first) and,
-        # with rooms, over as many rooms as it has clients: client k*every + k is in room
-        # k % rooms. (Every every-th client alone put all twenty in one room when every is a
+        # with rooms, over as many rooms as it has clients: client k*every + k % shift is in
+        # room k % rooms. (Every every-th client alone put all twenty in one room when every is a
         # multiple of the rooms: the p99 was then the slowest of that room's 90 messages.)
         every = max(1, options.n // max(1, options.timed))
         shift = min(every, options.rooms) if options.rooms else 1

@@ -27,7 +27,8 @@ class ServerProtocol(WebSocketServerProtocol):
     through C{sendData}, sends every close frame (ours, or the reply to the client's) through
     C{sendCloseFrame}, ends every connection it gives up on (timeouts, protocol errors)
     through C{dropConnection}, and refuses every handshake through C{failHandshake}. None of
-    the four is in its interfaces."""
+    the four is in its interfaces. And C{connectionLost} lets go of C{is_closed}, whose
+    result is the protocol itself."""
 
     # The close frame this side opened the closing handshake with (code, reason), whoever
     # asked for it (the subclass, or Autobahn failing the connection): what the connection
@@ -64,12 +65,14 @@ class ServerProtocol(WebSocketServerProtocol):
         super().dropConnection(abort)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        super().connectionLost(reason)
         # Autobahn resolves is_closed with the protocol itself, a reference cycle: each closed
         # connection then waited for a pass of the cyclic collector, and thousands of them made
         # those passes long (tens of milliseconds each with connections coming and going). What
         # waited on it has had its answer; a closed connection is then freed as it is let go.
-        self.is_closed = None
+        try:
+            super().connectionLost(reason)
+        finally:
+            self.is_closed = None
 
 
 class _ClockTimer:

@@ -278,8 +278,7 @@ class _FreezeStartupObjects(Service):
 
     def startService(self) -> None:
         super().startService()
-        gc.collect()
-        gc.freeze()
+        memory.freeze()
         gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
 
 

@@ -46,8 +46,8 @@ class Relay:
             if not isOpen:
                 client.close()
                 continue
+            server = socket.socket()
             try:
-                server = socket.socket()
                 if self.window is not None:  # before connecting: the window it offers
                     server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.window)
                 server.settimeout(5)
@@ -84,13 +84,15 @@ class Relay:
             self._swallowing, self._swallowed = (toServer, frozenset(self._sockets)), 0
 
     def hold(self) -> None:
-        """On the connections open now, stop reading what servers send until L{release}: it
-        backs up into the servers, as behind clients that have stopped reading."""
+        """On the connections open now, stop reading what servers send (after at most one more
+        read, if one is under way) until L{release}: it backs up into the servers, as behind
+        clients that have stopped reading."""
         with self._lock:
             self._held = frozenset(self._sockets)
             self._flowing.clear()
 
     def release(self) -> None:
+        """Read what servers send again."""
         self._flowing.set()
 
     def waitSwallowed(self, count: int, timeout: float = 30) -> None:

@@ -344,7 +344,7 @@ def test_setMaxMessageSize_gives_one_connection_its_own_limit() -> None:
     clock.advance(hub.config.closeTimeout)
 
 
-def test_a_closed_connection_is_freed_without_the_cyclic_collector() -> None:
+def test_connectionLost_lets_go_of_is_closed_so_a_closed_connection_needs_no_collector() -> None:
     """Autobahn resolves is_closed with the protocol itself; connectionLost cuts that cycle, so
     connections coming and going leave nothing for the collector's passes to find."""
     hub, clock = makeHub()

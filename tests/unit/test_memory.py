@@ -17,22 +17,23 @@ def test_a_freeze_once_a_crowd_of_new_connections_stays_and_not_for_ones_that_co
     assert heap.joined("e", 4) is False, "counting starts again after a freeze"
 
 
-def test_memory_goes_back_once_a_crowd_has_gone_or_a_crowd_of_frozen_connections_has_closed() -> None:
+def test_memory_goes_back_once_a_crowd_has_gone_not_when_frozen_ones_come_and_go() -> None:
     # (what happens, the connection, open after it, whether to freeze / give back)
     table = [
         ("joined", "a", 1, False), ("joined", "b", 2, False), ("joined", "c", 3, True),  # a, b, c frozen
         ("joined", "d", 4, False),
-        ("left", "d", 3, False),  # young: not frozen, so nothing waits for it
-        ("left", "a", 2, False),  # frozen: its cycles wait (1)
-        ("joined", "e", 3, False), ("left", "b", 2, False),  # 2 frozen gone; 4 at the most, 2 open
-        ("joined", "f", 3, False), ("left", "c", 2, True),  # 3 frozen gone: a crowd's worth
+        ("left", "d", 3, False),  # young: counts no more towards a freeze
+        ("left", "a", 2, False),  # frozen: freed as it goes (no cycle), nothing waits for a pass
+        ("joined", "e", 3, False), ("left", "b", 2, False),
+        ("joined", "f", 3, False), ("left", "c", 2, False),  # every frozen one gone, as many came
+        ("left", "e", 1, True),  # 4 at the most, 1 open: a crowd has gone
     ]
     heap = Heap(crowd=3)
-    for what, connection, open, expected in table:
-        said = heap.joined(connection, open) if what == "joined" else heap.left(connection, open)
+    for what, connection, count, expected in table:
+        said = heap.joined(connection, count) if what == "joined" else heap.left(connection, count)
         assert said is expected, (what, connection)
-    heap.gaveBack(2)
-    assert heap.left("e", 1) is False, "counting starts again after a give-back"
+    heap.gaveBack(1)
+    assert heap.left("f", 0) is False, "counting starts again after a give-back"
 
 
 def test_a_crowd_gone_is_counted_from_the_most_open_at_once() -> None:
