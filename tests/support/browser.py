@@ -31,10 +31,19 @@ const [condition, done] = [arguments[0], arguments[arguments.length - 1]];
 const log = document.getElementById("log");
 const holds = new Function("log", "return (" + condition + ");");
 if (holds(log)) { done(true); return; }
-const observer = new MutationObserver(() => {
-  if (holds(log)) { observer.disconnect(); done(true); }
-});
+// Checked again on every change to the page, every scroll (of the log or any element) and
+// every resize of the viewport: a condition on where the log is scrolled to changes on no mutation.
+const check = () => {
+  if (!holds(log)) return;
+  observer.disconnect();
+  document.removeEventListener("scroll", check, true);
+  window.removeEventListener("resize", check);
+  done(true);
+};
+const observer = new MutationObserver(check);
 observer.observe(document.body, {childList: true, subtree: true, attributes: true, characterData: true});
+document.addEventListener("scroll", check, {capture: true, passive: true});
+window.addEventListener("resize", check);
 """
 
 # Each log entry: a message's parts (with its day separator, if it starts a day, and its

@@ -106,6 +106,37 @@ def test_log_follows_new_entries_only_when_scrolled_to_the_bottom(chat: Twistd, 
         assert top == 100, "a reader who scrolled up keeps the place"
 
 
+def test_a_log_made_smaller_keeps_the_end_in_view_and_a_reader_above_keeps_the_place(
+        pages: tuple[Page, Page], chat: Twistd, room: str) -> None:
+    """A phone turned, its keyboard opening, a window narrowed: the end stays in view for a
+    reader at it (the browser lays the log out anew, at times scrolled to its top); a reader
+    reading above is not dragged down to it."""
+    a, _ = pages
+    end = "log.scrollTop + log.clientHeight >= log.scrollHeight - 2"
+    with wsConnect(f"ws://127.0.0.1:{chat.port}/ws/{room}") as client:
+        for i in range(200):
+            client.send(f"filler {i} " + "and more words to wrap " * (i % 4))
+        a.texts(200)
+        a.waitUntil(end)
+        try:
+            for width, height in ((700, 500), (390, 420), (320, 300)):
+                a.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                         {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+                a.waitUntil(f"log.getBoundingClientRect().width <= {width}")
+                a.waitUntil(end)
+            a.driver.execute_script("document.getElementById('log').scrollTop = 200;")
+            a.waitUntil("!log.classList.contains('following')")  # reading above
+            a.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                     {"width": 390, "height": 420, "deviceScaleFactor": 1, "mobile": False})
+            a.waitUntil("log.getBoundingClientRect().width > 320")
+            client.send("while reading above")
+            a.texts(201)
+            assert not a.driver.execute_script(f"const log = document.getElementById('log'); return {end};")
+            assert a.driver.execute_script("return document.getElementById('log').scrollTop") < 1000
+        finally:
+            a.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
 def test_empty_input_sends_nothing(pages: tuple[Page, Page]) -> None:
     a, b = pages
     a.input.send_keys(Keys.ENTER)
