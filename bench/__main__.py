@@ -114,6 +114,11 @@ CASES = [
          senders=100, v1=True, v2=True, rooms=100, identities=5000, servers=("txchat",)),
     Case("people300", "v2: the same at 300 msg/s with 200 joins/s and 200 leaves/s", 10000, 9000, 300,
          senders=100, v1=True, v2=True, rooms=100, identities=5000, churn=200, servers=("txchat", "txchat-memory")),
+    # Between the two: where churn's cost starts to show in the p99 on this machine.
+    Case("people600-nochurn", "v2: 10,000 clients (5000 people) in 100 rooms, 600 msg/s", 10000, 18000, 600,
+         senders=100, v1=True, v2=True, rooms=100, identities=5000, servers=("txchat",)),
+    Case("people600", "v2: the same at 600 msg/s with 200 joins/s and 200 leaves/s", 10000, 18000, 600,
+         senders=100, v1=True, v2=True, rooms=100, identities=5000, churn=200, servers=("txchat",)),
     # A new person's welcome and member list in a room of 199 others (200 people with it: a list).
     Case("memberlist", "v2: welcome + member list, room of 200 people", 199, v1=True, v2=True, rooms=1,
          identities=199, mode="members-join", servers=("txchat",)),
