@@ -106,7 +106,7 @@ def test_log_follows_new_entries_only_when_scrolled_to_the_bottom(chat: Twistd, 
         assert top == 100, "a reader who scrolled up keeps the place"
 
 
-def test_a_log_made_smaller_keeps_the_end_in_view_and_a_reader_above_keeps_the_place(
+def test_a_log_made_smaller_keeps_the_end_in_view_and_a_reader_above_is_not_dragged_to_it(
         pages: tuple[Page, Page], chat: Twistd, room: str) -> None:
     """A phone turned, its keyboard opening, a window narrowed: the end stays in view for a
     reader at it (the browser lays the log out anew, at times scrolled to its top); a reader
@@ -135,6 +135,26 @@ def test_a_log_made_smaller_keeps_the_end_in_view_and_a_reader_above_keeps_the_p
             assert a.driver.execute_script("return document.getElementById('log').scrollTop") < 1000
         finally:
             a.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def test_writing_several_lines_keeps_the_log_following_its_end(pages: tuple[Page, Page], chat: Twistd,
+                                                               room: str) -> None:
+    """The input grows a line at a time and the log shrinks with it; the log keeps its end in
+    view, and still follows the messages that arrive while the reader writes."""
+    a, _ = pages
+    end = "log.scrollTop + log.clientHeight >= log.scrollHeight - 2"
+    with wsConnect(f"ws://127.0.0.1:{chat.port}/ws/{room}") as client:
+        for i in range(200):
+            client.send(f"filler {i}")
+        a.texts(200)
+        a.waitUntil(end)
+        a.input.send_keys("one", Keys.SHIFT, Keys.ENTER, Keys.NULL)
+        a.waitUntil(end)  # the input grew a line; the log followed its end
+        a.input.send_keys("two")  # a keystroke apart: measuring the input moves the log
+        client.send("arrives while writing")
+        a.texts(201)
+        a.waitUntil(end)
+        assert a.driver.execute_script("return document.getElementById('log').classList.contains('following')")
 
 
 def test_empty_input_sends_nothing(pages: tuple[Page, Page]) -> None:
