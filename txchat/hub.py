@@ -167,14 +167,15 @@ class ChatHub(WebSocketServerFactory):
 
     def _cannotServe(self, client: Resuming, room: Room) -> bool:
         """Whether this process, cut off from Redis, cannot serve a v1 client that resumes here:
-        the client has seen numbers this process has not, and would be sent some twice. It is
+        the client may have seen numbers this process has not, and would be sent some twice. It is
         refused (503, or 1013 once open) and retries; by then Redis is back, or it has found
         another process."""
         return not self.broker.up and self._ahead(client, room)
 
     @staticmethod
     def _ahead(client: Resuming, room: Room) -> bool:
-        """Whether a v1 client resumes after a number the room's stream here has not reached."""
+        """Whether a v1 client resumes after a number the room's stream here may not have
+        reached (L{RoomStream.ahead})."""
         return client.v1 and room.stream.ahead(client.since)
 
     def health(self) -> tuple[int, str]:

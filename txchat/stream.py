@@ -188,8 +188,17 @@ class RoomStream:
     # -- questions ------------------------------------------------------------------------
 
     def ahead(self, since: tuple[str, int] | None) -> bool:
-        """Whether a client resuming with C{since} has seen numbers this stream has not."""
-        return since is not None and since[0] == self.epoch and since[1] > self.seq
+        """Whether a client resuming with C{since} may have seen numbers this stream has not:
+        further along this epoch; or, while this stream follows the broker's, any of another
+        epoch. Which of two epochs is the newer only the broker knows, and should the broker's
+        stream turn out to be the client's, one that started over, its messages come whole to
+        the members here (L{_catchUpWith}): that client would get some twice."""
+        if since is None:
+            return False
+        epoch, seq = since
+        if epoch == self.epoch:
+            return seq > self.seq
+        return self.following and seq > 0
 
     def recovered(self, since: tuple[str, int], kept: Sequence[Delivery]) -> list[bytes] | None:
         """Exactly the lines a client resuming after C{since} missed, when they are all among

@@ -147,6 +147,30 @@ def test_a_client_ahead_of_a_process_cut_off_from_redis_is_told_to_try_again() -
     assert (lines[0]["type"], lines[0]["recovered"]) == ("welcome", True)
 
 
+def test_a_client_of_another_stream_is_told_to_try_again_while_the_room_here_follows_one() -> None:
+    """The room here follows E; a client resumes from F:1 (Redis started over, and this process,
+    cut off, never heard of F). Admitted, it would be sent F's kept messages whole once Redis is
+    back, as the members here are (below), F:1 a second time: so, as a client ahead in E, it is
+    refused until then, or finds another process. (A fault run found it: a client got F:1 twice.)"""
+    hub, clock, broker, member = setUp()
+    broker.up = False
+    assert V1Peer(hub, "r", "since=F:1").status == 503
+    fresh = V1Peer(hub, "r", "since=F:0")  # nothing of F seen: nothing to get twice
+    assert fresh.status == 101 and fresh.lines()[0]["recovered"] is False
+    assert member.open
+    broker.up = True
+    resuming = V1Peer(hub, "r", "since=F:1")
+    assert resuming.status == 101
+    broker.reconnected()  # the room catches up; the join waits for that
+    for _, d in [broker.snapshots.pop(0), broker.snapshots.pop(0)]:  # the join's read, the catch-up's
+        d.callback(Snapshot("F", 1, [message(1, "F")], {}))
+    clock.advance(0)
+    assert [(line["type"], line.get("epoch"), line["seq"], line.get("recovered")) for line in resuming.lines()
+            if line["type"] != "presence"] == [("welcome", "F", 1, True)], "recovered, nothing again"
+    assert [(line["type"], line.get("epoch"), line["seq"]) for line in member.lines()
+            if line["type"] != "presence"] == [("welcome", "F", 0), ("message", None, 1)], "F whole, after a welcome"
+
+
 def test_a_stream_that_started_over_meanwhile_comes_whole_after_a_new_welcome() -> None:
     hub, clock, broker, member = setUp()
     broker.reconnected()

@@ -184,11 +184,15 @@ def test_a_join_that_read_before_the_catch_up_began_still_finds_what_came_meanwh
     assert stream._buffer == []
 
 
-@pytest.mark.parametrize("since, ahead", [
-    (None, False), (("E", 3), False), (("E", 2), False), (("E", 4), True), (("F", 9), False),
+@pytest.mark.parametrize("state, since, ahead", [
+    ("E:3", None, False), ("E:3", ("E", 3), False), ("E:3", ("E", 2), False), ("E:3", ("E", 4), True),
+    # Another epoch than the one followed: which is the newer, only the broker knows.
+    ("E:3", ("F", 9), True), ("E:3", ("F", 1), True), ("E:3", ("F", 0), False),
+    # A stream of this process's own: the broker's comes in from its next message, nothing twice.
+    ("local", ("F", 9), False),
 ])
-def test_ahead(since: tuple[str, int] | None, ahead: bool) -> None:
-    stream, _ = start("E:3")
+def test_ahead(state: str, since: tuple[str, int] | None, ahead: bool) -> None:
+    stream, _ = start(state)
     assert stream.ahead(since) is ahead
 
 
