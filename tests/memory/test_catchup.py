@@ -8,6 +8,7 @@ import hashlib
 import json
 from typing import Any, Callable
 
+import pytest
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
@@ -352,15 +353,30 @@ def test_a_client_ahead_refused_while_redis_is_away_leaves_no_room_behind() -> N
     assert V1Peer(hub, "r", "since=E:3").lines()[0]["recovered"] is True, "its stream is still remembered"
 
 
-def test_a_waiting_client_ahead_of_a_catch_up_that_failed_is_told_to_try_again() -> None:
+@pytest.mark.parametrize("since", ["E:4", "F:1"])  # further along the room's stream, or of another
+def test_a_waiting_client_ahead_of_a_catch_up_that_failed_is_told_to_try_again(since: str) -> None:
     hub, clock, broker, member = setUp()
     broker.reconnected()  # the room's catch-up asks first
-    ahead = V1Peer(hub, "r", "since=E:4")
-    broker.answer("E", 4, range(1, 5), which=1)  # its own read: it waits for the catch-up
+    ahead = V1Peer(hub, "r", f"since={since}")
+    _, d = broker.snapshots.pop(1)  # its own read: it waits for the catch-up
+    epoch = since[0]
+    d.callback(Snapshot(epoch, 4, [message(n, epoch) for n in range(1, 5)], {}))
     clock.advance(0)
     assert ahead.lines() == []
     _, d = broker.snapshots.pop(0)
     d.callback(None)  # Redis went again before the catch-up was read
+    clock.advance(0)
+    assert ahead.closeCode() == 1013
+    assert member.open
+
+
+def test_a_client_of_another_stream_whose_join_redis_left_during_is_told_to_try_again() -> None:
+    hub, clock, broker, member = setUp()
+    ahead = V1Peer(hub, "r", "since=F:1")
+    assert ahead.status == 101  # Redis is there: it will tell which stream is the room's
+    broker.up = False
+    _, d = broker.snapshots.pop(0)
+    d.callback(None)  # it went before the join's read was answered
     clock.advance(0)
     assert ahead.closeCode() == 1013
     assert member.open
