@@ -25,6 +25,7 @@ from txchat.chatlog import ChatLog, Page
 from txchat.config import Config
 from txchat.gate import Claim, Gate
 from txchat.limits import ConnectionLimits, RateLimits, TrustedProxies
+from txchat.lobby import Lobby
 from txchat.members import Member, Resuming
 from txchat.metrics import Metrics
 from txchat.origin import OriginPolicy
@@ -100,6 +101,7 @@ class ChatHub(WebSocketServerFactory):
         # The broker's stream (epoch, newest number) of rooms forgotten here, oldest first.
         self._followed: dict[str, tuple[str, int]] = {}
         self._flushCall: IDelayedCall | None = None
+        self.lobby = Lobby(reactor, lambda: self._flushCall is not None, config.handshakeWait)
         self._riding: dict[str, IDelayedCall] = {}  # rooms whose presence lines wait for messages
         self._giveBack = giveBack
         self._freeze = freeze
@@ -448,6 +450,7 @@ class ChatHub(WebSocketServerFactory):
         dirty, self._dirty = self._dirty, {}
         for room in dirty.values():
             self._flushRoom(room)
+        self.lobby.flushed()
 
     def _flushRoom(self, room: Room) -> None:
         started = perf_counter()
@@ -502,6 +505,7 @@ class ChatHub(WebSocketServerFactory):
     def closeAll(self) -> Deferred[None]:
         """Send what is pending, close every client with 1001, and fire once all are gone."""
         self._closing = self.gate.closed = True
+        self.lobby.admitAll()
         self.presence.stop()
         if self._giveBackCall is not None and self._giveBackCall.active():
             self._giveBackCall.cancel()

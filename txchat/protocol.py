@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.interfaces import IDelayedCall, IPullProducer, IPushProducer
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -107,6 +108,9 @@ class ChatProtocol(ServerProtocol):
     _writeTimer: IDelayedCall | None = None
     _refusedByGate = False
     _lastTyping = -math.inf  # when a typing command was last relayed (v2)
+    # What came before the handshake was let in (txchat.lobby); None once it has been.
+    _waiting: list[bytes] | None = None
+    _arrived = False  # the first bytes came, and went to the lobby
 
     def connectionMade(self) -> None:
         self.peerName = describePeer(self.transport.getPeer())
@@ -117,7 +121,26 @@ class ChatProtocol(ServerProtocol):
         # Autobahn's own dataReceived builds a debug line for every read: skip it, and note
         # that the client is alive (any traffic counts, as with the gorilla chat's read deadline).
         self._lastHeard = self.factory.clock.seconds()
-        feed(self, data)
+        if self._waiting is not None:
+            self._waiting.append(data)
+        elif self._arrived:
+            feed(self, data)
+        else:
+            self._arrived = True
+            self._waiting = [data]
+            self.factory.lobby.enter(self._letIn)
+
+    def _letIn(self) -> None:
+        """The lobby's turn for this handshake (at once, when no messages wait to go out)."""
+        waiting, self._waiting = self._waiting, None
+        if waiting:
+            feed(self, b"".join(waiting))
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._waiting is not None:
+            self._waiting = None
+            self.factory.lobby.leave(self._letIn)
+        super().connectionLost(reason)
 
     # -- opening --------------------------------------------------------------------------
 

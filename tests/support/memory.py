@@ -104,6 +104,9 @@ class Peer:
         self.transport: Transport = Transport(self.protocol, peer)
         self.protocol.makeConnection(self.transport)
         self.protocol.dataReceived(frames.handshake(path, host=host, origin=origin, headers=headers))
+        if len(hub.lobby):  # messages are due to go out first (txchat.lobby): the reactor's next turn
+            assert isinstance(hub.clock, Clock)
+            hub.clock.advance(0)
         self.transport.flush()
         head, _, rest = self.transport.value().partition(b"\r\n\r\n")
         self.status: int = int(head.split(b" ")[1])
