@@ -90,8 +90,8 @@ CASES = [
     # the figures are the chatting clients' (the storm's connect time after "storm").
     Case("storm", "storm: 10,000 connect while 1000 x 100 msg/s chat", 1000, 1500, 100, storm=10000,
          servers=("txchat", "naive", "go")),
-    Case("storm-nowait", "storm with --handshake-wait 0", 1000, 1500, 100, storm=10000,
-         serverArgs=("--handshake-wait", "0"), servers=("txchat",)),
+    Case("storm-nolobby", "storm with --handshakes-per-turn 0", 1000, 1500, 100, storm=10000,
+         serverArgs=("--handshakes-per-turn", "0"), servers=("txchat",)),
     # txchat.v1 and rooms (bench.loadgen only: wsload speaks the plain protocol).
     Case("v1max1000", "v1: max deliveries/s, 1000 clients", 1000, 4000, v1=True, servers=("txchat",)),
     Case("v1r1000x100", "v1: 1000 clients x 100 msg/s", 1000, 500, 100, v1=True, servers=("txchat",)),
@@ -122,9 +122,9 @@ CASES = [
     Case("people600", "v2: the same at 600 msg/s with 200 joins/s and 200 leaves/s", 10000, 18000, 600,
          senders=100, v1=True, v2=True, rooms=100, identities=5000, churn=200, servers=("txchat",)),
     # The same with every handshake taken the moment it comes (txchat.lobby off).
-    Case("people600-nowait", "v2: people600 with --handshake-wait 0", 10000, 18000, 600,
-         senders=100, v1=True, v2=True, rooms=100, identities=5000, churn=200, serverArgs=("--handshake-wait", "0"),
-         servers=("txchat",)),
+    Case("people600-nolobby", "v2: people600 with --handshakes-per-turn 0", 10000, 18000, 600,
+         senders=100, v1=True, v2=True, rooms=100, identities=5000, churn=200,
+         serverArgs=("--handshakes-per-turn", "0"), servers=("txchat",)),
     # A new person's welcome and member list in a room of 199 others (200 people with it: a list).
     Case("memberlist", "v2: welcome + member list, room of 200 people", 199, v1=True, v2=True, rooms=1,
          identities=199, mode="members-join", servers=("txchat",)),

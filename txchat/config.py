@@ -37,8 +37,8 @@ class Config:
     # HTTP and the WebSocket handshake: each request (headers and body), then the handshake,
     # each within handshakeTimeout; headers of at most maxHeaderSize bytes.
     handshakeTimeout: float = 10.0
-    # The longest a WebSocket handshake waits while messages go out (txchat.lobby); 0: none waits.
-    handshakeWait: float = 0.25
+    # WebSocket handshakes a reactor turn takes while messages go out (txchat.lobby); 0: no limit.
+    handshakesPerTurn: int = 1
     maxHeaderSize: int = 16384
     closeTimeout: float = 1.0
     # How long shutdown waits for clients to answer the going-away close before cutting them.

@@ -84,9 +84,9 @@ class ChatHub(WebSocketServerFactory):
             failByDrop=False,
             maxMessagePayloadSize=config.maxMessageSize,
             # No timer of Autobahn's for the opening handshake: the site hands it a complete
-            # request head, within the site's own deadline (--handshake-timeout), and the
-            # handshake is done as it is parsed; a timer would be a callLater and a cancel on
-            # every connect.
+            # request head, within the site's own deadline (--handshake-timeout); one that then
+            # queues in the lobby longer than that is cut, and the rest is done as it is parsed.
+            # A timer would be a callLater and a cancel on every connect.
             openHandshakeTimeout=0,
             closeHandshakeTimeout=config.closeTimeout,
             autoPingInterval=0,
@@ -101,7 +101,7 @@ class ChatHub(WebSocketServerFactory):
         # The broker's stream (epoch, newest number) of rooms forgotten here, oldest first.
         self._followed: dict[str, tuple[str, int]] = {}
         self._flushCall: IDelayedCall | None = None
-        self.lobby = Lobby(reactor, lambda: self._flushCall is not None, config.handshakeWait)
+        self.lobby = Lobby(reactor, lambda: self._flushCall is not None, config.handshakesPerTurn)
         self._riding: dict[str, IDelayedCall] = {}  # rooms whose presence lines wait for messages
         self._giveBack = giveBack
         self._freeze = freeze

@@ -1,84 +1,87 @@
 """Where a new connection's handshake waits while the hub has messages to send.
 
-A handshake (Autobahn's parsing, the gate, the welcome and member list) costs the process about
-as much as sending a message to a room of a hundred; done the moment it arrives, a stream of
-visitors puts that work ahead of messages already read, and the people chatting wait for them
-(docs/performance.md, "churn"). So while a flush is due, handshakes wait their turn: each goes
-in a reactor turn with no flush due, after the poll has read what came meanwhile, one a turn;
-none waits longer than C{patience}, so under a load that never lets up they still go in, one
-a turn. An idle hub takes a handshake at once, so nothing changes where there is no chat.
+A handshake (Autobahn's parsing, the gate, the welcome with its history and member list) costs
+the process about as much as sending a message to a room of a hundred. Taken the moment they
+arrive, a crowd's handshakes (a reconnection storm: hundreds in one poll) go ahead of messages
+already read, and everyone chatting waits for all of them. So while a flush is due, handshakes
+queue here, and a turn of the reactor takes at most C{perTurn} of them: right after its flush,
+or in a turn with none due. Twisted runs a C{callLater(0)} made during a turn only after the
+next poll, so what came meanwhile is read, and its flush goes, before the next handshake.
+An idle hub with nobody queued takes a handshake at once.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Callable
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-Admit = Callable[[], object]
+# Called with how long (seconds) the handshake waited.
+Admit = Callable[[float], object]
 
 
 class Lobby:
-    def __init__(self, clock: IReactorTime, busy: Callable[[], bool], patience: float) -> None:
+    """The queue of handshakes, first come first in, on the hub's clock."""
+
+    def __init__(self, clock: IReactorTime, busy: Callable[[], bool], perTurn: int) -> None:
         """
         @param busy: whether messages are waiting to go out (a flush is due).
-        @param patience: the longest a handshake waits (seconds); 0: none waits.
+        @param perTurn: handshakes a turn takes while the queue lasts; 0: every one at once.
         """
         self._clock = clock
         self._busy = busy
-        self._patience = patience
-        self._waiting: deque[tuple[float, Admit]] = deque()
+        self._perTurn = perTurn
+        self._waiting: dict[Admit, float] = {}  # (insertion ordered) admit -> when it came
         self._call: IDelayedCall | None = None
 
     def __len__(self) -> int:
         return len(self._waiting)
 
     def enter(self, admit: Admit) -> None:
-        """Call C{admit} now, or in a later turn when messages have gone out."""
-        if not self._waiting and (self._patience <= 0 or not self._busy()):
-            admit()
+        """Call C{admit} now, or in a later turn."""
+        if self._perTurn <= 0 or not (self._waiting or self._busy()):
+            admit(0.0)
             return
-        self._waiting.append((self._clock.seconds(), admit))
+        self._waiting[admit] = self._clock.seconds()
         if self._call is None:
-            self._call = self._clock.callLater(0, self._next)
+            self._call = self._clock.callLater(0, self._turn)
 
     def leave(self, admit: Admit) -> None:
         """The connection went while it waited."""
-        for entry in self._waiting:
-            if entry[1] == admit:  # (bound methods: equal, not the same object)
-                self._waiting.remove(entry)
-                break
+        self._waiting.pop(admit, None)
         if not self._waiting and self._call is not None:
             self._call.cancel()
             self._call = None
 
     def flushed(self) -> None:
-        """Messages went out: a waiting handshake may go in, after the next poll."""
-        if self._waiting and (self._call is None or self._call.getTime() > self._clock.seconds()):
+        """Messages have gone out: this turn's share goes in now, the rest from the next."""
+        if self._waiting:
             if self._call is not None:
-                self._call.cancel()
-            self._call = self._clock.callLater(0, self._next)
+                self._call.cancel()  # (due this turn, it would take a second share)
+                self._call = None
+            self._admit(self._perTurn)
 
     def admitAll(self) -> None:
-        """Shutting down: every waiting handshake now (the gate refuses them)."""
+        """Shutting down: every waiting handshake now (the closed gate refuses them)."""
         if self._call is not None:
             self._call.cancel()
             self._call = None
-        while self._waiting:
-            self._waiting.popleft()[1]()
+        self._admit(len(self._waiting))
 
-    def _next(self) -> None:
+    def _turn(self) -> None:
         self._call = None
-        if not self._waiting:
-            return
-        since, admit = self._waiting[0]
-        overdue = since + self._patience
-        if self._busy() and self._clock.seconds() < overdue:
-            # The flush that is due calls flushed(); should it never come, patience ends this.
-            self._call = self._clock.callLater(overdue - self._clock.seconds(), self._next)
-            return
-        self._waiting.popleft()
-        admit()
-        if self._waiting and self._call is None:
-            self._call = self._clock.callLater(0, self._next)
+        if self._busy():
+            # The flush due calls flushed(); and should it be cancelled, the next turn looks again.
+            self._call = self._clock.callLater(0, self._turn)
+        else:
+            self._admit(self._perTurn)
+
+    def _admit(self, count: int) -> None:
+        now = self._clock.seconds()
+        try:
+            for _ in range(min(count, len(self._waiting))):
+                admit = next(iter(self._waiting))
+                admit(now - self._waiting.pop(admit))
+        finally:
+            if self._waiting and self._call is None:
+                self._call = self._clock.callLater(0, self._turn)

@@ -123,6 +123,10 @@ class ChatProtocol(ServerProtocol):
         self._lastHeard = self.factory.clock.seconds()
         if self._waiting is not None:
             self._waiting.append(data)
+            if sum(map(len, self._waiting)) > self.factory.config.maxHeaderSize:
+                # Frames before the handshake's answer (RFC 6455 says wait): not kept here unread.
+                self.factory.lobby.leave(self._letIn)
+                self._letIn(0.0)
         elif self._arrived:
             feed(self, data)
         else:
@@ -130,10 +134,13 @@ class ChatProtocol(ServerProtocol):
             self._waiting = [data]
             self.factory.lobby.enter(self._letIn)
 
-    def _letIn(self) -> None:
-        """The lobby's turn for this handshake (at once, when no messages wait to go out)."""
+    def _letIn(self, waited: float) -> None:
+        """The lobby's turn for this handshake: at once on a hub with nothing to send."""
         waiting, self._waiting = self._waiting, None
-        if waiting:
+        if waited > self.factory.config.handshakeTimeout:  # the handshake's deadline, spent queueing
+            _log.debug("cut {peer}: its handshake waited {waited:.1f}s", peer=self.peerName, waited=waited)
+            self.transport.abortConnection()
+        elif waiting:
             feed(self, b"".join(waiting))
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:

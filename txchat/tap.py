@@ -103,9 +103,9 @@ _SETTINGS: list[tuple[str, str, type, float, str]] = [
     ("rate-burst", "rateBurst", int, 1, "Messages a client may send at once, within --rate-limit."),
     ("handshake-timeout", "handshakeTimeout", float, 0.001,
      "Seconds a connection has to send each request (headers and body), and then to finish the WebSocket handshake."),
-    ("handshake-wait", "handshakeWait", float, 0,
-     "Seconds at most a WebSocket handshake waits, while messages are going out, so that a crowd of "
-     "people arriving does not slow the chat of those already in (0: handshakes never wait)."),
+    ("handshakes-per-turn", "handshakesPerTurn", int, 0,
+     "WebSocket handshakes taken in a turn of the reactor while messages are going out, so that a crowd "
+     "arriving does not stall the chat of those already in; the rest wait their turn (0: no limit)."),
     ("close-timeout", "closeTimeout", float, 0.001, "Seconds a client has to answer a close before it is cut."),
     ("max-header-size", "maxHeaderSize", int, 256,
      "Bytes of request line and headers; a larger request gets HTTP 400."),

@@ -1,71 +1,129 @@
-"""The lobby with real protocols in memory: a handshake that comes while messages are due to go
-out waits until they have, and one whose connection goes while it waits leaves nothing."""
+"""The lobby with real protocols in memory, on a clock that turns as a reactor does: a handshake
+that comes while a message is due to go out waits for its flush; under steady chat one goes in
+a turn; one that waited past its deadline is cut, one gone while waiting leaves nothing, and at
+shutdown the waiting are refused."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 
 from bench import frames
-from tests.support.memory import Peer, Transport, V1Peer, makeHub
+from tests.support.memory import MemoryHub, Peer, Transport, V1Peer
+from tests.support.turnclock import TurnClock
+from txchat.config import Config
 from txchat.protocol import ChatProtocol
 
+_port = iter(range(42000, 43000))
 
-def arriving(hub: object, path: str = "/ws/r", protocols: str = "txchat.v1") -> tuple[ChatProtocol, Transport]:
+
+def hubOnTurns(**config: Any) -> tuple[MemoryHub, TurnClock]:
+    clock = TurnClock()
+    hub = MemoryHub(Config(**{"history": 0, **config}), clock)
+    hub.startBroker()
+    return hub, clock
+
+
+def arriving(hub: MemoryHub, path: str = "/ws/r", protocols: str = "txchat.v1") -> tuple[ChatProtocol, Transport]:
     """A connection whose handshake has come, and nothing else done (no turn of the clock)."""
-    peer = IPv4Address("TCP", "127.0.0.1", 41999)
-    protocol = hub.buildProtocol(peer)  # type: ignore[attr-defined]
+    peer = IPv4Address("TCP", "127.0.0.1", next(_port))
+    protocol = hub.buildProtocol(peer)
     assert isinstance(protocol, ChatProtocol)
     transport = Transport(protocol, peer)
     protocol.makeConnection(transport)
-    protocol.dataReceived(frames.handshake(path, headers={"Sec-WebSocket-Protocol": protocols}))
+    headers = {"Sec-WebSocket-Protocol": protocols} if protocols else {}
+    protocol.dataReceived(frames.handshake(path, headers=headers))
     return protocol, transport
 
 
-def test_a_handshake_waits_for_the_messages_due_and_then_gets_them_as_history() -> None:
-    hub, clock = makeHub(history=10)
+def answer(transport: Transport) -> bytes:
+    transport.flush()
+    return transport.value()
+
+
+def test_a_handshake_waits_for_the_message_due_and_then_gets_it_as_history() -> None:
+    hub, clock = hubOnTurns(history=10)
     alice = V1Peer(hub, "r")
     alice.read()
     alice.say("before you came")  # a flush is due: the reactor has not turned yet
     protocol, transport = arriving(hub)
-    transport.flush()
-    assert transport.value() == b""  # not a byte yet: the message goes out first
-    assert len(hub.lobby) == 1
-    assert alice.read() == []
+    assert answer(transport) == b""  # not a byte yet: the message goes out first
+    assert len(hub.lobby) == 1 and alice.read() == []
 
-    clock.advance(0)  # the turn: the flush, then (in the next) the handshake
+    clock.advance(0)  # one turn: the flush, then the handshake
     assert [m["text"] for m in alice.lines() if m["type"] == "message"] == ["before you came"]
-    transport.flush()
-    head, _, rest = transport.value().partition(b"\r\n\r\n")
+    head, _, rest = answer(transport).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101 ")
-    lines = [json.loads(p) for op, p in frames.parseFrames(rest)[0] for p in p.split(b"\n") if op == frames.TEXT]
+    lines = [json.loads(line) for op, p in frames.parseFrames(rest)[0] if op == frames.TEXT for line in p.split(b"\n")]
     assert lines[0]["type"] == "welcome" and lines[0]["seq"] == 1
     assert [(m["seq"], m["text"]) for m in lines if m["type"] == "message"] == [(1, "before you came")]
     assert len(hub.lobby) == 0
-
     transport.loseConnection()
     alice.transport.loseConnection()
     hub.closeAll()
     clock.advance(hub.config.historyTtl)
 
 
+def test_under_steady_chat_one_handshake_goes_in_a_turn_right_after_the_flush() -> None:
+    hub, clock = hubOnTurns()
+    talker = Peer(hub, path="/ws/r")
+    talker.say("0")
+    waiting = [arriving(hub, protocols="")[1] for _ in range(3)]
+    answered = []
+    for turn in range(1, 4):
+        talker.say(str(turn))  # every turn has a message to flush
+        clock.advance(0)
+        answered.append(sum(answer(t).startswith(b"HTTP/1.1 101 ") for t in waiting))
+    assert answered == [1, 2, 3]
+    clock.advance(0)
+    assert talker.messages() == ["0", "1", "2", "3"]
+    for transport in [*waiting, talker.transport]:
+        transport.loseConnection()
+
+
+def test_a_handshake_that_waited_past_its_deadline_is_cut() -> None:
+    hub, clock = hubOnTurns(handshakeTimeout=2)
+    talker = Peer(hub, path="/ws/r")
+    talker.say("one")
+    protocol, transport = arriving(hub, protocols="")
+    clock.advance(2.5)  # the turn came late (the process was that busy)
+    assert transport.aborted and answer(transport) == b""
+    assert len(hub) == 1 and len(hub.lobby) == 0
+    assert talker.messages() == ["one"]
+    talker.transport.loseConnection()
+
+
+def test_frames_sent_before_the_answer_let_the_handshake_in_at_once() -> None:
+    hub, clock = hubOnTurns(maxHeaderSize=1024)
+    talker = Peer(hub, path="/ws/r")
+    talker.say("due")
+    protocol, transport = arriving(hub, protocols="")
+    protocol.dataReceived(frames.text("early"))
+    assert answer(transport) == b""  # a small one waits with the handshake
+    protocol.dataReceived(frames.text("x" * 1024))  # past --max-header-size: not held unread
+    assert answer(transport).startswith(b"HTTP/1.1 101 ")
+    assert len(hub.lobby) == 0
+    clock.advance(0)
+    assert talker.messages() == ["due", "early"]  # (the long one is past the seed's 512 bytes)
+    for t in (transport, talker.transport):
+        t.loseConnection()
+
+
 def test_a_connection_gone_while_it_waited_leaves_the_lobby_and_the_chat_goes_on() -> None:
-    hub, clock = makeHub()
+    hub, clock = hubOnTurns()
     alice, bob = Peer(hub, path="/ws/r"), Peer(hub, path="/ws/r")
     alice.say("one")
     protocol, transport = arriving(hub, protocols="")
     assert len(hub.lobby) == 1
     protocol.connectionLost(Failure(ConnectionDone()))
     assert len(hub.lobby) == 0
-
     clock.advance(0)
     assert bob.messages() == ["one"]
-    transport.flush()
-    assert transport.value() == b""  # never answered, never a member
-    assert len(hub) == 2
+    assert answer(transport) == b"" and len(hub) == 2
     bob.say("two")
     clock.advance(0)
     assert alice.messages() == ["one", "two"]
@@ -73,13 +131,25 @@ def test_a_connection_gone_while_it_waited_leaves_the_lobby_and_the_chat_goes_on
         peer.transport.loseConnection()
 
 
-def test_with_no_wait_a_handshake_is_answered_at_once() -> None:
-    hub, clock = makeHub(handshakeWait=0)
+def test_at_shutdown_the_waiting_handshakes_are_refused() -> None:
+    hub, clock = hubOnTurns()
+    alice = Peer(hub, path="/ws/r")
+    alice.say("one")
+    waiting = [arriving(hub, protocols="")[1] for _ in range(3)]
+    done = hub.closeAll()  # (its last flush lets one in; the others too, at once)
+    assert [answer(t)[:13] for t in waiting] == [b"HTTP/1.1 503 "] * 3
+    assert len(hub.lobby) == 0
+    assert alice.messages() == ["one"]
+    alice.transport.loseConnection()
+    assert done.called
+
+
+def test_with_no_limit_a_handshake_is_answered_at_once() -> None:
+    hub, clock = hubOnTurns(handshakesPerTurn=0)
     alice = Peer(hub, path="/ws/r")
     alice.say("one")
     protocol, transport = arriving(hub, protocols="")
-    transport.flush()
-    assert transport.value().startswith(b"HTTP/1.1 101 ")
+    assert answer(transport).startswith(b"HTTP/1.1 101 ")
     assert len(hub.lobby) == 0
     clock.advance(0)
     transport.loseConnection()

@@ -118,8 +118,9 @@ def test_names_lose_format_characters_that_hide_or_reverse_text() -> None:
     assert [line["name"] for line in admin.lines() if line["type"] == "message"] == ["Admin", "nimdA", "Ann"]
 
 
-def test_history_on_join_then_live_without_gap_or_duplicate_even_mid_batch() -> None:
-    hub, clock = makeHub(history=50)
+@pytest.mark.parametrize("perTurn", [1, 0])  # 0: no lobby, so the join comes mid-batch
+def test_history_on_join_then_live_without_gap_or_duplicate_even_mid_batch(perTurn: int) -> None:
+    hub, clock = makeHub(history=50, handshakesPerTurn=perTurn)
     talker = Peer(hub)
     for i in range(3):
         talker.say(f"old {i}")

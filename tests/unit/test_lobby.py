@@ -1,57 +1,55 @@
-"""The lobby, one scenario a row: steps on a task.Clock, and who was let in at each."""
+"""The lobby, one scenario a row: steps on a clock that turns as a reactor does, beside a flush
+scheduled as the hub schedules it, and what each step did."""
 
 from __future__ import annotations
 
 import pytest
-from twisted.internet.task import Clock
-
+from twisted.internet.interfaces import IDelayedCall
+from tests.support.turnclock import TurnClock
 from txchat.lobby import Lobby
 
 
-class TurnClock(Clock):
-    """A clock whose advance runs only the calls due when it starts, as a reactor's turn does
-    (Twisted's runUntilCurrent leaves calls made meanwhile for the turn after the next poll);
-    Clock itself would run a callLater(0) made by a call in the same advance."""
-
-    def advance(self, amount: float) -> None:
-        self.rightNow += amount
-        for call in sorted((c for c in self.calls if c.getTime() <= self.rightNow), key=lambda c: c.getTime()):
-            if call in self.calls:  # not cancelled by one run before it
-                self.calls.remove(call)
-                call.called = 1
-                call.func(*call.args, **call.kw)
-
-
 class World:
-    """A hub as the lobby sees it: busy or not, and a clock whose turns are advance(0)."""
+    """A hub as the lobby sees it: a message read makes a flush due (a callLater(0), as
+    L{txchat.hub.ChatHub} schedules it), and the flush tells the lobby. Steps happen in the
+    poll between turns; "turn" is the reactor's next run of its timed calls."""
 
-    def __init__(self, patience: float = 0.25) -> None:
+    def __init__(self, perTurn: int = 1) -> None:
         self.clock = TurnClock()
-        self.busy = False
-        self.lobby = Lobby(self.clock, lambda: self.busy, patience)
-        self.admitted: list[str] = []
+        self.flushCall: IDelayedCall | None = None
+        self.lobby = Lobby(self.clock, lambda: self.flushCall is not None, perTurn)
+        self.events: list[str] = []
+        self.waited: dict[str, float] = {}
         self._admits: dict[str, object] = {}
 
     def admit(self, name: str) -> object:
         if name not in self._admits:
-            self._admits[name] = lambda: self.admitted.append(name)
+            def admit(waited: float) -> None:
+                self.events.append(f"in {name}")
+                self.waited[name] = waited
+            self._admits[name] = admit
         return self._admits[name]
 
+    def _flush(self) -> None:
+        self.flushCall = None
+        self.events.append("flush")
+        self.lobby.flushed()
+
     def step(self, step: str) -> list[str]:
-        """Run one step; who was let in by it."""
-        before = len(self.admitted)
+        """Run one step; what it did."""
+        before = len(self.events)
         verb, _, arg = step.partition(" ")
         if verb == "enter":
             self.lobby.enter(self.admit(arg))  # type: ignore[arg-type]
         elif verb == "leave":
             self.lobby.leave(self.admit(arg))  # type: ignore[arg-type]
-        elif verb == "busy":
-            self.busy = True
-        elif verb == "idle":
-            self.busy = False
-        elif verb == "flushed":
-            self.busy = False
-            self.lobby.flushed()
+        elif verb == "message":
+            if self.flushCall is None:
+                self.flushCall = self.clock.callLater(0, self._flush)
+        elif verb == "cancel":  # the flush is called off (the hub forgets the room)
+            assert self.flushCall is not None
+            self.flushCall.cancel()
+            self.flushCall = None
         elif verb == "turn":
             self.clock.advance(0)
         elif verb == "wait":
@@ -60,44 +58,42 @@ class World:
             self.lobby.admitAll()
         else:
             raise ValueError(step)
-        return self.admitted[before:]
+        return self.events[before:]
 
 
-# Each row: the steps, and who each step let in ("" for nobody); every scenario must end with
-# nobody waiting and no timer left.
+# Each row: a step and what it did ("," between events); every scenario ends with nobody
+# waiting and no timer left.
 SCENARIOS = {
-    "an idle hub lets a handshake in at once": [
-        ("enter a", "a"),
+    "an idle hub takes a handshake at once": [
+        ("enter a", "in a"),
     ],
-    "while a flush is due, a handshake waits for the next turn after it": [
-        ("busy", ""), ("enter a", ""), ("turn", ""), ("flushed", ""), ("turn", "a"),
+    "with a message due, the handshake goes in right after its flush": [
+        ("message", ""), ("enter a", ""), ("turn", "flush,in a"),
     ],
-    "a flush due again at that turn: it waits on": [
-        ("busy", ""), ("enter a", ""), ("flushed", ""), ("busy", ""), ("turn", ""), ("flushed", ""), ("turn", "a"),
+    "steady chat: one a turn, each after that turn's flush, in the order they came": [
+        ("message", ""), ("enter a", ""), ("enter b", ""), ("enter c", ""), ("turn", "flush,in a"),
+        ("message", ""), ("turn", "flush,in b"), ("message", ""), ("turn", "flush,in c"),
     ],
-    "one a turn, in the order they came": [
-        ("busy", ""), ("enter a", ""), ("enter b", ""), ("enter c", ""), ("flushed", ""),
-        ("turn", "a"), ("turn", "b"), ("turn", "c"),
+    "a turn with no flush takes one too": [
+        ("message", ""), ("enter a", ""), ("enter b", ""), ("enter c", ""), ("turn", "flush,in a"),
+        ("turn", "in b"), ("turn", "in c"),
     ],
     "behind others, a newcomer waits its turn even on an idle hub": [
-        ("busy", ""), ("enter a", ""), ("idle", ""), ("enter b", ""), ("turn", "a"), ("turn", "b"),
-    ],
-    "a hub that stays busy: in at last after the patience, then one a turn": [
-        ("busy", ""), ("enter a", ""), ("enter b", ""), ("turn", ""), ("wait 0.2", ""), ("wait 0.05", "a"),
-        ("turn", "b"),
-    ],
-    "one that came later than the patience allows waits its own": [
-        ("busy", ""), ("enter a", ""), ("wait 0.2", ""), ("enter b", ""), ("wait 0.05", "a"), ("turn", ""),
-        ("wait 0.2", "b"),
+        ("message", ""), ("enter a", ""), ("enter b", ""), ("turn", "flush,in a"), ("enter c", ""),
+        ("turn", "in b"), ("turn", "in c"),
     ],
     "a connection gone while it waited is never let in": [
-        ("busy", ""), ("enter a", ""), ("enter b", ""), ("leave a", ""), ("flushed", ""), ("turn", "b"),
+        ("message", ""), ("enter a", ""), ("enter b", ""), ("leave a", ""), ("turn", "flush,in b"),
     ],
     "the last one gone: no timer left": [
-        ("busy", ""), ("enter a", ""), ("leave a", ""), ("flushed", ""), ("turn", ""),
+        ("message", ""), ("enter a", ""), ("leave a", ""), ("turn", "flush"),
+    ],
+    "a flush called off: the next turn takes the handshake": [
+        ("message", ""), ("enter a", ""), ("enter b", ""), ("turn", "flush,in a"), ("message", ""),
+        ("cancel", ""), ("turn", "in b"),
     ],
     "shutting down lets everyone in at once, for the gate to refuse": [
-        ("busy", ""), ("enter a", ""), ("enter b", ""), ("shutdown", "a b"),
+        ("message", ""), ("enter a", ""), ("enter b", ""), ("shutdown", "in a,in b"), ("turn", "flush"),
     ],
 }
 
@@ -106,21 +102,57 @@ SCENARIOS = {
 def test_scenario(name: str) -> None:
     world = World()
     for step, expected in SCENARIOS[name]:
-        assert world.step(step) == expected.split(), f"{name}: after {step!r}"
+        assert world.step(step) == (expected.split(",") if expected else []), f"{name}: after {step!r}"
     assert len(world.lobby) == 0
     assert world.clock.getDelayedCalls() == []
 
 
-def test_no_patience_means_no_wait() -> None:
-    """--handshake-wait 0: every handshake at once, as before the lobby."""
-    world = World(patience=0)
-    assert world.step("busy") == []
-    assert world.step("enter a") == ["a"]
+def test_no_limit_takes_every_handshake_at_once() -> None:
+    """--handshakes-per-turn 0: as before the lobby."""
+    world = World(perTurn=0)
+    assert world.step("message") == []
+    assert world.step("enter a") == ["in a"]
+    assert world.step("turn") == ["flush"]
+    assert world.clock.getDelayedCalls() == []
+
+
+def test_a_larger_share_a_turn() -> None:
+    world = World(perTurn=2)
+    for step in ("message", "enter a", "enter b", "enter c"):
+        assert world.step(step) == []
+    assert world.step("turn") == ["flush", "in a", "in b"]
+    assert world.step("turn") == ["in c"]
+    assert world.clock.getDelayedCalls() == []
+
+
+def test_each_is_told_how_long_it_waited() -> None:
+    world = World()
+    world.step("enter now")
+    world.step("message")
+    world.step("enter a")
+    world.step("enter b")
+    assert world.step("wait 1.5") == ["flush", "in a"]  # a turn that came 1.5 s late
+    assert world.step("wait 2") == ["in b"]
+    assert world.waited == {"now": 0.0, "a": 1.5, "b": 3.5}
+
+
+def test_one_that_raises_does_not_strand_the_ones_behind_it() -> None:
+    world = World()
+    world.step("message")
+
+    def broken(waited: float) -> None:
+        raise RuntimeError("a handshake that fails")
+
+    world.lobby.enter(broken)
+    world.step("enter b")
+    with pytest.raises(RuntimeError):
+        world.step("turn")
+    assert world.step("turn") == ["in b"]
     assert world.clock.getDelayedCalls() == []
 
 
 def test_flushed_with_nobody_waiting_schedules_nothing() -> None:
     world = World()
-    world.step("busy")
-    world.step("flushed")
+    world.step("message")
+    assert world.step("turn") == ["flush"]
     assert world.clock.getDelayedCalls() == []

@@ -58,12 +58,12 @@ def test_every_setting_reaches_config() -> None:
     config = parse(
         "--max-message-size", "100", "--send-queue", "7", "--rate-limit", "5", "--max-connections-per-ip", "3",
         "--handshake-timeout", "4", "--redis-backlog", "9", "--trusted-proxy", "10.0.0.0/8",
-        "--redis-timeout", "1.5", "--handshake-wait", "0",
+        "--redis-timeout", "1.5", "--handshakes-per-turn", "0",
     ).config()
     assert (config.maxMessageSize, config.sendQueue, config.rateLimit, config.maxConnectionsPerIp) == (100, 7, 5, 3)
     assert (config.handshakeTimeout, config.redisBacklog, config.trustedProxies) == (4, 9, ("10.0.0.0/8",))
     assert config.redisTimeout == 1.5 and parse().config().redisTimeout == 3.0
-    assert config.handshakeWait == 0 and parse().config().handshakeWait == 0.25
+    assert config.handshakesPerTurn == 0 and parse().config().handshakesPerTurn == 1
 
 
 def test_port_and_interface_become_an_endpoint() -> None:
@@ -125,7 +125,7 @@ def test_repeatable_allowed_origin_and_redis() -> None:
         (["--rate-limit", "-1"], "--rate-limit"),
         (["--max-connections", "-1"], "--max-connections"),
         (["--handshake-timeout", "0"], "--handshake-timeout"),
-        (["--handshake-wait", "-1"], "--handshake-wait"),
+        (["--handshakes-per-turn", "-1"], "--handshakes-per-turn"),
         (["--token-secret", "x"], "--token-secret"),
         (["--token-secret", "é" * 15 + "x"], "--token-secret"),  # 31 bytes, 16 characters
         (["--store", "txchat.sqlite3"], "--store"),
