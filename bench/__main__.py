@@ -329,7 +329,9 @@ def runOnce(options: argparse.Namespace, case: Case, kind: str, profile: str = "
         result.update(profile=profile, presence_pct=presence["inclusive_pct"], presence_self_pct=presence["self_pct"],
                       presence_entries_pct=presence["entries_pct"], profile_samples=presence["samples"])
     if storm is not None:
-        result["storm_connect_s"] = lastResult(options.tool, "storm", storm.stdout, storm.stderr).get("connect_s")
+        stormResult = lastResult(options.tool, "storm", storm.stdout, storm.stderr)
+        result["storm_connect_s"] = stormResult.get("connect_s")
+        result["storm_connected"] = stormResult.get("connected")  # (a handshake cut for waiting too long: not)
     return result
 
 
