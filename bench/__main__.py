@@ -337,7 +337,7 @@ def runOnce(options: argparse.Namespace, case: Case, kind: str, profile: str = "
 
 NUMBERS = ["deliveries_per_s", "lat_p50_ms", "lat_p99_ms", "lat_max_ms", "lost", "disconnected", "server_cpu_pct",
            "tool_cpu_pct", "msgs_per_frame", "connect_s", "server_kib_per_conn", "server_kib_per_conn_end",
-           "server_rss_end_mib", "server_rss_hwm_mib", "storm_connect_s", "joined_s", "joined", "history_ok",
+           "server_rss_end_mib", "server_rss_hwm_mib", "storm_connect_s", "storm_connected", "joined_s", "joined", "history_ok",
            "server_rss_before_mib", "server_rss_full_mib", "server_rss_growth_mib", "server_rss_fresh_mib",
            "server_rss_growth_fresh_mib", "other_cpu_pct", "server_cpu_s", "server_wait_s", "server_chat_wait_s", "tool_wait_s", "churn_joins", "churn_failed",
            "churn_welcome_p50_ms", "churn_welcome_p99_ms", "member_join_p50_ms", "member_join_p90_ms",
@@ -386,7 +386,7 @@ def describe(case: Case, m: dict[str, Any]) -> str:
         text.append(f"{m['disconnected']:.0f} dropped")
     text.append(f"tool {m.get('tool_cpu_pct', 0):.0f} %")
     if "storm_connect_s" in m:
-        text.append(f"storm connected in {m['storm_connect_s']:.2f} s")
+        text.append(f"storm connected in {m['storm_connect_s']:.2f} s ({m.get('storm_connected', 0):,.0f} of them)")
     if m.get("churn_joins"):
         text.append(f"{m['churn_joins']:,.0f} churn joins, their welcome p50 {m.get('churn_welcome_p50_ms', 0):.1f} ms")
     if "presence_pct" in m:

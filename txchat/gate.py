@@ -104,6 +104,12 @@ class Gate(Generic[Place]):
         # Whether a signed user is banned from a room (SPEC §18; the hub's roster says).
         self.banned: Callable[[str, str], bool] = lambda room, subject: False
 
+    @property
+    def full(self) -> bool:
+        """Every handshake now is refused (shutting down, or --max-connections reached)."""
+        limits = self.limits
+        return self.closed or bool(limits.total and limits.open >= limits.total)
+
     def admit(self, handshake: Handshake) -> Ticket[Place] | Refusal:
         verdict = self._admit(handshake)
         outcome = "refused-" + verdict.label if isinstance(verdict, Refusal) else "accepted"

@@ -101,7 +101,8 @@ class ChatHub(WebSocketServerFactory):
         # The broker's stream (epoch, newest number) of rooms forgotten here, oldest first.
         self._followed: dict[str, tuple[str, int]] = {}
         self._flushCall: IDelayedCall | None = None
-        self.lobby = Lobby(reactor, lambda: self._flushCall is not None, config.handshakesPerTurn)
+        self.lobby = Lobby(reactor, lambda: self._flushCall is not None, config.handshakesPerTurn,
+                           config.handshakeTimeout)
         self._riding: dict[str, IDelayedCall] = {}  # rooms whose presence lines wait for messages
         self._giveBack = giveBack
         self._freeze = freeze

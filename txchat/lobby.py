@@ -7,7 +7,9 @@ already read, and everyone chatting waits for all of them. So while a flush is d
 queue here, and a turn of the reactor takes at most C{perTurn} of them: right after its flush,
 or in a turn with none due. Twisted runs a C{callLater(0)} made during a turn only after the
 next poll, so what came meanwhile is read, and its flush goes, before the next handshake.
-An idle hub with nobody queued takes a handshake at once.
+An idle hub with nobody queued takes a handshake at once. One that queued past C{deadline}
+is let go (its admit decides how) without taking a share: the queue is first come first
+out, so those are at its head, and a stale backlog goes in one turn, not one a turn.
 """
 
 from __future__ import annotations
@@ -15,22 +17,27 @@ from __future__ import annotations
 from typing import Callable
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
 
 # Called with how long (seconds) the handshake waited.
 Admit = Callable[[float], object]
+
+_log = Logger()
 
 
 class Lobby:
     """The queue of handshakes, first come first in, on the hub's clock."""
 
-    def __init__(self, clock: IReactorTime, busy: Callable[[], bool], perTurn: int) -> None:
+    def __init__(self, clock: IReactorTime, busy: Callable[[], bool], perTurn: int, deadline: float) -> None:
         """
         @param busy: whether messages are waiting to go out (a flush is due).
         @param perTurn: handshakes a turn takes while the queue lasts; 0: every one at once.
+        @param deadline: seconds after which a queued handshake no longer counts in a share.
         """
         self._clock = clock
         self._busy = busy
         self._perTurn = perTurn
+        self._deadline = deadline
         self._waiting: dict[Admit, float] = {}  # (insertion ordered) admit -> when it came
         self._call: IDelayedCall | None = None
 
@@ -46,12 +53,13 @@ class Lobby:
         if self._call is None:
             self._call = self._clock.callLater(0, self._turn)
 
-    def leave(self, admit: Admit) -> None:
-        """The connection went while it waited."""
-        self._waiting.pop(admit, None)
+    def leave(self, admit: Admit) -> float:
+        """It goes without its turn (its connection went): how long it waited."""
+        came = self._waiting.pop(admit, None)
         if not self._waiting and self._call is not None:
             self._call.cancel()
             self._call = None
+        return self._clock.seconds() - came if came is not None else 0.0
 
     def flushed(self) -> None:
         """Messages have gone out: this turn's share goes in now, the rest from the next."""
@@ -78,10 +86,14 @@ class Lobby:
 
     def _admit(self, count: int) -> None:
         now = self._clock.seconds()
-        try:
-            for _ in range(min(count, len(self._waiting))):
-                admit = next(iter(self._waiting))
-                admit(now - self._waiting.pop(admit))
-        finally:
-            if self._waiting and self._call is None:
-                self._call = self._clock.callLater(0, self._turn)
+        while count and self._waiting:
+            admit = next(iter(self._waiting))
+            waited = now - self._waiting.pop(admit)
+            if waited <= self._deadline:
+                count -= 1
+            try:
+                admit(waited)
+            except Exception:  # one handshake's failure is its own: the queue goes on
+                _log.failure("letting a handshake in")
+        if self._waiting and self._call is None:
+            self._call = self._clock.callLater(0, self._turn)

@@ -109,7 +109,7 @@ class ChatProtocol(ServerProtocol):
     _refusedByGate = False
     _lastTyping = -math.inf  # when a typing command was last relayed (v2)
     # What came before the handshake was let in (txchat.lobby); None once it has been.
-    _waiting: list[bytes] | None = None
+    _waiting: bytearray | None = None
     _arrived = False  # the first bytes came, and went to the lobby
 
     def connectionMade(self) -> None:
@@ -122,26 +122,29 @@ class ChatProtocol(ServerProtocol):
         # that the client is alive (any traffic counts, as with the gorilla chat's read deadline).
         self._lastHeard = self.factory.clock.seconds()
         if self._waiting is not None:
-            self._waiting.append(data)
-            if sum(map(len, self._waiting)) > self.factory.config.maxHeaderSize:
+            self._waiting += data
+            if len(self._waiting) > self.factory.config.maxHeaderSize:
                 # Frames before the handshake's answer (RFC 6455 says wait): not kept here unread.
-                self.factory.lobby.leave(self._letIn)
-                self._letIn(0.0)
+                self._letIn(self.factory.lobby.leave(self._letIn))
         elif self._arrived:
             feed(self, data)
         else:
             self._arrived = True
-            self._waiting = [data]
+            if self.factory.gate.full:  # to be refused: at once, as cheaply as ever
+                feed(self, data)
+                return
+            self._waiting = bytearray(data)
             self.factory.lobby.enter(self._letIn)
 
     def _letIn(self, waited: float) -> None:
         """The lobby's turn for this handshake: at once on a hub with nothing to send."""
         waiting, self._waiting = self._waiting, None
-        if waited > self.factory.config.handshakeTimeout:  # the handshake's deadline, spent queueing
-            _log.debug("cut {peer}: its handshake waited {waited:.1f}s", peer=self.peerName, waited=waited)
-            self.transport.abortConnection()
+        if waited > self.factory.config.handshakeTimeout:  # its deadline, spent queueing: try again
+            _log.debug("refused {peer}: its handshake waited {waited:.1f}s", peer=self.peerName, waited=waited)
+            self.transport.write(wire.BUSY_RESPONSE)
+            self.transport.loseConnection()
         elif waiting:
-            feed(self, b"".join(waiting))
+            feed(self, bytes(waiting))
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._waiting is not None:

@@ -1,7 +1,7 @@
 """The lobby with real protocols in memory, on a clock that turns as a reactor does: a handshake
 that comes while a message is due to go out waits for its flush; under steady chat one goes in
-a turn; one that waited past its deadline is cut, one gone while waiting leaves nothing, and at
-shutdown the waiting are refused."""
+a turn; one that waited past its deadline is told to try again, one gone while waiting leaves
+nothing, a full server refuses at once, and at shutdown the waiting are refused."""
 
 from __future__ import annotations
 
@@ -85,15 +85,28 @@ def test_under_steady_chat_one_handshake_goes_in_a_turn_right_after_the_flush() 
         transport.loseConnection()
 
 
-def test_a_handshake_that_waited_past_its_deadline_is_cut() -> None:
+def test_a_handshake_that_waited_past_its_deadline_is_told_to_try_again() -> None:
     hub, clock = hubOnTurns(handshakeTimeout=2)
     talker = Peer(hub, path="/ws/r")
     talker.say("one")
     protocol, transport = arriving(hub, protocols="")
     clock.advance(2.5)  # the turn came late (the process was that busy)
-    assert transport.aborted and answer(transport) == b""
+    assert answer(transport).startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert not transport.connected and not transport.aborted
     assert len(hub) == 1 and len(hub.lobby) == 0
     assert talker.messages() == ["one"]
+    talker.transport.loseConnection()
+
+
+def test_a_full_server_refuses_at_once_without_queueing() -> None:
+    hub, clock = hubOnTurns(maxConnections=1)
+    talker = Peer(hub, path="/ws/r")
+    talker.say("due")
+    protocol, transport = arriving(hub, protocols="")
+    assert answer(transport).startswith(b"HTTP/1.1 503 ")  # no turn needed
+    assert len(hub.lobby) == 0
+    clock.advance(0)
+    assert talker.messages() == ["due"]
     talker.transport.loseConnection()
 
 

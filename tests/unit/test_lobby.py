@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import capturedLogs
 from tests.support.turnclock import TurnClock
-from txchat.lobby import Lobby
+from txchat.lobby import Admit, Lobby
 
 
 class World:
@@ -14,15 +15,15 @@ class World:
     L{txchat.hub.ChatHub} schedules it), and the flush tells the lobby. Steps happen in the
     poll between turns; "turn" is the reactor's next run of its timed calls."""
 
-    def __init__(self, perTurn: int = 1) -> None:
+    def __init__(self, perTurn: int = 1, deadline: float = 10) -> None:
         self.clock = TurnClock()
         self.flushCall: IDelayedCall | None = None
-        self.lobby = Lobby(self.clock, lambda: self.flushCall is not None, perTurn)
+        self.lobby = Lobby(self.clock, lambda: self.flushCall is not None, perTurn, deadline)
         self.events: list[str] = []
         self.waited: dict[str, float] = {}
-        self._admits: dict[str, object] = {}
+        self._admits: dict[str, Admit] = {}
 
-    def admit(self, name: str) -> object:
+    def admit(self, name: str) -> Admit:
         if name not in self._admits:
             def admit(waited: float) -> None:
                 self.events.append(f"in {name}")
@@ -40,9 +41,9 @@ class World:
         before = len(self.events)
         verb, _, arg = step.partition(" ")
         if verb == "enter":
-            self.lobby.enter(self.admit(arg))  # type: ignore[arg-type]
+            self.lobby.enter(self.admit(arg))
         elif verb == "leave":
-            self.lobby.leave(self.admit(arg))  # type: ignore[arg-type]
+            self.lobby.leave(self.admit(arg))
         elif verb == "message":
             if self.flushCall is None:
                 self.flushCall = self.clock.callLater(0, self._flush)
@@ -52,8 +53,10 @@ class World:
             self.flushCall = None
         elif verb == "turn":
             self.clock.advance(0)
-        elif verb == "wait":
+        elif verb == "wait":  # a turn that comes this late
             self.clock.advance(float(arg))
+        elif verb == "stall":  # time passes in the poll (a long one), before the next turn
+            self.clock.rightNow += float(arg)
         elif verb == "shutdown":
             self.lobby.admitAll()
         else:
@@ -136,8 +139,8 @@ def test_each_is_told_how_long_it_waited() -> None:
     assert world.waited == {"now": 0.0, "a": 1.5, "b": 3.5}
 
 
-def test_one_that_raises_does_not_strand_the_ones_behind_it() -> None:
-    world = World()
+def test_one_that_raises_is_logged_and_the_queue_goes_on() -> None:
+    world = World(perTurn=2)
     world.step("message")
 
     def broken(waited: float) -> None:
@@ -145,10 +148,34 @@ def test_one_that_raises_does_not_strand_the_ones_behind_it() -> None:
 
     world.lobby.enter(broken)
     world.step("enter b")
-    with pytest.raises(RuntimeError):
-        world.step("turn")
-    assert world.step("turn") == ["in b"]
+    world.step("enter c")
+    with capturedLogs() as events:
+        assert world.step("turn") == ["flush", "in b"]
+    assert [e["log_failure"].value.args for e in events if "log_failure" in e] == [("a handshake that fails",)]
+    assert world.step("turn") == ["in c"]
     assert world.clock.getDelayedCalls() == []
+
+
+def test_those_past_the_deadline_go_without_taking_a_share() -> None:
+    """A stale backlog goes in one turn (each to be refused), not one a turn, and the first
+    fresh one behind it goes in that same turn."""
+    world = World(deadline=1)
+    for step in ("message", "enter a", "enter b", "stall 1.5", "enter c", "enter d"):
+        assert world.step(step) == []
+    assert world.step("turn") == ["flush", "in a", "in b", "in c"]
+    assert world.step("turn") == ["in d"]
+    assert world.waited == {"a": 1.5, "b": 1.5, "c": 0.0, "d": 0.0}
+    assert world.clock.getDelayedCalls() == []
+
+
+def test_leaving_says_how_long_it_waited() -> None:
+    world = World()
+    world.step("message")
+    world.step("enter a")
+    world.step("stall 2")
+    assert world.lobby.leave(world.admit("a")) == 2
+    assert world.lobby.leave(world.admit("a")) == 0  # (not there any more)
+    assert world.step("turn") == ["flush"]
 
 
 def test_flushed_with_nobody_waiting_schedules_nothing() -> None:
