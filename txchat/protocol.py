@@ -110,7 +110,7 @@ class ChatProtocol(ServerProtocol):
     _lastTyping = -math.inf  # when a typing command was last relayed (v2)
     # What came before the handshake was let in (txchat.lobby); None once it has been.
     _waiting: bytearray | None = None
-    _arrived = False  # the first bytes came, and went to the lobby
+    _arrived = False  # the first bytes (the handshake) came
 
     def connectionMade(self) -> None:
         self.peerName = describePeer(self.transport.getPeer())
