@@ -28,6 +28,14 @@ def hubOnTurns(**config: Any) -> tuple[MemoryHub, TurnClock]:
     return hub, clock
 
 
+def withMessageDue(text: str, **config: Any) -> tuple[MemoryHub, TurnClock, Peer]:
+    """A hub on turns with a member in room r whose message C{text} is due to go out."""
+    hub, clock = hubOnTurns(**config)
+    talker = Peer(hub, path="/ws/r")
+    talker.say(text)
+    return hub, clock, talker
+
+
 def arriving(hub: MemoryHub, path: str = "/ws/r", protocols: str = "txchat.v1") -> tuple[ChatProtocol, Transport]:
     """A connection whose handshake has come, and nothing else done (no turn of the clock)."""
     peer = IPv4Address("TCP", "127.0.0.1", next(_port))
@@ -69,9 +77,7 @@ def test_a_handshake_waits_for_the_message_due_and_then_gets_it_as_history() -> 
 
 
 def test_under_steady_chat_one_handshake_goes_in_a_turn_right_after_the_flush() -> None:
-    hub, clock = hubOnTurns()
-    talker = Peer(hub, path="/ws/r")
-    talker.say("0")
+    hub, clock, talker = withMessageDue("0")
     waiting = [arriving(hub, protocols="")[1] for _ in range(3)]
     answered = []
     for turn in range(1, 4):
@@ -86,9 +92,7 @@ def test_under_steady_chat_one_handshake_goes_in_a_turn_right_after_the_flush() 
 
 
 def test_a_handshake_that_waited_past_its_deadline_is_told_to_try_again() -> None:
-    hub, clock = hubOnTurns(handshakeTimeout=2)
-    talker = Peer(hub, path="/ws/r")
-    talker.say("one")
+    hub, clock, talker = withMessageDue("one", handshakeTimeout=2)
     protocol, transport = arriving(hub, protocols="")
     clock.advance(2.5)  # the turn came late (the process was that busy)
     assert answer(transport).startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
@@ -99,9 +103,7 @@ def test_a_handshake_that_waited_past_its_deadline_is_told_to_try_again() -> Non
 
 
 def test_a_full_server_refuses_at_once_without_queueing() -> None:
-    hub, clock = hubOnTurns(maxConnections=1)
-    talker = Peer(hub, path="/ws/r")
-    talker.say("due")
+    hub, clock, talker = withMessageDue("due", maxConnections=1)
     protocol, transport = arriving(hub, protocols="")
     assert answer(transport).startswith(b"HTTP/1.1 503 ")  # no turn needed
     assert len(hub.lobby) == 0
@@ -111,9 +113,7 @@ def test_a_full_server_refuses_at_once_without_queueing() -> None:
 
 
 def test_frames_sent_before_the_answer_let_the_handshake_in_at_once() -> None:
-    hub, clock = hubOnTurns(maxHeaderSize=1024)
-    talker = Peer(hub, path="/ws/r")
-    talker.say("due")
+    hub, clock, talker = withMessageDue("due", maxHeaderSize=1024)
     protocol, transport = arriving(hub, protocols="")
     protocol.dataReceived(frames.text("early"))
     assert answer(transport) == b""  # a small one waits with the handshake
@@ -145,9 +145,7 @@ def test_a_connection_gone_while_it_waited_leaves_the_lobby_and_the_chat_goes_on
 
 
 def test_at_shutdown_the_waiting_handshakes_are_refused() -> None:
-    hub, clock = hubOnTurns()
-    alice = Peer(hub, path="/ws/r")
-    alice.say("one")
+    hub, clock, alice = withMessageDue("one")
     waiting = [arriving(hub, protocols="")[1] for _ in range(3)]
     done = hub.closeAll()  # (its last flush lets one in; the others too, at once)
     assert [answer(t)[:13] for t in waiting] == [b"HTTP/1.1 503 "] * 3
@@ -158,9 +156,7 @@ def test_at_shutdown_the_waiting_handshakes_are_refused() -> None:
 
 
 def test_with_no_limit_a_handshake_is_answered_at_once() -> None:
-    hub, clock = hubOnTurns(handshakesPerTurn=0)
-    alice = Peer(hub, path="/ws/r")
-    alice.say("one")
+    hub, clock, alice = withMessageDue("one", handshakesPerTurn=0)
     protocol, transport = arriving(hub, protocols="")
     assert answer(transport).startswith(b"HTTP/1.1 101 ")
     assert len(hub.lobby) == 0
