@@ -127,6 +127,7 @@ class ChatHub(WebSocketServerFactory):
             brokerUp=lambda: float(self.broker.up),
             backlog=lambda: self.broker.backlog,
             refused=lambda: self.broker.dropped,
+            queued=lambda: len(self.lobby),
         )
         self.metrics.logUnwritten.set_function(lambda: getattr(self.broker, "unlogged", 0))
 

@@ -26,6 +26,8 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.connections = Gauge("txchat_connections_open", "WebSocket clients connected now.", registry=r)
+        self.handshakesQueued = Gauge("txchat_handshakes_queued", "WebSocket handshakes waiting their turn while "
+                                      "messages go out (--handshakes-per-turn).", registry=r)
         self.handshakes = Counter(
             "txchat_handshakes", "WebSocket handshakes, by outcome.", ["outcome"], registry=r
         )
@@ -52,8 +54,9 @@ class Metrics:
         )
 
     def watch(self, connections: Callable[[], float], brokerUp: Callable[[], float],
-              backlog: Callable[[], float], refused: Callable[[], float]) -> None:
+              backlog: Callable[[], float], refused: Callable[[], float], queued: Callable[[], float]) -> None:
         self.connections.set_function(connections)
+        self.handshakesQueued.set_function(queued)
         self.brokerUp.set_function(brokerUp)
         self.brokerBacklog.set_function(backlog)
         self.brokerRefused.set_function(refused)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from prometheus_client import generate_latest
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
@@ -61,6 +62,7 @@ def test_a_handshake_waits_for_the_message_due_and_then_gets_it_as_history() -> 
     protocol, transport = arriving(hub)
     assert answer(transport) == b""  # not a byte yet: the message goes out first
     assert len(hub.lobby) == 1 and alice.read() == []
+    assert b"\ntxchat_handshakes_queued 1.0\n" in generate_latest(hub.metrics.registry)
 
     clock.advance(0)  # one turn: the flush, then the handshake
     assert [m["text"] for m in alice.lines() if m["type"] == "message"] == ["before you came"]
@@ -70,6 +72,7 @@ def test_a_handshake_waits_for_the_message_due_and_then_gets_it_as_history() -> 
     assert lines[0]["type"] == "welcome" and lines[0]["seq"] == 1
     assert [(m["seq"], m["text"]) for m in lines if m["type"] == "message"] == [(1, "before you came")]
     assert len(hub.lobby) == 0
+    assert b"\ntxchat_handshakes_queued 0.0\n" in generate_latest(hub.metrics.registry)
     transport.loseConnection()
     alice.transport.loseConnection()
     hub.closeAll()
