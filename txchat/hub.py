@@ -85,7 +85,8 @@ class ChatHub(WebSocketServerFactory):
             maxMessagePayloadSize=config.maxMessageSize,
             # No timer of Autobahn's for the opening handshake: the site hands it a complete
             # request head, within the site's own deadline (--handshake-timeout); one that then
-            # queues in the lobby longer than that is cut, and the rest is done as it is parsed.
+            # queues in the lobby longer than that is answered 503, and the rest is done as it is
+            # parsed.
             # A timer would be a callLater and a cancel on every connect.
             openHandshakeTimeout=0,
             closeHandshakeTimeout=config.closeTimeout,

@@ -24,12 +24,13 @@ CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_POLICY = 1008
 CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_TRY_AGAIN = 1013
+CLOSE_TOKEN_EXPIRED = 4001
+CLOSE_MODERATED = 4003  # the server API disconnected the user, or banned them from the room (SPEC §18)
+
 # The answer to a handshake that queued past its deadline (txchat.lobby): the process is too
 # busy to take it now; the client retries, as after any 503.
 BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
                  b"Connection: close\r\n\r\nbusy now: try again\r\n")
-CLOSE_TOKEN_EXPIRED = 4001
-CLOSE_MODERATED = 4003  # the server API disconnected the user, or banned them from the room (SPEC §18)
 
 # Not only dots: "." and ".." are path segments that browsers resolve before asking.
 _ROOM = re.compile(r"(?!\.+\Z)[A-Za-z0-9._~-]{1,64}\Z")
