@@ -56,25 +56,25 @@ class Lobby:
     def leave(self, admit: Admit) -> float:
         """It goes without its turn (its connection went): how long it waited."""
         came = self._waiting.pop(admit, None)
-        if not self._waiting and self._call is not None:
-            self._call.cancel()
-            self._call = None
+        if not self._waiting:
+            self._stopTurn()
         return self._clock.seconds() - came if came is not None else 0.0
 
     def flushed(self) -> None:
         """Messages have gone out: this turn's share goes in now, the rest from the next."""
         if self._waiting:
-            if self._call is not None:
-                self._call.cancel()  # (due this turn, it would take a second share)
-                self._call = None
+            self._stopTurn()  # (due this turn, it would take a second share)
             self._admit(self._perTurn)
 
     def admitAll(self) -> None:
         """Shutting down: every waiting handshake now (the closed gate refuses them)."""
+        self._stopTurn()
+        self._admit(len(self._waiting))
+
+    def _stopTurn(self) -> None:
         if self._call is not None:
             self._call.cancel()
             self._call = None
-        self._admit(len(self._waiting))
 
     def _turn(self) -> None:
         self._call = None

@@ -108,9 +108,9 @@ class ChatProtocol(ServerProtocol):
     _writeTimer: IDelayedCall | None = None
     _refusedByGate = False
     _lastTyping = -math.inf  # when a typing command was last relayed (v2)
-    # What came before the handshake was let in (txchat.lobby); None once it has been.
+    # What came before the handshake was let in (txchat.lobby), while it queues.
     _waiting: bytearray | None = None
-    _arrived = False  # the first bytes (the handshake) came
+    _handedOver = False  # bytes now go straight to Autobahn's parser
 
     def connectionMade(self) -> None:
         self.peerName = describePeer(self.transport.getPeer())
@@ -121,28 +121,28 @@ class ChatProtocol(ServerProtocol):
         # Autobahn's own dataReceived builds a debug line for every read: skip it, and note
         # that the client is alive (any traffic counts, as with the gorilla chat's read deadline).
         self._lastHeard = self.factory.clock.seconds()
-        if self._waiting is not None:
+        if self._handedOver:
+            feed(self, data)
+        elif self._waiting is not None:
             self._waiting += data
             if len(self._waiting) > self.factory.config.maxHeaderSize:
                 # Frames before the handshake's answer (RFC 6455 says wait): not kept here unread.
                 self._letIn(self.factory.lobby.leave(self._letIn))
-        elif self._arrived:
+        elif self.factory.gate.full:  # the handshake, to be refused: at once, as cheaply as ever
+            self._handedOver = True
             feed(self, data)
-        else:
-            self._arrived = True
-            if self.factory.gate.full:  # to be refused: at once, as cheaply as ever
-                feed(self, data)
-                return
+        else:  # the handshake
             self._waiting = bytearray(data)
             self.factory.lobby.enter(self._letIn)
 
     def _letIn(self, waited: float) -> None:
         """The lobby's turn for this handshake: at once on a hub with nothing to send."""
         waiting, self._waiting = self._waiting, None
+        self._handedOver = True
         if waited > self.factory.config.handshakeTimeout:  # its deadline, spent queueing: try again
             _log.debug("refused {peer}: its handshake waited {waited:.1f}s", peer=self.peerName, waited=waited)
             self.transport.write(wire.BUSY_RESPONSE)
-            self.transport.loseConnection()
+            self.transport.loseConnection()  # (which stops reading)
         elif waiting:
             feed(self, bytes(waiting))
 
