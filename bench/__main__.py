@@ -331,7 +331,7 @@ def runOnce(options: argparse.Namespace, case: Case, kind: str, profile: str = "
     if storm is not None:
         stormResult = lastResult(options.tool, "storm", storm.stdout, storm.stderr)
         result["storm_connect_s"] = stormResult.get("connect_s")
-        result["storm_connected"] = stormResult.get("connected")  # (a handshake cut for waiting too long: not)
+        result["storm_connected"] = stormResult.get("connected")  # (one answered 503 for queueing too long is not)
     return result
 
 
