@@ -18,6 +18,17 @@ from tests.support.browser import Browsers, Page, TRY_SOCKET, makeBrowser
 from tests.support.certs import makeCertificate
 
 
+# The first message text in view in the log, its offset from the log's top, and the log's length.
+FIRST_IN_VIEW = """
+function firstInView() {
+  const log = document.getElementById('log');
+  const top = log.getBoundingClientRect().top;
+  const text = Array.from(log.querySelectorAll('.msg > .text')).find((t) => t.getBoundingClientRect().bottom > top);
+  return {text: text.textContent, offset: text.getBoundingClientRect().top - top, height: log.scrollHeight};
+}
+"""
+
+
 @pytest.fixture
 def pages(chat: Twistd, browsers: Browsers, room: str) -> tuple[Page, Page]:
     url = f"http://127.0.0.1:{chat.port}/room/{room}"
@@ -126,9 +137,18 @@ def test_a_log_made_smaller_keeps_the_end_in_view_and_a_reader_above_is_not_drag
                 a.waitUntil(end)
             a.driver.execute_script("document.getElementById('log').scrollTop = 200;")
             a.waitUntil("!log.classList.contains('following')")  # reading above
+            reading = a.driver.execute_script(FIRST_IN_VIEW + "return firstInView();")
             a.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                                      {"width": 390, "height": 420, "deviceScaleFactor": 1, "mobile": False})
             a.waitUntil("log.getBoundingClientRect().width > 320")
+            # The text the reader was at is still the first in view, where it was, though
+            # everything above it was laid out anew, shorter.
+            now = a.driver.execute_async_script(  # the page's ResizeObserver has answered by then
+                FIRST_IN_VIEW + "const done = arguments[arguments.length - 1];"
+                "requestAnimationFrame(() => requestAnimationFrame(() => done(firstInView())));")
+            assert now["height"] < reading["height"], "the wider log should be shorter"
+            assert now["text"] == reading["text"]
+            assert now["offset"] == pytest.approx(reading["offset"], abs=2)
             client.send("while reading above")
             a.texts(201)
             assert not a.driver.execute_script(f"const log = document.getElementById('log'); return {end};")
