@@ -122,6 +122,9 @@ CASES = [
     Case("people600", "v2: the same at 600 msg/s with 200 joins/s and 200 leaves/s", 10000, 18000, 600,
          senders=100, v1=True, v2=True, rooms=100, identities=5000, churn=200, servers=("txchat",)),
     # The same with every handshake taken the moment it comes (txchat.lobby off).
+    Case("people300-nolobby", "v2: people300 with --handshakes-per-turn 0", 10000, 9000, 300,
+         senders=100, v1=True, v2=True, rooms=100, identities=5000, churn=200,
+         serverArgs=("--handshakes-per-turn", "0"), servers=("txchat",)),
     Case("people600-nolobby", "v2: people600 with --handshakes-per-turn 0", 10000, 18000, 600,
          senders=100, v1=True, v2=True, rooms=100, identities=5000, churn=200,
          serverArgs=("--handshakes-per-turn", "0"), servers=("txchat",)),

@@ -25,7 +25,7 @@ from txchat.chatlog import ChatLog, Page
 from txchat.config import Config
 from txchat.gate import Claim, Gate
 from txchat.limits import ConnectionLimits, RateLimits, TrustedProxies
-from txchat.lobby import Lobby
+from txchat.lobby import PATIENCE, Lobby
 from txchat.members import Member, Resuming
 from txchat.metrics import Metrics
 from txchat.origin import OriginPolicy
@@ -103,7 +103,7 @@ class ChatHub(WebSocketServerFactory):
         self._followed: dict[str, tuple[str, int]] = {}
         self._flushCall: IDelayedCall | None = None
         self.lobby = Lobby(reactor, lambda: self._flushCall is not None, config.handshakesPerTurn,
-                           config.handshakeTimeout)
+                           min(PATIENCE, config.handshakeTimeout))
         self._riding: dict[str, IDelayedCall] = {}  # rooms whose presence lines wait for messages
         self._giveBack = giveBack
         self._freeze = freeze

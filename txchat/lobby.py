@@ -7,9 +7,11 @@ already read, and everyone chatting waits for all of them. So while a flush is d
 queue here, and a turn of the reactor takes at most C{perTurn} of them: right after its flush,
 or in a turn with none due. Twisted runs a C{callLater(0)} made during a turn only after the
 next poll, so what came meanwhile is read, and its flush goes, before the next handshake.
-An idle hub with nobody queued takes a handshake at once. One that queued past C{deadline}
-is let go (its admit decides how) without taking a share: the queue is first come first
-out, so those are at its head, and a stale backlog goes in one turn, not one a turn.
+An idle hub with nobody queued takes a handshake at once. One that has queued C{patience}
+seconds goes in without taking a share: a process that is never idle (its core saturated by
+the chat) still lets newcomers in, each after about that long, rather than one a long turn; and
+a stale backlog (past the handshake's deadline, which its admit answers) goes in one turn, not
+one a turn. The queue is first come first in, so those are at its head.
 """
 
 from __future__ import annotations
@@ -22,22 +24,27 @@ from twisted.logger import Logger
 # Called with how long (seconds) the handshake waited.
 Admit = Callable[[float], object]
 
+# The longest a handshake waits for a share (seconds): a newcomer's wait on a saturated process.
+# Longer than a reconnection storm's queue takes here (at most about 0.3 s for 200 at once, in
+# docs/performance.md), so a storm still goes one a turn.
+PATIENCE = 1.0
+
 _log = Logger()
 
 
 class Lobby:
     """The queue of handshakes, first come first in, on the hub's clock."""
 
-    def __init__(self, clock: IReactorTime, busy: Callable[[], bool], perTurn: int, deadline: float) -> None:
+    def __init__(self, clock: IReactorTime, busy: Callable[[], bool], perTurn: int, patience: float) -> None:
         """
         @param busy: whether messages are waiting to go out (a flush is due).
         @param perTurn: handshakes a turn takes while the queue lasts; 0: every one at once.
-        @param deadline: seconds after which a queued handshake no longer counts in a share.
+        @param patience: seconds after which a queued handshake goes in without a share.
         """
         self._clock = clock
         self._busy = busy
         self._perTurn = perTurn
-        self._deadline = deadline
+        self._patience = patience
         self._waiting: dict[Admit, float] = {}  # (insertion ordered) admit -> when it came
         self._call: IDelayedCall | None = None
 
@@ -86,11 +93,15 @@ class Lobby:
 
     def _admit(self, count: int) -> None:
         now = self._clock.seconds()
-        while count and self._waiting:
-            admit = next(iter(self._waiting))
-            waited = now - self._waiting.pop(admit)
-            if waited <= self._deadline:
+        waiting = self._waiting
+        while waiting:
+            admit = next(iter(waiting))
+            waited = now - waiting[admit]
+            if waited < self._patience:
+                if not count:
+                    break
                 count -= 1
+            del waiting[admit]
             try:
                 admit(waited)
             except Exception:  # one handshake's failure is its own: the queue goes on

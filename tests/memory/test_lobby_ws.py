@@ -1,6 +1,7 @@
 """The lobby with real protocols in memory, on a clock that turns as a reactor does: a handshake
 that comes while a message is due to go out waits for its flush; under steady chat one goes in
-a turn; one that waited past its deadline is told to try again, one gone while waiting leaves
+a turn, and on a saturated hub each after the lobby's patience; one that waited past its
+deadline is told to try again, one gone while waiting leaves
 nothing, a full server refuses at once, and at shutdown the waiting are refused."""
 
 from __future__ import annotations
@@ -88,6 +89,23 @@ def test_under_steady_chat_one_handshake_goes_in_a_turn_right_after_the_flush() 
         clock.advance(0)
         answered.append(sum(answer(t).startswith(b"HTTP/1.1 101 ") for t in waiting))
     assert answered == [1, 2, 3]
+    clock.advance(0)
+    assert talker.messages() == ["0", "1", "2", "3"]
+    for transport in [*waiting, talker.transport]:
+        transport.loseConnection()
+
+
+def test_a_saturated_hub_lets_a_handshake_in_after_its_patience_not_its_share() -> None:
+    """Turns that come late, each with a message to flush: the newcomers behind the first go
+    in once they have waited the lobby's patience, all in the same turn."""
+    hub, clock, talker = withMessageDue("0")
+    waiting = [arriving(hub, protocols="")[1] for _ in range(5)]
+    answered = []
+    for turn in range(1, 4):
+        talker.say(str(turn))
+        clock.advance(0.4)
+        answered.append(sum(answer(t).startswith(b"HTTP/1.1 101 ") for t in waiting))
+    assert answered == [1, 2, 5]  # the third turn: 1.2 s after they came
     clock.advance(0)
     assert talker.messages() == ["0", "1", "2", "3"]
     for transport in [*waiting, talker.transport]:

@@ -15,10 +15,10 @@ class World:
     L{txchat.hub.ChatHub} schedules it), and the flush tells the lobby. Steps happen in the
     poll between turns; "turn" is the reactor's next run of its timed calls."""
 
-    def __init__(self, perTurn: int = 1, deadline: float = 10) -> None:
+    def __init__(self, perTurn: int = 1, patience: float = 10) -> None:
         self.clock = TurnClock()
         self.flushCall: IDelayedCall | None = None
-        self.lobby = Lobby(self.clock, lambda: self.flushCall is not None, perTurn, deadline)
+        self.lobby = Lobby(self.clock, lambda: self.flushCall is not None, perTurn, patience)
         self.events: list[str] = []
         self.waited: dict[str, float] = {}
         self._admits: dict[str, Admit] = {}
@@ -156,10 +156,10 @@ def test_one_that_raises_is_logged_and_the_queue_goes_on() -> None:
     assert world.clock.getDelayedCalls() == []
 
 
-def test_those_past_the_deadline_go_without_taking_a_share() -> None:
-    """A stale backlog goes in one turn (each to be refused), not one a turn, and the first
-    fresh one behind it goes in that same turn."""
-    world = World(deadline=1)
+def test_those_out_of_patience_go_without_taking_a_share() -> None:
+    """A stale backlog goes in one turn (each to be refused past its deadline), not one a
+    turn, and the first fresh one behind it goes in that same turn."""
+    world = World(patience=1)
     for step in ("message", "enter a", "enter b", "stall 1.5", "enter c", "enter d"):
         assert world.step(step) == []
     assert world.step("turn") == ["flush", "in a", "in b", "in c"]
@@ -182,4 +182,25 @@ def test_flushed_with_nobody_waiting_schedules_nothing() -> None:
     world = World()
     world.step("message")
     assert world.step("turn") == ["flush"]
+    assert world.clock.getDelayedCalls() == []
+
+
+def test_a_saturated_hub_lets_each_in_after_its_patience() -> None:
+    """A flush due at every turn, and turns that come late (a process with no time to spare):
+    one a turn would leave newcomers queued ever longer; each goes in once it has waited its
+    patience, the fresh ones still one a turn."""
+    world = World(patience=1)
+    for step in ("message", "enter a", "enter b", "enter c", "enter d"):
+        assert world.step(step) == []
+    assert world.step("wait 0.6") == ["flush", "in a"]
+    world.step("message")
+    world.step("enter e")
+    assert world.step("wait 0.6") == ["flush", "in b", "in c", "in d", "in e"]  # (e: the share)
+    world.step("message")
+    world.step("enter f")
+    world.step("enter g")
+    assert world.step("wait 0.6") == ["flush", "in f"]
+    world.step("message")
+    assert world.step("wait 0.6") == ["flush", "in g"]
+    assert world.waited == pytest.approx({"a": 0.6, "b": 1.2, "c": 1.2, "d": 1.2, "e": 0.6, "f": 0.6, "g": 1.2})
     assert world.clock.getDelayedCalls() == []
