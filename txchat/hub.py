@@ -103,7 +103,7 @@ class ChatHub(WebSocketServerFactory):
         self._followed: dict[str, tuple[str, int]] = {}
         self._flushCall: IDelayedCall | None = None
         self.lobby = Lobby(reactor, lambda: self._flushCall is not None, config.handshakesPerTurn,
-                           min(PATIENCE, config.handshakeTimeout))
+                           min(PATIENCE, config.handshakeTimeout / 2))
         self._riding: dict[str, IDelayedCall] = {}  # rooms whose presence lines wait for messages
         self._giveBack = giveBack
         self._freeze = freeze

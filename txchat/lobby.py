@@ -7,11 +7,16 @@ already read, and everyone chatting waits for all of them. So while a flush is d
 queue here, and a turn of the reactor takes at most C{perTurn} of them: right after its flush,
 or in a turn with none due. Twisted runs a C{callLater(0)} made during a turn only after the
 next poll, so what came meanwhile is read, and its flush goes, before the next handshake.
-An idle hub with nobody queued takes a handshake at once. One that has queued C{patience}
-seconds goes in without taking a share: a process that is never idle (its core saturated by
-the chat) still lets newcomers in, each after about that long, rather than one a long turn; and
-a stale backlog (past the handshake's deadline, which its admit answers) goes in one turn, not
-one a turn. The queue is first come first in, so those are at its head.
+An idle hub with nobody queued takes a handshake at once.
+
+A process saturated by its chat (a flush due at every turn, and turns that come late) would let
+newcomers in one a long turn, a few dozen a second, and keep the rest queued ever longer. So
+beyond its share, a turn also takes the handshakes that have queued C{patience} seconds, while
+its handshakes have taken less than L{SPARE} of the time the process spent on everything else
+since the last turn's: newcomers then get about a fifth of a saturated process, and a backlog
+bigger than that (a storm of thousands at once) still goes in a bounded slice a turn, the chat
+going on between; those still queued at the handshake's deadline are answered (by their admit)
+as cheaply as a refusal, so a stale backlog clears in few turns.
 """
 
 from __future__ import annotations
@@ -24,10 +29,11 @@ from twisted.logger import Logger
 # Called with how long (seconds) the handshake waited.
 Admit = Callable[[float], object]
 
-# The longest a handshake waits for a share (seconds): a newcomer's wait on a saturated process.
-# Longer than a reconnection storm's queue takes here (at most about 0.3 s for 200 at once, in
-# docs/performance.md), so a storm still goes one a turn.
+# How long a handshake waits before it may go in beyond a turn's share (seconds).
 PATIENCE = 1.0
+# The time a turn's handshakes may take beyond its share, as a part of the rest of the process's
+# time since the turn before: a quarter, so at most a fifth of a saturated process.
+SPARE = 0.25
 
 _log = Logger()
 
@@ -39,7 +45,7 @@ class Lobby:
         """
         @param busy: whether messages are waiting to go out (a flush is due).
         @param perTurn: handshakes a turn takes while the queue lasts; 0: every one at once.
-        @param patience: seconds after which a queued handshake goes in without a share.
+        @param patience: seconds after which a queued handshake may go in beyond a share.
         """
         self._clock = clock
         self._busy = busy
@@ -47,6 +53,7 @@ class Lobby:
         self._patience = patience
         self._waiting: dict[Admit, float] = {}  # (insertion ordered) admit -> when it came
         self._call: IDelayedCall | None = None
+        self._lastTurn = clock.seconds()  # when the last turn's handshakes were done, or the queue began
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -56,7 +63,10 @@ class Lobby:
         if self._perTurn <= 0 or not (self._waiting or self._busy()):
             admit(0.0)
             return
-        self._waiting[admit] = self._clock.seconds()
+        now = self._clock.seconds()
+        if not self._waiting:
+            self._lastTurn = now  # (else an hour's quiet would be a spare hour)
+        self._waiting[admit] = now
         if self._call is None:
             self._call = self._clock.callLater(0, self._turn)
 
@@ -92,19 +102,23 @@ class Lobby:
             self._admit(self._perTurn)
 
     def _admit(self, count: int) -> None:
-        now = self._clock.seconds()
+        clock = self._clock
+        began = clock.seconds()
+        budget = (began - self._lastTurn) * SPARE
         waiting = self._waiting
         while waiting:
             admit = next(iter(waiting))
+            now = clock.seconds()
             waited = now - waiting[admit]
-            if waited < self._patience:
-                if not count:
-                    break
+            if count:
                 count -= 1
+            elif waited < self._patience or now - began >= budget:
+                break
             del waiting[admit]
             try:
                 admit(waited)
             except Exception:  # one handshake's failure is its own: the queue goes on
                 _log.failure("letting a handshake in")
-        if self._waiting and self._call is None:
-            self._call = self._clock.callLater(0, self._turn)
+        self._lastTurn = clock.seconds()
+        if waiting and self._call is None:
+            self._call = clock.callLater(0, self._turn)

@@ -105,8 +105,7 @@ _SETTINGS: list[tuple[str, str, type, float, str]] = [
      "Seconds a connection has to send each request (headers and body), and then to finish the WebSocket handshake."),
     ("handshakes-per-turn", "handshakesPerTurn", int, 0,
      "WebSocket handshakes taken in a turn of the reactor while messages are going out, so that a crowd "
-     "arriving does not stall the chat of those already in; the rest wait their turn, at most a second "
-     "(0: no limit)."),
+     "arriving does not stall the chat of those already in; the rest wait their turn (0: no limit)."),
     ("close-timeout", "closeTimeout", float, 0.001, "Seconds a client has to answer a close before it is cut."),
     ("max-header-size", "maxHeaderSize", int, 256,
      "Bytes of request line and headers; a larger request gets HTTP 400."),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from prometheus_client import generate_latest
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
@@ -95,19 +96,24 @@ def test_under_steady_chat_one_handshake_goes_in_a_turn_right_after_the_flush() 
         transport.loseConnection()
 
 
-def test_a_saturated_hub_lets_a_handshake_in_after_its_patience_not_its_share() -> None:
-    """Turns that come late, each with a message to flush: the newcomers behind the first go
-    in once they have waited the lobby's patience, all in the same turn."""
-    hub, clock, talker = withMessageDue("0")
+@pytest.mark.parametrize("timeout, late, answered", [
+    (10, 0.4, [1, 2, 5]),  # the lobby's patience, a second: the third turn, 1.2 s after they came
+    (1, 0.3, [1, 5]),  # half a short --handshake-timeout, so that they go in before it: 0.6 s
+])
+def test_a_saturated_hub_lets_handshakes_in_after_their_patience_not_one_a_turn(
+        timeout: float, late: float, answered: list[int]) -> None:
+    """Turns that come late, each with a message to flush: one a turn, and the rest in the
+    first turn after they have waited the lobby's patience."""
+    hub, clock, talker = withMessageDue("0", handshakeTimeout=timeout)
     waiting = [arriving(hub, protocols="")[1] for _ in range(5)]
-    answered = []
-    for turn in range(1, 4):
+    got = []
+    for turn in range(1, len(answered) + 1):
         talker.say(str(turn))
-        clock.advance(0.4)
-        answered.append(sum(answer(t).startswith(b"HTTP/1.1 101 ") for t in waiting))
-    assert answered == [1, 2, 5]  # the third turn: 1.2 s after they came
+        clock.advance(late)
+        got.append(sum(answer(t).startswith(b"HTTP/1.1 101 ") for t in waiting))
+    assert got == answered
     clock.advance(0)
-    assert talker.messages() == ["0", "1", "2", "3"]
+    assert talker.messages() == [str(turn) for turn in range(len(answered) + 1)]
     for transport in [*waiting, talker.transport]:
         transport.loseConnection()
 

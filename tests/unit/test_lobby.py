@@ -15,10 +15,12 @@ class World:
     L{txchat.hub.ChatHub} schedules it), and the flush tells the lobby. Steps happen in the
     poll between turns; "turn" is the reactor's next run of its timed calls."""
 
-    def __init__(self, perTurn: int = 1, patience: float = 10) -> None:
+    def __init__(self, perTurn: int = 1, patience: float = 10, cost: float = 0) -> None:
+        """@param cost: the seconds each handshake let in takes."""
         self.clock = TurnClock()
         self.flushCall: IDelayedCall | None = None
         self.lobby = Lobby(self.clock, lambda: self.flushCall is not None, perTurn, patience)
+        self.cost = cost
         self.events: list[str] = []
         self.waited: dict[str, float] = {}
         self._admits: dict[str, Admit] = {}
@@ -28,6 +30,7 @@ class World:
             def admit(waited: float) -> None:
                 self.events.append(f"in {name}")
                 self.waited[name] = waited
+                self.clock.rightNow += self.cost
             self._admits[name] = admit
         return self._admits[name]
 
@@ -156,16 +159,26 @@ def test_one_that_raises_is_logged_and_the_queue_goes_on() -> None:
     assert world.clock.getDelayedCalls() == []
 
 
-def test_those_out_of_patience_go_without_taking_a_share() -> None:
-    """A stale backlog goes in one turn (each to be refused past its deadline), not one a
-    turn, and the first fresh one behind it goes in that same turn."""
+def test_those_out_of_patience_go_in_beyond_the_share() -> None:
+    """A backlog that queued its patience (here while the process stalled) goes in in one turn
+    when handshakes cost nothing; the fresh ones behind it, one a turn."""
     world = World(patience=1)
     for step in ("message", "enter a", "enter b", "stall 1.5", "enter c", "enter d"):
         assert world.step(step) == []
-    assert world.step("turn") == ["flush", "in a", "in b", "in c"]
+    assert world.step("turn") == ["flush", "in a", "in b"]
+    assert world.step("turn") == ["in c"]
     assert world.step("turn") == ["in d"]
     assert world.waited == {"a": 1.5, "b": 1.5, "c": 0.0, "d": 0.0}
     assert world.clock.getDelayedCalls() == []
+
+
+def test_one_that_queued_exactly_its_patience_goes_in_beyond_the_share() -> None:
+    world = World(patience=1)
+    for step in ("message", "enter a", "enter b", "enter c"):
+        world.step(step)
+    assert world.step("wait 0.5") == ["flush", "in a"]
+    world.step("message")
+    assert world.step("wait 0.5") == ["flush", "in b", "in c"]
 
 
 def test_leaving_says_how_long_it_waited() -> None:
@@ -195,12 +208,40 @@ def test_a_saturated_hub_lets_each_in_after_its_patience() -> None:
     assert world.step("wait 0.6") == ["flush", "in a"]
     world.step("message")
     world.step("enter e")
-    assert world.step("wait 0.6") == ["flush", "in b", "in c", "in d", "in e"]  # (e: the share)
+    assert world.step("wait 0.6") == ["flush", "in b", "in c", "in d"]
     world.step("message")
     world.step("enter f")
     world.step("enter g")
-    assert world.step("wait 0.6") == ["flush", "in f"]
+    assert world.step("wait 0.6") == ["flush", "in e"]
     world.step("message")
-    assert world.step("wait 0.6") == ["flush", "in g"]
-    assert world.waited == pytest.approx({"a": 0.6, "b": 1.2, "c": 1.2, "d": 1.2, "e": 0.6, "f": 0.6, "g": 1.2})
+    assert world.step("wait 0.6") == ["flush", "in f", "in g"]
+    assert world.waited == pytest.approx({"a": 0.6, "b": 1.2, "c": 1.2, "d": 1.2, "e": 1.2, "f": 1.2, "g": 1.2})
     assert world.clock.getDelayedCalls() == []
+
+
+def test_a_flood_past_its_patience_takes_a_fifth_of_the_process_a_turn_not_all_of_it() -> None:
+    """5000 handshakes at once, each costing 1 ms, while every turn has 6 ms of chat to do:
+    one a turn until they have waited their patience, then beyond the share only what fits in
+    a quarter of the turn's other time (1.5 ms: one more); never the whole backlog in one turn."""
+    world = World(patience=1, cost=0.001)
+    world.step("message")
+    for i in range(5000):
+        world.step(f"enter {i}")
+    perTurn = []
+    while len(world.lobby):
+        world.step("message")
+        perTurn.append(len(world.step("wait 0.006")) - 1)  # (the flush)
+    assert perTurn[0] == 1 and max(perTurn) == 2
+    assert sum(perTurn) == 5000 and len(world.waited) == 5000
+
+
+def test_the_time_before_a_queue_began_is_not_spare_time() -> None:
+    """A quiet minute, then a crowd while the process stalls a second: the first turn after
+    may spend a quarter of that second on them, not a quarter of the minute."""
+    world = World(patience=1, cost=0.001)
+    world.step("stall 60")
+    world.step("message")
+    for i in range(1000):
+        world.step(f"enter {i}")
+    world.step("stall 1")
+    assert 240 <= len(world.step("turn")) - 1 <= 260
