@@ -13,10 +13,10 @@ A process saturated by its chat (a flush due at every turn, and turns that come 
 newcomers in one a long turn, a few dozen a second, and keep the rest queued ever longer. So
 beyond its share, a turn also takes the handshakes that have queued C{patience} seconds, while
 its handshakes have taken less than L{SPARE} of the time the process spent on everything else
-since the last turn's: newcomers then get about a fifth of a saturated process, and a backlog
-bigger than that (a storm of thousands at once) still goes in a bounded slice a turn, the chat
-going on between; those still queued at the handshake's deadline are answered (by their admit)
-as cheaply as a refusal, so a stale backlog clears in few turns.
+since the last turn's, and at most L{SLICE}: newcomers then get about a fifth of a saturated
+process, and a backlog bigger than that (a storm of thousands at once) goes in a bounded slice
+a turn, the chat going on between. Those still queued at the handshake's deadline are
+answered (by their admit) as cheaply as a refusal, so a stale backlog clears many a turn.
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ Admit = Callable[[float], object]
 # How long a handshake waits before it may go in beyond a turn's share (seconds).
 PATIENCE = 1.0
 # The time a turn's handshakes may take beyond its share, as a part of the rest of the process's
-# time since the turn before: a quarter, so at most a fifth of a saturated process.
+# time since the turn before: a quarter, so about a fifth of a saturated process; and at most
+# SLICE seconds (a stall, or a step of the wall clock, is no store of spare time).
 SPARE = 0.25
+SLICE = 0.025
 
 _log = Logger()
 
@@ -104,7 +106,7 @@ class Lobby:
     def _admit(self, count: int) -> None:
         clock = self._clock
         began = clock.seconds()
-        budget = (began - self._lastTurn) * SPARE
+        budget = min((began - self._lastTurn) * SPARE, SLICE)
         waiting = self._waiting
         while waiting:
             admit = next(iter(waiting))

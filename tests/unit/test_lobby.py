@@ -236,12 +236,31 @@ def test_a_flood_past_its_patience_takes_a_fifth_of_the_process_a_turn_not_all_o
 
 
 def test_the_time_before_a_queue_began_is_not_spare_time() -> None:
-    """A quiet minute, then a crowd while the process stalls a second: the first turn after
-    may spend a quarter of that second on them, not a quarter of the minute."""
-    world = World(patience=1, cost=0.001)
+    """A quiet minute, then a crowd while the process is busy 40 ms: the first turn after may
+    spend a quarter of those 40 ms on them (10), not of the minute."""
+    world = World(patience=0, cost=0.001)
     world.step("stall 60")
+    world.step("message")
+    for i in range(100):
+        world.step(f"enter {i}")
+    world.step("stall 0.04")
+    assert 9 <= len(world.step("turn")) - 1 <= 11
+
+
+def test_a_stall_gives_at_most_a_slice() -> None:
+    """However long the turn before (a stall, the wall clock stepping forward), a turn takes
+    at most SLICE of handshakes beyond its share."""
+    world = World(patience=1, cost=0.001)
     world.step("message")
     for i in range(1000):
         world.step(f"enter {i}")
-    world.step("stall 1")
-    assert 240 <= len(world.step("turn")) - 1 <= 260
+    world.step("stall 30")
+    assert 1 + 24 <= len(world.step("turn")) - 1 <= 1 + 26
+
+
+def test_a_turn_with_no_flush_takes_those_out_of_patience_too() -> None:
+    world = World(patience=1, cost=0.001)
+    for step in ("message", "enter a", "enter b", "enter c", "enter d"):
+        world.step(step)
+    assert world.step("wait 0.5") == ["flush", "in a"]
+    assert world.step("wait 0.6") == ["in b", "in c", "in d"]  # b its share; c, d out of patience
