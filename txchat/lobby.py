@@ -4,8 +4,8 @@ A handshake (Autobahn's parsing, the gate, the welcome with its history and memb
 the process about as much as sending a message to a room of a hundred. Taken the moment they
 arrive, a crowd's handshakes (a reconnection storm: hundreds in one poll) go ahead of messages
 already read, and everyone chatting waits for all of them. So while a flush is due, handshakes
-queue here, and a turn of the reactor takes at most C{perTurn} of them: right after its flush,
-or in a turn with none due. Twisted runs a C{callLater(0)} made during a turn only after the
+queue here, and a turn of the reactor takes C{perTurn} of them, its share: right after its
+flush, or in a turn with none due. Twisted runs a C{callLater(0)} made during a turn only after the
 next poll, so what came meanwhile is read, and its flush goes, before the next handshake.
 An idle hub with nobody queued takes a handshake at once.
 
@@ -67,7 +67,7 @@ class Lobby:
             return
         now = self._clock.seconds()
         if not self._waiting:
-            self._lastTurn = now  # (else an hour's quiet would be a spare hour)
+            self._lastTurn = now  # (the quiet before it is no spare time)
         self._waiting[admit] = now
         if self._call is None:
             self._call = self._clock.callLater(0, self._turn)
